@@ -1,0 +1,26 @@
+"""Error helpers: every message says what was wrong, what is allowed, and what was received."""
+
+import difflib
+
+
+class KerasTransferError(ValueError):
+    """A bad input that keras_transfer reports in one line (the CLI prints it without a traceback)."""
+
+
+def did_you_mean(value, allowed):
+    """Returns ' Did you mean 'x'?' for the closest allowed name, or ''."""
+    close = difflib.get_close_matches(str(value).lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    original = next(a for a in allowed if a.lower() == close[0])
+    return f" Did you mean '{original}'?"
+
+
+def unknown_name(kind, value, allowed, hint=""):
+    """A KerasTransferError for a name that is not in `allowed`."""
+    allowed = sorted(allowed)
+    shown = ", ".join(allowed) if len(allowed) <= 12 else ", ".join(allowed[:12]) + ", ..."
+    return KerasTransferError(
+        f"Unknown {kind} '{value}'.{did_you_mean(value, allowed)} Allowed: {shown}.{hint} "
+        f"Received: {kind}={value!r}"
+    )
