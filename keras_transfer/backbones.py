@@ -63,20 +63,152 @@ class BackboneSpec:
 _A = keras.applications
 _RESNET_BLOCKS = (("conv1", r"pool1_pool"), ("conv2", r"conv2_block\d+_out"), ("conv3", r"conv3_block\d+_out"),
                   ("conv4", r"conv4_block\d+_out"), ("conv5", r"conv5_block\d+_out"))
+_DENSENET_BLOCKS = (("conv1", r"pool1"), ("conv2", r"pool2_pool"), ("conv3", r"pool3_pool"),
+                    ("conv4", r"pool4_pool"), ("conv5", r"conv5_block\d+_concat"))
+# The stem has no explicit layer names, so it joins mixed_5b.
+_INCEPTION_RESNET_V2_BLOCKS = (("mixed_5b", r"mixed_5b"), ("block35", r"block35_\d+_ac"), ("mixed_6a", r"mixed_6a"),
+                               ("block17", r"block17_\d+_ac"), ("mixed_7a", r"mixed_7a"), ("block8", r"conv_7b_ac"))
+# The model-name prefix (`convnext_tiny_`) is matched by `\w+`; the stem includes the pre-stem normalization.
+_CONVNEXT_BLOCKS = (("stem", r"\w+_stem"),) + tuple((f"stage_{i}", rf"\w+_stage_{i}_block_\d+_\w+") for i in range(4))
 
 
 def _vgg_blocks():
     return tuple((f"block{i}", rf"block{i}_pool") for i in range(1, 6))
 
 
+def _prefixed_blocks(count):
+    """Blocks `block1`..`block{count}`, each ending at the last layer named `block{i}_*` (VGG19, Xception)."""
+    return tuple((f"block{i}", rf"block{i}_\w+") for i in range(1, count + 1))
+
+
+def _efficientnet_blocks(stages):
+    """EfficientNet(V2) stages `block1`.. (layers `block{i}a_*`, `block{i}b_*`, ...): the stem joins
+    `block1`, the `top_*` layers the last stage."""
+    return tuple((f"block{i}", rf"block{i}[a-z]_\w+") for i in range(1, stages + 1))
+
+
+def _ranges(prefix, pattern, first, ends):
+    """Blocks of numbered units `first..ends[-1]`, one per resolution: block k holds the units after
+    `ends[k-1]` up to `ends[k]` and is named `{prefix}{start}_{end}`; `pattern` formats a unit's layers."""
+    blocks, start = [], first
+    for end in ends:
+        blocks.append((f"{prefix}{start}" if start == end else f"{prefix}{start}_{end}", pattern.format(end)))
+        start = end + 1
+    return tuple(blocks)
+
+
+def _mobilenet_v3_blocks(ends):
+    """The stem with unit 0 (named `expanded_conv_*`, no number), then `expanded_conv_{i}_*` units by resolution."""
+    return (("expanded_conv", r"expanded_conv_[a-z]\w*"),) + _ranges(
+        "expanded_conv_", r"expanded_conv_{}_\w+", 1, ends)
+
+
+def _nasnet_blocks(num_blocks):
+    """The stem (stem conv and reduction cell `stem_1`), then one stage per reduction: reduction cell
+    (`stem_2`, `reduce_{n}`, `reduce_{2n}`) and the normal cells after it."""
+    n = num_blocks
+    return (("stem", r"reduction_concat_stem_1"), ("stage1", rf"normal_concat_{n - 1}"),
+            ("stage2", rf"normal_concat_{2 * n}"), ("stage3", rf"normal_concat_{3 * n}"))
+
+
+_MOBILENET_SIZES = (128, 160, 192, 224)
+_MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
+
 _SPECS = [
+    # ResNet v1: caffe preprocessing.
     BackboneSpec("resnet50", _A.ResNet50, "caffe", 224, 32, _RESNET_BLOCKS, 23_587_712,
                  "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNet"),
+    BackboneSpec("resnet101", _A.ResNet101, "caffe", 224, 32, _RESNET_BLOCKS, 42_658_176,
+                 "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNet"),
+    BackboneSpec("resnet152", _A.ResNet152, "caffe", 224, 32, _RESNET_BLOCKS, 58_370_944,
+                 "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNet"),
+    # ResNet v2: tf preprocessing; post_bn/post_relu join conv5.
+    BackboneSpec("resnet50v2", _A.ResNet50V2, "tf", 224, 32, _RESNET_BLOCKS, 23_564_800,
+                 "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNetV2"),
+    BackboneSpec("resnet101v2", _A.ResNet101V2, "tf", 224, 32, _RESNET_BLOCKS, 42_626_560,
+                 "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNetV2"),
+    BackboneSpec("resnet152v2", _A.ResNet152V2, "tf", 224, 32, _RESNET_BLOCKS, 58_331_648,
+                 "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNetV2"),
+    # VGG
     BackboneSpec("vgg16", _A.VGG16, "caffe", 224, 32, _vgg_blocks(), 14_714_688,
                  "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", family="VGG"),
+    BackboneSpec("vgg19", _A.VGG19, "caffe", 224, 32, _vgg_blocks(), 20_024_384,
+                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", family="VGG"),
+    # Inception
     BackboneSpec("inceptionv3", _A.InceptionV3, "tf", 299, 75,
                  tuple((f"mixed{i}", rf"mixed{i}") for i in range(11)), 21_802_784,
                  "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", family="Inception"),
+    BackboneSpec("inceptionresnetv2", _A.InceptionResNetV2, "tf", 299, 75, _INCEPTION_RESNET_V2_BLOCKS, 54_336_736,
+                 "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5", family="Inception"),
+    # Xception: the auto-named residual add (and shortcut batch norm) closing block k falls into block k+1.
+    BackboneSpec("xception", _A.Xception, "tf", 299, 71, _prefixed_blocks(14), 20_861_480,
+                 "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", family="Xception"),
+    # MobileNet v1/v2: one weights file per input size (alpha 1.0), blocks by resolution.
+    BackboneSpec("mobilenet", _A.MobileNet, "tf", 224, 32, _ranges("conv_pw_", "conv_pw_{}_relu", 1, (1, 3, 5, 11, 13)),
+                 3_228_864, "mobilenet_1_0_{size}_tf_no_top.h5", weights_sizes=_MOBILENET_SIZES, family="MobileNet"),
+    BackboneSpec("mobilenetv2", _A.MobileNetV2, "tf", 224, 32, _ranges("block_", r"block_{}_\w+", 0, (0, 2, 5, 12, 16)),
+                 2_257_984, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+                 weights_sizes=_MOBILENET_V2_SIZES, family="MobileNet"),
+    # MobileNetV3 rescales inside the model (include_preprocessing=True).
+    BackboneSpec("mobilenetv3small", _A.MobileNetV3Small, "none", 224, 32, _mobilenet_v3_blocks((2, 7, 10)), 939_120,
+                 "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", family="MobileNet"),
+    BackboneSpec("mobilenetv3large", _A.MobileNetV3Large, "none", 224, 32, _mobilenet_v3_blocks((2, 5, 11, 14)),
+                 2_996_352, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", family="MobileNet"),
+    # EfficientNet: rescaling and normalization inside the model.
+    BackboneSpec("efficientnetb0", _A.EfficientNetB0, "none", 224, 32, _efficientnet_blocks(7), 4_049_571,
+                 "efficientnetb0_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb1", _A.EfficientNetB1, "none", 240, 32, _efficientnet_blocks(7), 6_575_239,
+                 "efficientnetb1_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb2", _A.EfficientNetB2, "none", 260, 32, _efficientnet_blocks(7), 7_768_569,
+                 "efficientnetb2_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb3", _A.EfficientNetB3, "none", 300, 32, _efficientnet_blocks(7), 10_783_535,
+                 "efficientnetb3_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb4", _A.EfficientNetB4, "none", 380, 32, _efficientnet_blocks(7), 17_673_823,
+                 "efficientnetb4_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb5", _A.EfficientNetB5, "none", 456, 32, _efficientnet_blocks(7), 28_513_527,
+                 "efficientnetb5_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb6", _A.EfficientNetB6, "none", 528, 32, _efficientnet_blocks(7), 40_960_143,
+                 "efficientnetb6_notop.h5", family="EfficientNet"),
+    BackboneSpec("efficientnetb7", _A.EfficientNetB7, "none", 600, 32, _efficientnet_blocks(7), 64_097_687,
+                 "efficientnetb7_notop.h5", family="EfficientNet"),
+    # EfficientNetV2: preprocessing inside the model (include_preprocessing=True); B0-B3 and S have 6 stages.
+    BackboneSpec("efficientnetv2b0", _A.EfficientNetV2B0, "none", 224, 32, _efficientnet_blocks(6), 5_919_312,
+                 "efficientnetv2-b0_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2b1", _A.EfficientNetV2B1, "none", 240, 32, _efficientnet_blocks(6), 6_931_124,
+                 "efficientnetv2-b1_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2b2", _A.EfficientNetV2B2, "none", 260, 32, _efficientnet_blocks(6), 8_769_374,
+                 "efficientnetv2-b2_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2b3", _A.EfficientNetV2B3, "none", 300, 32, _efficientnet_blocks(6), 12_930_622,
+                 "efficientnetv2-b3_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2s", _A.EfficientNetV2S, "none", 384, 32, _efficientnet_blocks(6), 20_331_360,
+                 "efficientnetv2-s_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2m", _A.EfficientNetV2M, "none", 480, 32, _efficientnet_blocks(7), 53_150_388,
+                 "efficientnetv2-m_notop.h5", family="EfficientNetV2"),
+    BackboneSpec("efficientnetv2l", _A.EfficientNetV2L, "none", 480, 32, _efficientnet_blocks(7), 117_746_848,
+                 "efficientnetv2-l_notop.h5", family="EfficientNetV2"),
+    # DenseNet: torch preprocessing; each dense block with its transition (pool2..pool4), bn/relu join conv5.
+    BackboneSpec("densenet121", _A.DenseNet121, "torch", 224, 32, _DENSENET_BLOCKS, 7_037_504,
+                 "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", family="DenseNet"),
+    BackboneSpec("densenet169", _A.DenseNet169, "torch", 224, 32, _DENSENET_BLOCKS, 12_642_880,
+                 "densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5", family="DenseNet"),
+    BackboneSpec("densenet201", _A.DenseNet201, "torch", 224, 32, _DENSENET_BLOCKS, 18_321_984,
+                 "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5", family="DenseNet"),
+    # ConvNeXt: normalization inside the model (include_preprocessing=True).
+    BackboneSpec("convnexttiny", _A.ConvNeXtTiny, "none", 224, 32, _CONVNEXT_BLOCKS, 27_820_128,
+                 "convnext_tiny_notop.h5", family="ConvNeXt"),
+    BackboneSpec("convnextsmall", _A.ConvNeXtSmall, "none", 224, 32, _CONVNEXT_BLOCKS, 49_454_688,
+                 "convnext_small_notop.h5", family="ConvNeXt"),
+    BackboneSpec("convnextbase", _A.ConvNeXtBase, "none", 224, 32, _CONVNEXT_BLOCKS, 87_566_464,
+                 "convnext_base_notop.h5", family="ConvNeXt"),
+    BackboneSpec("convnextlarge", _A.ConvNeXtLarge, "none", 224, 32, _CONVNEXT_BLOCKS, 196_230_336,
+                 "convnext_large_notop.h5", family="ConvNeXt"),
+    BackboneSpec("convnextxlarge", _A.ConvNeXtXLarge, "none", 224, 32, _CONVNEXT_BLOCKS, 348_147_968,
+                 "convnext_xlarge_notop.h5", family="ConvNeXt"),
+    # NASNet: without the top, Keras loads the ImageNet weights at any static input size.
+    BackboneSpec("nasnetmobile", _A.NASNetMobile, "tf", 224, 32, _nasnet_blocks(4), 4_269_716,
+                 "nasnet_mobile_no_top.h5", family="NASNet"),
+    BackboneSpec("nasnetlarge", _A.NASNetLarge, "tf", 331, 32, _nasnet_blocks(6), 84_916_818,
+                 "nasnet_large_no_top.h5", family="NASNet"),
 ]
 
 BACKBONES = {spec.name: spec for spec in _SPECS}

@@ -1,0 +1,178 @@
+"""Named compile/fit presets: optimizer, loss, metrics and callbacks for each training phase.
+
+Every field can be overridden per call; `"auto"` values are resolved here and nowhere else.
+"""
+
+import dataclasses
+import os
+
+import keras
+from keras import ops
+
+from keras_transfer.errors import KerasTransferError, unknown_name
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One training phase's settings.
+
+    Args:
+        name: the preset's name.
+        strategy: the freeze strategy the phase trains with (see `freeze`).
+        n: blocks to unfreeze for `strategy="top_blocks"`.
+        layer: the first backbone layer to unfreeze for `strategy="from_layer"`.
+        optimizer: `"adam"`, `"adamw"`, `"sgd"` (momentum 0.9) or `"rmsprop"`.
+        learning_rate: the starting learning rate.
+        weight_decay: weight decay for `"adamw"` (and `"sgd"`), or `None`.
+        label_smoothing: label smoothing of the cross-entropy loss.
+        epochs: epochs of the phase.
+        patience: EarlyStopping patience (epochs without improvement; best weights restored).
+        reduce_lr_patience: ReduceLROnPlateau patience (halves the rate), or 0 for none.
+        monitor: the metric the callbacks watch (falls back to `"loss"` without validation data).
+    """
+
+    name: str
+    strategy: str
+    n: int = None
+    layer: str = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = None
+    label_smoothing: float = 0.0
+    epochs: int = 10
+    patience: int = 3
+    reduce_lr_patience: int = 2
+    monitor: str = "val_loss"
+
+
+PRESETS = {
+    "feature_extraction": Preset("feature_extraction", strategy="head_only", learning_rate=1e-3, epochs=10),
+    "fine_tune": Preset("fine_tune", strategy="top_blocks", n=2, learning_rate=1e-5, epochs=10),
+    "fine_tune_all": Preset("fine_tune_all", strategy="full", learning_rate=1e-5, epochs=10),
+}
+
+
+def get_preset(preset="feature_extraction", **overrides):
+    """A preset by name (or a `Preset`), with fields replaced by non-`None` `overrides`."""
+    if not isinstance(preset, Preset):
+        if preset not in PRESETS:
+            raise unknown_name("preset", preset, PRESETS)
+        preset = PRESETS[preset]
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise KerasTransferError(
+            f"Unknown preset field(s) {', '.join(unknown)}. Allowed: {', '.join(sorted(fields))}. "
+            f"Received: {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}"
+        )
+    return dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def make_optimizer(preset):
+    """The preset's optimizer, fresh (no state carried over from an earlier phase)."""
+    lr, wd = preset.learning_rate, preset.weight_decay
+    if preset.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if preset.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=0.004 if wd is None else wd)
+    if preset.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=wd)
+    if preset.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    raise unknown_name("optimizer", preset.optimizer, OPTIMIZERS)
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing (Keras's sparse loss has none)."""
+
+    def __init__(self, label_smoothing=0.1, name="sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def num_outputs(model):
+    return int(model.output_shape[-1])
+
+
+def default_loss(model, label_smoothing=0.0):
+    """Binary cross-entropy for a one-unit sigmoid head, sparse categorical otherwise."""
+    if num_outputs(model) == 1:
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    if label_smoothing:
+        return SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def default_metrics(model):
+    """Accuracy, and top-5 accuracy where there are more than 5 classes."""
+    if num_outputs(model) == 1:
+        return [keras.metrics.BinaryAccuracy(name="accuracy")]
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if num_outputs(model) > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    return metrics
+
+
+def compile_model(model, preset="feature_extraction", *, optimizer=None, loss=None, metrics=None,
+                  jit_compile="auto", **overrides):
+    """Compiles `model` with a preset's optimizer, loss and metrics.
+
+    Args:
+        model: a model made by `build_classifier`.
+        preset: a preset name or `Preset`.
+        optimizer, loss, metrics: Keras objects replacing the preset's.
+        jit_compile: `"auto"` lets Keras choose (XLA off on a CPU-only TensorFlow, where it is slower).
+        **overrides: `Preset` fields, e.g. `learning_rate=1e-4`, `label_smoothing=0.1`.
+
+    Returns:
+        The resolved `Preset`.
+    """
+    preset = get_preset(preset, **overrides)
+    model.compile(
+        optimizer=optimizer or make_optimizer(preset),
+        loss=loss or default_loss(model, preset.label_smoothing),
+        metrics=default_metrics(model) if metrics is None else metrics,
+        jit_compile=jit_compile,
+    )
+    return preset
+
+
+def _monitor(preset, has_validation):
+    monitor = preset.monitor if has_validation or not preset.monitor.startswith("val_") else preset.monitor[4:]
+    return monitor, ("max" if "acc" in monitor else "min")
+
+
+def phase_callbacks(preset, *, has_validation=True):
+    """Callbacks that start afresh each phase: TerminateOnNaN, EarlyStopping (best weights
+    restored) and ReduceLROnPlateau."""
+    monitor, mode = _monitor(preset, has_validation)
+    callbacks = [keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=preset.patience,
+                                               restore_best_weights=True)]
+    if preset.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
+                                                           patience=preset.reduce_lr_patience, min_lr=1e-7))
+    return callbacks
+
+
+def run_callbacks(preset, *, has_validation=True, checkpoint_path=None, csv_path=None):
+    """Callbacks that span all phases of a run: the best-model checkpoint and the CSV log."""
+    monitor, mode = _monitor(preset, has_validation)
+    callbacks = []
+    if checkpoint_path:
+        os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)
+        callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint_path, monitor=monitor, mode=mode,
+                                                         save_best_only=True))
+    if csv_path:
+        callbacks.append(keras.callbacks.CSVLogger(csv_path, append=True))
+    return callbacks

@@ -1,0 +1,120 @@
+"""The two-phase recipe: train the head on a frozen backbone, then unfreeze and fine-tune slower.
+
+Each phase is a visible `freeze` followed by `compile_model`, so a changed model is always
+recompiled before it trains again.
+"""
+
+import dataclasses
+
+from keras_transfer.errors import unknown_name
+from keras_transfer.freezing import freeze
+from keras_transfer.presets import compile_model, get_preset, phase_callbacks, run_callbacks
+
+UNFREEZE = ("top_blocks", "from_layer", "full", "gradual")
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+    """The phases' `keras.callbacks.History` objects and `FreezeReport`s, in order.
+
+    `phases` names them: `"head"`, then `"fine_tune"` (or `"fine_tune_1"`, ... for gradual unfreezing).
+    """
+
+    phases: list
+    histories: list
+    freeze_reports: list
+
+    @property
+    def head(self):
+        return self.histories[0]
+
+    @property
+    def fine(self):
+        return self.histories[1:]
+
+    @property
+    def history(self):
+        """Per-epoch metrics of all phases, concatenated, with a `phase` column."""
+        rows = [dict(phase=phase, epoch=epoch, **{k: float(v[i]) for k, v in h.history.items()})
+                for phase, h in zip(self.phases, self.histories) for i, epoch in enumerate(h.epoch)]
+        keys = ["phase", "epoch"] + sorted({k for row in rows for k in row} - {"phase", "epoch"})
+        return {key: [row.get(key) for row in rows] for key in keys}
+
+
+def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
+                verbose="auto"):
+    """One phase: freeze as the preset says, recompile, fit. Returns `(History, FreezeReport)`."""
+    report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
+    compile_model(model, preset)
+    callbacks = phase_callbacks(preset, has_validation=val is not None) + list(callbacks)
+    x, y = train if isinstance(train, tuple) else (train, None)
+    shuffle = y is not None  # a dataset shuffles itself; Keras warns when asked to.
+    history = model.fit(x, y, validation_data=val, shuffle=shuffle, epochs=initial_epoch + preset.epochs,
+                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=class_weight,
+                        verbose=verbose)
+    return history, report
+
+
+def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None, unfreeze="top_blocks",
+              n=2, layer=None, head_preset="feature_extraction", fine_tune_preset="fine_tune",
+              head_learning_rate=None, fine_tune_learning_rate=None, checkpoint_path=None, csv_path=None,
+              callbacks=(), class_weight=None, verbose="auto"):
+    """Trains the head first, then unfreezes the backbone's top and continues at a lower rate.
+
+    1. freeze the backbone, compile with `head_preset`, fit `head_epochs`;
+    2. unfreeze (`"top_blocks"`: the top `n` blocks; `"from_layer"`: from `layer` on; `"full"`;
+       `"gradual"`: one more top block per stage up to `n`, `fine_tune_epochs` each), recompile
+       with `fine_tune_preset`, fit on from where phase 1 stopped.
+
+    EarlyStopping restores each phase's best weights; BatchNorm layers stay frozen.
+
+    Args:
+        model: a model made by `build_classifier`.
+        train, val: `tf.data.Dataset`s of (images, labels), or `(images, labels)` tuples of arrays.
+        head_epochs, fine_tune_epochs: epochs of each phase (default: the presets').
+        head_learning_rate, fine_tune_learning_rate: override the presets' rates.
+        checkpoint_path: optional `.keras` path for the best model over all phases.
+        csv_path: optional CSV log over all phases.
+        callbacks: extra Keras callbacks for every phase.
+        class_weight: as in `model.fit`.
+
+    Returns:
+        A `FineTuneResult`.
+
+    Example:
+    >>> model = build_classifier("mobilenetv2", 3, weights=None, input_size=32)
+    >>> x, y = np.random.rand(8, 32, 32, 3) * 255, np.arange(8) % 3
+    >>> result = fine_tune(model, (x, y), head_epochs=1, fine_tune_epochs=1, verbose=0)
+    >>> result.phases
+    ['head', 'fine_tune']
+    """
+    if unfreeze not in UNFREEZE:
+        raise unknown_name("unfreeze", unfreeze, UNFREEZE)
+    head = get_preset(head_preset, epochs=head_epochs, learning_rate=head_learning_rate)
+    fine = get_preset(fine_tune_preset, epochs=fine_tune_epochs, learning_rate=fine_tune_learning_rate)
+    if unfreeze == "gradual":
+        stages = [(f"fine_tune_{k}", dataclasses.replace(fine, strategy="top_blocks", n=k)) for k in range(1, n + 1)]
+    else:
+        stages = [("fine_tune", dataclasses.replace(fine, strategy=unfreeze, n=n, layer=layer))]
+    return run_phases(model, train, val, [("head", head)] + stages, checkpoint_path=checkpoint_path,
+                      csv_path=csv_path, callbacks=callbacks, class_weight=class_weight, verbose=verbose)
+
+
+def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,
+               verbose="auto"):
+    """Runs `(name, Preset)` phases one after another, each continuing the epoch count.
+
+    The checkpoint (best model over all phases) and the CSV log span the phases; EarlyStopping
+    and ReduceLROnPlateau start afresh in each.
+    """
+    spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
+                             csv_path=csv_path) + list(callbacks)
+    result, epoch = FineTuneResult([], [], []), 0
+    for phase, preset in phases:
+        history, report = train_phase(model, train, val, preset=preset, initial_epoch=epoch, callbacks=spanning,
+                                      class_weight=class_weight, verbose=verbose)
+        epoch += len(history.epoch)
+        result.phases.append(phase)
+        result.histories.append(history)
+        result.freeze_reports.append(report)
+    return result
