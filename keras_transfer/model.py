@@ -161,3 +161,11 @@ def backbone_spec_of(model):
     """The registry entry a classifier was built on, or `None` for a user backbone."""
     name = getattr(_head(model), "backbone_name", None)
     return get_backbone_spec(name) if name else None
+
+
+def class_indices(probabilities):
+    """Predicted class indices from a classifier's output (one sigmoid unit or a softmax)."""
+    probabilities = keras.ops.convert_to_numpy(probabilities)
+    if probabilities.shape[-1] == 1:
+        return (probabilities[..., 0] > 0.5).astype("int64")
+    return probabilities.argmax(-1)

@@ -1,0 +1,98 @@
+"""The `keras-transfer` command: `backbones`, `train`, `demo`.
+
+Bad input is reported in one line (`error: ...`) with exit status 2; `--debug` shows the traceback.
+"""
+
+import argparse
+import sys
+
+from keras_transfer.errors import KerasTransferError
+
+
+def _weights(value):
+    return None if value.lower() == "none" else value
+
+
+def _add_train(sub):
+    from keras_transfer.runs import STRATEGIES
+
+    p = sub.add_parser("train", help="train a classifier on a folder of class subfolders")
+    p.add_argument("data_dir", help="folder with one subfolder of images per class")
+    p.add_argument("--backbone", default="mobilenetv2", help="registry name (see `keras-transfer backbones`)")
+    p.add_argument("--weights", default="imagenet", type=_weights, help="imagenet | none | PATH to a weights file")
+    p.add_argument("--input-size", type=int, default=None, help="square input side (default: the backbone's)")
+    p.add_argument("--strategy", default="top_blocks", choices=STRATEGIES,
+                   help="head_only trains the head; the others run head first, then unfreeze this way")
+    p.add_argument("--blocks", type=int, default=2, help="top blocks to unfreeze (top_blocks, gradual)")
+    p.add_argument("--layer", default=None, help="first backbone layer to unfreeze (from_layer)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs of the head phase")
+    p.add_argument("--fine-tune-epochs", type=int, default=None, help="epochs of the fine-tuning phase (default: --epochs)")
+    p.add_argument("--learning-rate", type=float, default=None, help="head phase rate (default 1e-3)")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=None, help="fine-tuning rate (default 1e-5)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--augmentation", default="light", help="none | flip | light | geometric")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(prog="keras-transfer", description="Transfer learning with Keras 3 backbones.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backbones", help="list the backbone registry")
+    _add_train(sub)
+    demo = sub.add_parser("demo", help="offline demo: pretrained VGG16 vs scratch on real digits")
+    demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    demo.add_argument("--labels-per-class", type=int, default=10, help="training images per class")
+    demo.add_argument("--seed", type=int, default=1337)
+    return parser
+
+
+def backbones_table():
+    """The registry as a text table."""
+    from keras_transfer.backbones import list_backbones
+
+    rows = [("name", "family", "preprocess", "default", "min", "params", "blocks")]
+    for spec in list_backbones():
+        rows.append((spec.name, spec.family, spec.preprocess, str(spec.default_size), str(spec.min_size),
+                     f"{spec.params / 1e6:.1f}M", " ".join(spec.block_names)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+
+
+def _train(args):
+    from keras_transfer.runs import train_from_folder
+
+    train_from_folder(
+        args.data_dir, args.out, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+        strategy=args.strategy, n=args.blocks, layer=args.layer, epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, validation_split=args.validation_split,
+        augmentation=args.augmentation, dropout=args.dropout, learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, seed=args.seed, overwrite=args.overwrite)
+    print(f"Run folder: {args.out}")
+
+
+def main(argv=None):
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "backbones":
+            print(backbones_table())
+        elif args.command == "train":
+            _train(args)
+        elif args.command == "demo":
+            from keras_transfer.demo import run_demo
+
+            run_demo(args.out, labels_per_class=args.labels_per_class, seed=args.seed)
+    except KerasTransferError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
