@@ -77,7 +77,7 @@ def _vgg_blocks():
 
 
 def _prefixed_blocks(count):
-    """Blocks `block1`..`block{count}`, each ending at the last layer named `block{i}_*` (VGG19, Xception)."""
+    """Blocks `block1`..`block{count}`, each ending at the last layer named `block{i}_*` (Xception)."""
     return tuple((f"block{i}", rf"block{i}_\w+") for i in range(1, count + 1))
 
 
@@ -88,8 +88,8 @@ def _efficientnet_blocks(stages):
 
 
 def _ranges(prefix, pattern, first, ends):
-    """Blocks of numbered units `first..ends[-1]`, one per resolution: block k holds the units after
-    `ends[k-1]` up to `ends[k]` and is named `{prefix}{start}_{end}`; `pattern` formats a unit's layers."""
+    """Blocks of numbered units `first..ends[-1]`: block k holds the units after `ends[k-1]` up to `ends[k]`
+    and is named `{prefix}{start}_{end}` (`{prefix}{end}` for one unit); `pattern.format(i)` matches unit i's layers."""
     blocks, start = [], first
     for end in ends:
         blocks.append((f"{prefix}{start}" if start == end else f"{prefix}{start}_{end}", pattern.format(end)))
@@ -97,10 +97,10 @@ def _ranges(prefix, pattern, first, ends):
     return tuple(blocks)
 
 
-def _mobilenet_v3_blocks(ends):
-    """The stem with unit 0 (named `expanded_conv_*`, no number), then `expanded_conv_{i}_*` units by resolution."""
-    return (("expanded_conv", r"expanded_conv_[a-z]\w*"),) + _ranges(
-        "expanded_conv_", r"expanded_conv_{}_\w+", 1, ends)
+def _inverted_residual_blocks(prefix, ends):
+    """MobileNetV2/V3: the stem with unit 0 (layers `expanded_conv_*`, unnumbered), then the units
+    `{prefix}{i}_*` grouped by resolution."""
+    return (("expanded_conv", r"expanded_conv_[a-z]\w*"),) + _ranges(prefix, prefix + r"{}_\w+", 1, ends)
 
 
 def _nasnet_blocks(num_blocks):
@@ -111,9 +111,6 @@ def _nasnet_blocks(num_blocks):
             ("stage2", rf"normal_concat_{2 * n}"), ("stage3", rf"normal_concat_{3 * n}"))
 
 
-_MOBILENET_SIZES = (128, 160, 192, 224)
-_MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
-
 _SPECS = [
     # ResNet v1: caffe preprocessing.
     BackboneSpec("resnet50", _A.ResNet50, "caffe", 224, 32, _RESNET_BLOCKS, 23_587_712,
@@ -122,7 +119,7 @@ _SPECS = [
                  "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNet"),
     BackboneSpec("resnet152", _A.ResNet152, "caffe", 224, 32, _RESNET_BLOCKS, 58_370_944,
                  "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNet"),
-    # ResNet v2: tf preprocessing; post_bn/post_relu join conv5.
+    # ResNet v2: tf preprocessing; conv2..conv4 stride in their last unit; post_bn/post_relu join conv5.
     BackboneSpec("resnet50v2", _A.ResNet50V2, "tf", 224, 32, _RESNET_BLOCKS, 23_564_800,
                  "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", family="ResNetV2"),
     BackboneSpec("resnet101v2", _A.ResNet101V2, "tf", 224, 32, _RESNET_BLOCKS, 42_626_560,
@@ -143,18 +140,23 @@ _SPECS = [
     # Xception: the auto-named residual add (and shortcut batch norm) closing block k falls into block k+1.
     BackboneSpec("xception", _A.Xception, "tf", 299, 71, _prefixed_blocks(14), 20_861_480,
                  "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", family="Xception"),
-    # MobileNet v1/v2: one weights file per input size (alpha 1.0), blocks by resolution.
+    # MobileNet v1/v2: a weights file per input size (alpha 1.0); blocks by resolution (112/56/28/14/7 at 224).
     BackboneSpec("mobilenet", _A.MobileNet, "tf", 224, 32, _ranges("conv_pw_", "conv_pw_{}_relu", 1, (1, 3, 5, 11, 13)),
-                 3_228_864, "mobilenet_1_0_{size}_tf_no_top.h5", weights_sizes=_MOBILENET_SIZES, family="MobileNet"),
-    BackboneSpec("mobilenetv2", _A.MobileNetV2, "tf", 224, 32, _ranges("block_", r"block_{}_\w+", 0, (0, 2, 5, 12, 16)),
+                 3_228_864, "mobilenet_1_0_{size}_tf_no_top.h5", weights_sizes=(128, 160, 192, 224),
+                 family="MobileNet"),
+    BackboneSpec("mobilenetv2", _A.MobileNetV2, "tf", 224, 32, _inverted_residual_blocks("block_", (2, 5, 12, 16)),
                  2_257_984, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-                 weights_sizes=_MOBILENET_V2_SIZES, family="MobileNet"),
+                 weights_sizes=(96, 128, 160, 192, 224), family="MobileNet"),
     # MobileNetV3 rescales inside the model (include_preprocessing=True).
-    BackboneSpec("mobilenetv3small", _A.MobileNetV3Small, "none", 224, 32, _mobilenet_v3_blocks((2, 7, 10)), 939_120,
+    BackboneSpec("mobilenetv3small", _A.MobileNetV3Small, "none", 224, 32,
+                 _inverted_residual_blocks("expanded_conv_", (2, 7, 10)), 939_120,
                  "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5", family="MobileNet"),
-    BackboneSpec("mobilenetv3large", _A.MobileNetV3Large, "none", 224, 32, _mobilenet_v3_blocks((2, 5, 11, 14)),
-                 2_996_352, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", family="MobileNet"),
-    # EfficientNet: rescaling and normalization inside the model.
+    BackboneSpec("mobilenetv3large", _A.MobileNetV3Large, "none", 224, 32,
+                 _inverted_residual_blocks("expanded_conv_", (2, 5, 11, 14)), 2_996_352,
+                 "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5", family="MobileNet"),
+    # EfficientNet: rescaling and normalization inside the model. With weights="imagenet" Keras also adds a
+    # Rescaling(1/sqrt(std)) layer after the normalization that a weights=None build lacks; build_backbone
+    # always builds ImageNet models through the Keras constructor, so they get it (a weights file path does not).
     BackboneSpec("efficientnetb0", _A.EfficientNetB0, "none", 224, 32, _efficientnet_blocks(7), 4_049_571,
                  "efficientnetb0_notop.h5", family="EfficientNet"),
     BackboneSpec("efficientnetb1", _A.EfficientNetB1, "none", 240, 32, _efficientnet_blocks(7), 6_575_239,
