@@ -255,7 +255,7 @@ def split_blocks(backbone, blocks=None):
     Args:
         backbone: a functional `keras.Model`.
         blocks: `(name, end_regex)` pairs as in `BackboneSpec.blocks`; `None` finds blocks
-            generically (a new block wherever the spatial resolution drops).
+            generically, by where the spatial resolution drops (see `_generic_blocks`).
 
     Returns:
         A list of `(block_name, [layers])`, from input to output.
@@ -286,16 +286,19 @@ def _spatial_size(layer):
 
 
 def _generic_blocks(layers):
-    """Stages of an unknown model: a new block starts where the output resolution shrinks."""
-    result, current, last = [], [], None
+    """Stages of an unknown model, split where the output resolution drops: a layer with weights that
+    downsamples (a strided conv) starts a new block; a weightless one (pooling) closes the current block."""
+    result, current, last, close_next = [], [], None, False
     for layer in layers:
         size = _spatial_size(layer)
-        if current and size is not None and last is not None and size != last and None not in size \
-                and None not in last and size[0] < last[0]:
+        known = size is not None and None not in size
+        drops = known and last is not None and size[0] < last[0]
+        if any(x.weights for x in current) and (close_next or (drops and layer.weights)):
             result.append((f"stage{len(result) + 1}", current))
             current = []
+        close_next = bool(drops and not layer.weights)
         current.append(layer)
-        if size is not None:
+        if known:
             last = size
     if current:
         result.append((f"stage{len(result) + 1}", current))

@@ -53,7 +53,8 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
         class_names: optional class names, stored in the head layer (and so in saved models).
         preprocess: override the preprocessing mode (`"caffe"`, `"tf"`, `"torch"`, `"none"`);
             a user backbone defaults to `"none"` (it should include its own).
-        seed: seed for augmentation, dropout and the head's initialiser.
+        seed: seed for augmentation and dropout. (The head starts at zero: on large pretrained features a
+            random head starts with large random logits that a few hundred images cannot undo.)
         name: the model name (default `"<backbone>_classifier"`).
 
     Returns:
@@ -85,8 +86,7 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     outputs = ClassifierHead(units, class_names=class_names, backbone_name=spec.name if spec else None,
-                             activation=activation, name=HEAD_LAYER,
-                             kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+                             activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
     return keras.Model(inputs, outputs, name=name or f"{spec.name if spec else 'custom'}_classifier")
 
 
