@@ -46,7 +46,7 @@ def _build_parser():
     _add_train(sub)
     demo = sub.add_parser("demo", help="offline demo: pretrained VGG16 vs scratch on real digits")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    demo.add_argument("--labels-per-class", type=int, default=10, help="training images per class")
+    demo.add_argument("--labels-per-class", type=int, default=5, help="training images per class")
     demo.add_argument("--seed", type=int, default=1337)
     return parser
 
