@@ -129,11 +129,14 @@ def load_weights_file(model, path):
         return None
     except Exception as by_name_error:  # a mismatched or foreign layout: try by order.
         try:
-            return load_weights_by_order(model, path)
+            match = load_weights_by_order(model, path)
         except WeightsError as by_order_error:
             raise WeightsError(
                 f"{by_order_error} (Keras's by-name loading also failed: {str(by_name_error).splitlines()[0]})"
             ) from None
+        # The run continues correctly, so a warning: the names differed, the shapes fit in order.
+        warnings.warn(f"{path}: layer names differ from '{model.name}'; {match}.", stacklevel=2)
+        return match
 
 
 @dataclasses.dataclass
