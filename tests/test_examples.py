@@ -1,0 +1,89 @@
+"""Every script in examples/ runs, in its own process under the current backend, on a tiny image folder.
+
+`two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
+examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+SCRIPTS = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))
+CLASSES = ("ant", "bee", "fly")
+TINY = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1"]
+
+# What each script must print (a fragment of each line named).
+EXPECTED = {
+    "feature_extraction.py": ["freeze 'head_only'", "validation: {", "'accuracy'"],
+    "two_phase_fine_tune.py": ["freeze 'head_only'", "freeze 'top_blocks'", "block4, block5", "validation: {"],
+    "gradual_unfreezing.py": ["freeze 'top_blocks'", "backbone blocks trainable: block5;", "validation: {"],
+    "export_saved_model.py": ["exported to ", "largest difference to the Keras model"],
+}
+
+
+def run_example(script, args, cwd):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A working directory with `images/<class>/<i>.png`: 3 classes x 6 random 32 px images."""
+    root = tmp_path_factory.mktemp("examples")
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        os.makedirs(root / "images" / name)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "images" / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_phase_run(workdir):
+    """Runs two_phase_fine_tune.py once; its `best.keras` feeds export_saved_model.py."""
+    stdout = run_example("two_phase_fine_tune.py", ["images", *TINY, "--blocks", "2", "--out", "run"], workdir)
+    return stdout, workdir / "run" / "best.keras"
+
+
+def test_every_example_has_a_test():
+    assert SCRIPTS, EXAMPLES
+    assert set(SCRIPTS) == set(EXPECTED), "add an entry to EXPECTED (and a run below) for each new example"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_parses_and_has_a_usage_docstring(script):
+    with open(os.path.join(EXAMPLES, script)) as f:
+        tree = ast.parse(f.read())
+    assert f"python examples/{script}" in (ast.get_docstring(tree) or "")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_runs(script, workdir, request):
+    if script not in EXPECTED:
+        pytest.fail(f"examples/{script} has no test: add it to EXPECTED in tests/test_examples.py")
+    if script == "two_phase_fine_tune.py":
+        stdout, best = request.getfixturevalue("two_phase_run")
+        assert best.is_file()
+    elif script == "export_saved_model.py":
+        _, best = request.getfixturevalue("two_phase_run")
+        stdout = run_example(script, [best, "exported"], workdir)
+        assert (workdir / "exported" / "saved_model.pb").is_file()
+        assert (workdir / "exported" / "class_names.json").is_file()
+        predicted = stdout.strip().splitlines()[-1]
+        assert predicted.startswith("[") and all(name in CLASSES for name in ast.literal_eval(predicted))
+    else:
+        args = ["images", *TINY] + (["--blocks", "1"] if script == "gradual_unfreezing.py" else [])
+        stdout = run_example(script, args, workdir)
+    for fragment in EXPECTED[script]:
+        assert fragment in stdout, f"{script} did not print {fragment!r}:\n{stdout}"
