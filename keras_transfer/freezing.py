@@ -103,6 +103,13 @@ def freeze(model, strategy="head_only", *, n=None, layer=None, train_batchnorm=F
     )
 
 
+def check_strategy(model, strategy, *, n=None, layer=None):
+    """Raises the error `freeze` would raise for these arguments, without changing the model."""
+    if strategy not in STRATEGIES:
+        raise unknown_name("freeze strategy", strategy, STRATEGIES)
+    _trainable_layers(get_backbone(model), backbone_blocks(model), strategy, n, layer)
+
+
 def _trainable_layers(backbone, blocks, strategy, n, layer):
     """The set of backbone layers (top level) that should train."""
     all_layers = [x for _, layers in blocks for x in layers]

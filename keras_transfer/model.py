@@ -8,7 +8,7 @@ from keras_transfer.augmentation import make_augmentation
 from keras_transfer.backbones import check_input_size, get_backbone_spec
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.preprocessing import ImagePreprocessing
-from keras_transfer.weights import build_backbone
+from keras_transfer.weights import build_backbone, load_weights_file
 
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "predictions"
@@ -45,7 +45,8 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
             images to features, or a path to a `.keras` file holding one.
         num_classes: number of classes (>= 2); two classes get one sigmoid unit. Defaults to
             `len(class_names)`.
-        weights: `"imagenet"`, `None`, or a weights file path (registry backbones only).
+        weights: `"imagenet"`, `None`, or a weights file path. A user backbone keeps its own weights
+            under the default `"imagenet"`, or loads a weights file given here.
         input_size: square input side; defaults to the backbone's default size.
         augmentation: `"light"` (default), `"flip"`, `"geometric"`, `"none"`/`None`, or a list of layers.
         dropout: dropout rate before the head (0 for none).
@@ -112,6 +113,14 @@ def _resolve_backbone(backbone, weights, input_size, preprocess):
             raise KerasTransferError(f"Backbone file not found: {backbone}. Received: backbone={backbone!r}")
         backbone = keras.saving.load_model(backbone, compile=False)
     if isinstance(backbone, keras.Model):
+        if weights is None:
+            raise KerasTransferError(
+                "A user backbone keeps its own weights; weights=None cannot reset them. Pass a freshly built "
+                "model, or weights='imagenet' (the default: keep them) or a weights file to load into it. "
+                "Received: weights=None"
+            )
+        if weights != "imagenet":
+            load_weights_file(backbone, weights)
         if backbone.name != BACKBONE_LAYER:
             backbone.name = BACKBONE_LAYER
         return None, backbone, _user_input_size(backbone, input_size), preprocess or "none"

@@ -130,14 +130,20 @@ def compile_model(model, preset="feature_extraction", *, optimizer=None, loss=No
     Args:
         model: a model made by `build_classifier`.
         preset: a preset name or `Preset`.
-        optimizer, loss, metrics: Keras objects replacing the preset's.
+        optimizer: an optimizer name (`"adam"`, `"adamw"`, `"sgd"`, `"rmsprop"`, built with the preset's rate)
+            or a Keras optimizer object replacing the preset's.
+        loss, metrics: Keras objects replacing the preset's.
         jit_compile: `"auto"` lets Keras choose (XLA off on a CPU-only TensorFlow, where it is slower).
         **overrides: `Preset` fields, e.g. `learning_rate=1e-4`, `label_smoothing=0.1`.
 
     Returns:
         The resolved `Preset`.
     """
+    if isinstance(optimizer, str):  # a name is the preset field; an object replaces the preset's optimizer
+        overrides["optimizer"], optimizer = optimizer, None
     preset = get_preset(preset, **overrides)
+    if preset.optimizer not in OPTIMIZERS:
+        raise unknown_name("optimizer", preset.optimizer, OPTIMIZERS, hint=" Or pass a keras.optimizers object.")
     model.compile(
         optimizer=optimizer or make_optimizer(preset),
         loss=loss or default_loss(model, preset.label_smoothing),

@@ -7,7 +7,7 @@ recompiled before it trains again.
 import dataclasses
 
 from keras_transfer.errors import unknown_name
-from keras_transfer.freezing import freeze
+from keras_transfer.freezing import check_strategy, freeze
 from keras_transfer.presets import compile_model, get_preset, phase_callbacks, run_callbacks
 
 UNFREEZE = ("top_blocks", "from_layer", "full", "gradual")
@@ -107,6 +107,8 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
     The checkpoint (best model over all phases) and the CSV log span the phases; EarlyStopping
     and ReduceLROnPlateau start afresh in each.
     """
+    for _, preset in phases:  # a typo in phase 2's arguments fails before phase 1 trains
+        check_strategy(model, preset.strategy, n=preset.n, layer=preset.layer)
     spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
                              csv_path=csv_path) + list(callbacks)
     result, epoch = FineTuneResult([], [], []), 0

@@ -42,13 +42,18 @@ def read_json(path):
         return json.load(f)
 
 
-def prepare_run_folder(out, overwrite=False):
-    """Creates `out`; refuses a folder that already holds a run unless `overwrite`."""
+def check_run_folder(out, overwrite=False):
+    """Refuses a folder that already holds a run unless `overwrite`."""
     if os.path.exists(os.path.join(out, CONFIG)) and not overwrite:
         raise KerasTransferError(
             f"Run folder {out} already holds a run ({CONFIG}). Choose another --out or pass --overwrite. "
             f"Received: out={out!r}"
         )
+
+
+def prepare_run_folder(out, overwrite=False):
+    """Creates `out`; refuses a folder that already holds a run unless `overwrite`."""
+    check_run_folder(out, overwrite)
     if overwrite:
         for name in (HISTORY_CSV, BEST_MODEL):
             if os.path.exists(os.path.join(out, name)):
@@ -79,14 +84,15 @@ def train_from_folder(data_dir, out, *, backbone="mobilenetv2", weights="imagene
                   batch_size=batch_size, validation_split=validation_split, augmentation=augmentation,
                   dropout=dropout, learning_rate=learning_rate, fine_tune_learning_rate=fine_tune_learning_rate,
                   seed=seed, keras_backend=keras.backend.backend(), keras_version=keras.__version__)
+    check_run_folder(out, overwrite)
     data = load_image_folder(data_dir, image_size=input_size, batch_size=batch_size,
                              validation_split=validation_split, seed=seed)
-    prepare_run_folder(out, overwrite)
-    write_json(os.path.join(out, CONFIG), config)
-    write_json(os.path.join(out, CLASS_NAMES), data.class_names)
     keras.utils.set_random_seed(seed)
     model = build_classifier(spec, data.num_classes, weights=weights, input_size=input_size,
                              augmentation=augmentation, dropout=dropout, class_names=data.class_names, seed=seed)
+    prepare_run_folder(out, overwrite)  # only once every input checked out: a rejected run leaves nothing
+    write_json(os.path.join(out, CONFIG), config)
+    write_json(os.path.join(out, CLASS_NAMES), data.class_names)
     paths = dict(checkpoint_path=os.path.join(out, BEST_MODEL), csv_path=os.path.join(out, HISTORY_CSV))
     if strategy == "head_only":
         head = get_preset("feature_extraction", epochs=epochs, learning_rate=learning_rate)

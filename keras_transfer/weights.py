@@ -13,6 +13,7 @@ import warnings
 import h5py
 import keras
 import numpy as np
+from keras.src.utils import naming
 
 from keras_transfer.errors import KerasTransferError
 
@@ -178,6 +179,38 @@ def read_weight_arrays(path):
     return arrays
 
 
+def _in_model_order(model, arrays):
+    """Reorders a Keras 3 file's arrays to `model`'s layer order.
+
+    Keras 3 keys a model's layers by class and count (`layers/conv2d_1`, `layers/batch_normalization`),
+    so sorting by path groups layers by class. Within a class the count keeps model order, so each of
+    the model's layers takes the next unused file layer of its own class. Files without `/vars/` paths
+    (legacy `.h5`, already in order) are returned as they are.
+    """
+    if not any("/vars/" in name for name, _ in arrays):
+        return arrays
+    groups = {}
+    for name, array in arrays:
+        groups.setdefault(name.rsplit("/vars/", 1)[0], []).append((name, array))
+    queues = {}
+    for owner in groups:  # natural order, as read
+        queues.setdefault(re.sub(r"_\d+$", "", owner.rsplit("/", 1)[-1]), []).append(owner)
+    owners = {}
+    for variable in model.weights:
+        owners.setdefault(variable.path.rsplit("/", 1)[0], None)
+    layer_classes = {getattr(layer, "path", layer.name): layer for layer in model._flatten_layers()}
+    ordered = []
+    for owner in owners:
+        layer = layer_classes.get(owner)
+        queue = queues.get(naming.to_snake_case(type(layer).__name__), []) if layer is not None else []
+        if not queue:
+            break  # no file layer of this class left: the order check names the mismatch
+        ordered.append(queue.pop(0))
+    used = set(ordered)
+    return [item for owner in ordered for item in groups[owner]] + [
+        item for owner in groups if owner not in used for item in groups[owner]]
+
+
 def _decode(value):
     return value.decode("utf8") if isinstance(value, bytes) else value
 
@@ -209,6 +242,7 @@ def load_weights_by_order(model, path, *, source_filter=None):
     arrays = read_weight_arrays(os.fspath(path))
     if source_filter:
         arrays = [(name, array) for name, array in arrays if re.search(source_filter, name)]
+    arrays = _in_model_order(model, arrays)
     variables = model.weights
     for index, variable in enumerate(variables):
         if index >= len(arrays):

@@ -158,10 +158,6 @@ def test_out_folder_holding_a_run_is_refused_without_overwrite(image_folder, tmp
     assert read_json(out / "config.json") == {"backbone": "resnet50"}  # the earlier run is untouched
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "train_from_folder writes config.json into --out before build_classifier validates the input size "
-    "and weights, so a rejected run leaves a run folder behind and the corrected retry is refused with "
-    "'already holds a run' unless --overwrite is given"))
 @pytest.mark.parametrize("flag, bad", [("--input-size", "16"), ("--weights", "missing.weights.h5")])
 def test_rejected_run_leaves_no_run_behind(image_folder, tmp_path, capsys, flag, bad):
     out = tmp_path / "run"

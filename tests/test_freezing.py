@@ -9,6 +9,7 @@ import pytest
 from conftest import as_numpy
 
 from keras_transfer import build_classifier, freeze
+from keras_transfer.backbones import get_backbone_spec
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.presets import compile_model
 
@@ -114,7 +115,6 @@ def test_trainable_weight_counts(built, strategy):
     if strategy == "head_only":
         assert report.trainable_blocks == () and expected == 2
     if strategy.startswith("top_blocks"):
-        from keras_transfer.backbones import get_backbone_spec
         assert report.trainable_blocks == get_backbone_spec(name).block_names[-int(strategy[-1]):]
 
 

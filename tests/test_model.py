@@ -173,9 +173,6 @@ def test_a_missing_keras_backbone_file(tmp_path):
     assert missing in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "build_classifier ignores `weights` for a user backbone (keras.Model or .keras path) without a word: a weights "
-    "file the user passed is silently not loaded (STYLE rule 2: never fall back silently)"))
 def test_weights_for_a_user_backbone_are_not_ignored_silently(small_cnn, tmp_path):
     with pytest.raises(KerasTransferError):
         build_classifier(small_cnn(), 3, weights=str(tmp_path / "nowhere.weights.h5"), augmentation=None)

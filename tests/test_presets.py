@@ -181,10 +181,6 @@ def test_compile_model_with_an_unknown_preset_field(small_cnn):
         compile_model(classifier(small_cnn, 3), learning_rat=0.1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compile_model's `optimizer` argument (a Keras optimizer object) shadows the Preset field `optimizer` (a name): "
-    "compile_model(model, 'fine_tune', optimizer='sgd') hands 'sgd' to Keras, which builds SGD(learning_rate=0.01) "
-    "without momentum, silently dropping the preset's learning rate (1e-5) and momentum 0.9"))
 def test_an_optimizer_name_in_compile_model_keeps_the_preset_rate(small_cnn):
     model = classifier(small_cnn, 3)
     try:

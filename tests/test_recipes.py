@@ -128,9 +128,6 @@ def test_unknown_unfreeze(small_cnn, tiny_xy):
     assert "Did you mean 'gradual'" in message and "Received: unfreeze='gradul'" in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fine_tune checks `layer` (and `n`) only when phase 2 starts: a typo in the layer name costs the whole head phase "
-    "(head_epochs of training) before the error"))
 @pytest.mark.parametrize("bad", [dict(unfreeze="from_layer", layer="conv_ee"), dict(unfreeze="top_blocks", n=7)])
 def test_bad_phase_two_arguments_fail_before_training(small_cnn, tiny_xy, bad):
     model = build_classifier(small_cnn(), 3, augmentation=None)

@@ -94,10 +94,6 @@ def test_load_by_order_fails_when_the_file_has_too_few_arrays(tmp_path):
     assert target.get_layer("dst_extra").kernel.path in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_weight_arrays sorts a Keras 3 .weights.h5 file's datasets by path, and Keras 3 keys layers by class "
-    "name (layers/batch_normalization, layers/conv2d, ...), not by model order: any model with BatchNormalization "
-    "(ResNet, Inception, EfficientNet, ...) fails to load by order"))
 def test_load_by_order_with_batchnorm(tmp_path):
     source = _cnn("src_", batchnorm=True)
     path = _save(source, tmp_path / "src.weights.h5")
