@@ -1,9 +1,33 @@
-"""Export to a TensorFlow SavedModel that serves exactly what was trained, on either backend.
+"""Export that serves exactly what was trained: a TensorFlow SavedModel, a `.keras` file or TFLite.
 
-A default `model.export` of a model with augmentation inside serves *augmented* predictions; the
-endpoint written here calls the model with `training=False` (augmentation and dropout off).
+`export(model_or_run_dir, path, format=...)` writes one format, then checks it against the in-memory
+model on a fixed batch of 8 images before it returns (largest absolute difference of the
+probabilities, top-1 agreement); above the tolerance the export fails and nothing is left at `path`.
+Everything is written under a temporary name beside `path` and renamed into place at the end.
+
+Formats (and the tolerance each is checked against):
+    "saved_model" (1e-4): Keras's `ExportArchive`, under TensorFlow or JAX (jax2tf); every endpoint calls
+        the model with `training=False` (augmentation and dropout off). Endpoints, see `export_archive`:
+        `serve` (= `serving_default`), `serve_uint8`, `serve_any_size` and `class_names`;
+        `class_names.json` is written inside the folder as well.
+    "keras" (1e-4): `model.save`, optimizer state included; `keras.models.load_model(path)` needs no
+        `custom_objects` (keras_transfer's layers are registered) and can resume training.
+    "tflite" (1e-3; 0.05 with `quantize="dynamic"`): `tf.lite.TFLiteConverter` on the `serve` signature,
+        on either backend; the class names go beside it in `<name>.class_names.json`.
+
+Loading the SavedModel (TensorFlow only; no Keras or keras_transfer needed):
+>>> served = tf.saved_model.load("exported")
+>>> probabilities = served.serve(tf.constant(images_float32))  # (batch, size, size, 3) raw RGB 0-255
+>>> served.serve_uint8(tf.constant(images_uint8)); served.serve_any_size(tf.constant(any_size_float32))
+>>> names = [n.decode() for n in served.class_names().numpy()]
+
+TensorFlow Serving: signature `serving_default` (the same function as `serve`); input `images`, float32,
+shape (-1, size, size, 3), raw RGB 0-255; output `output_0`, float32 (-1, classes) probabilities, e.g.
+`POST /v1/models/NAME:predict {"instances": [...]}` or `{"signature_name": "serve_uint8", ...}`.
+`saved_model_cli show --dir exported --all` lists the signatures.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,67 +36,243 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_transfer.errors import KerasTransferError
-from keras_transfer.model import get_class_names
+from keras_transfer.errors import KerasTransferError, unknown_name
+from keras_transfer.export_archive import (CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_class_names,
+                                           served_outputs)
+from keras_transfer.export_tflite import check_quantize, convert_to_tflite, run_tflite
+from keras_transfer.model import class_indices, get_class_names
 
-SERVING_ENDPOINT = "serve"
+FORMATS = ("saved_model", "keras", "tflite")
+TOLERANCES = {"saved_model": 1e-4, "keras": 1e-4, "tflite": 1e-3, "tflite_dynamic": 0.05}
 CLASS_NAMES_FILE = "class_names.json"
+RUN_MODEL = "best.keras"
+CHECK_IMAGES = 8
+SUFFIXES = {"keras": ".keras", "tflite": ".tflite"}
 
 
-def export_saved_model(model, path, *, check=True, atol=1e-4):
-    """Writes `model` as a TensorFlow SavedModel at `path`, with one inference-mode endpoint.
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What `export` wrote and how closely it matches the in-memory model on the check batch."""
 
-    The endpoint `serve` takes a float32 batch of raw RGB images (0-255) at the model's input size and
-    returns class probabilities; `class_names.json` is written beside it. The export is written to a
-    temporary folder and renamed into place, so a crash never leaves half an export at `path`.
+    path: str
+    format: str
+    max_abs_difference: float
+    top1_agreement: float
+    tolerance: float
+    quantize: str = None
+    class_names_path: str = None
+
+    def summary(self):
+        kind = self.format + (f" ({self.quantize} quantisation)" if self.quantize else "")
+        return (f"exported {kind} to {self.path}; largest difference to the Keras model on {CHECK_IMAGES} images: "
+                f"{self.max_abs_difference:.1e} (tolerance {self.tolerance:.0e}); "
+                f"top-1 agreement {self.top1_agreement:.0%}")
+
+
+def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8=True, resize=True, atol=None):
+    """Writes a model (or a run folder's `best.keras`) in one format and checks it before returning.
 
     Args:
-        model: a model made by `build_classifier` (or any single-input Keras model).
-        path: the SavedModel folder to create; it must not exist.
-        check: reload the export and compare it with the in-memory model on a small batch.
-        atol: the largest difference `check` accepts.
+        model_or_run_dir: a Keras model, a run folder written by `train_from_folder` (its `best.keras`)
+            or a `.keras` file.
+        path: where to write; must not exist. `format="keras"` needs a `.keras` name, `"tflite"` a `.tflite` one.
+        format: `"saved_model"`, `"keras"` or `"tflite"`.
+        quantize: `"dynamic"` for dynamic-range quantisation (TFLite only), or `None`.
+        uint8: add the `serve_uint8` endpoint (SavedModel).
+        resize: add the `serve_any_size` endpoint (SavedModel).
+        atol: the largest difference accepted (default: `TOLERANCES` for the format).
 
     Returns:
-        The largest absolute difference found by `check` (or `None`).
+        An `ExportResult` (path, largest difference, top-1 agreement, tolerance).
+
+    Example:
+    >>> model = build_classifier("mobilenetv2", 3, weights=None, input_size=32)
+    >>> export(model, "/tmp/exported").max_abs_difference < 1e-4
+    True
+    """
+    if format not in FORMATS:
+        raise unknown_name("format", format, FORMATS)
+    if format == "tflite":
+        check_quantize(quantize)
+    elif quantize is not None:
+        raise KerasTransferError(f"quantize applies to format='tflite' only. Received: quantize={quantize!r}")
+    path = _check_target(path, format)
+    model, class_names = load_export_model(model_or_run_dir)
+    tolerance = atol if atol is not None else TOLERANCES["tflite_dynamic" if quantize else format]
+    if format == "keras":
+        check_serialisable(model)
+    images = check_images(model)
+    expected = keras.ops.convert_to_numpy(model(images, training=False))
+    if format == "saved_model":
+        difference, got, names_path = _write_saved_model(model, path, class_names, images, expected, tolerance,
+                                                         uint8=uint8, resize=resize)
+    elif format == "keras":
+        difference, got, names_path = _write_keras(model, path, images, expected, tolerance)
+    else:
+        difference, got, names_path = _write_tflite(model, path, class_names, images, expected, tolerance, quantize)
+    agreement = float(np.mean(class_indices(got) == class_indices(expected)))
+    return ExportResult(path, format, difference, agreement, tolerance, quantize, names_path)
+
+
+def export_saved_model(model, path, *, check=True, atol=1e-4, uint8=True, resize=True):
+    """Writes `model` as an inference-mode SavedModel at `path` (see `export`); returns the largest difference.
+
+    Args:
+        model: a model made by `build_classifier` (or any single-input image model).
+        path: the SavedModel folder to create; it must not exist.
+        check: compare the export with the in-memory model (it is always compared; `False` returns `None`).
+        atol: the largest difference accepted.
+        uint8: add the `serve_uint8` endpoint.
+        resize: add the `serve_any_size` endpoint.
+
+    Returns:
+        The largest absolute difference to the in-memory model (or `None` when `check=False`).
 
     Example:
     >>> model = build_classifier("mobilenetv2", 3, weights=None, input_size=32)
     >>> export_saved_model(model, "/tmp/exported") < 1e-4
     True
     """
-    path = os.fspath(path)
-    if os.path.exists(path):
-        raise KerasTransferError(f"Export path {path} already exists; choose a new one. Received: path={path!r}")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    shape = tuple(model.input_shape)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(name=SERVING_ENDPOINT, fn=lambda images: model(images, training=False),
-                             input_signature=[keras.InputSpec(shape=(None,) + shape[1:], dtype="float32")])
-        archive.write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
-            json.dump(get_class_names(model), f)
-        difference = _check(model, tmp, shape) if check else None
-        if difference is not None and difference > atol:
+    result = export(model, path, format="saved_model", atol=atol, uint8=uint8, resize=resize)
+    return result.max_abs_difference if check else None
+
+
+def load_export_model(source):
+    """Returns `(model, class_names)` for a Keras model, a run folder (its `best.keras`) or a `.keras` file."""
+    if isinstance(source, keras.Model):
+        return source, get_class_names(source)
+    folder = None
+    file = os.fspath(source)
+    if os.path.isdir(file):
+        folder, file = file, os.path.join(file, RUN_MODEL)
+    if not (file.endswith(".keras") and os.path.isfile(file)):
+        raise KerasTransferError(
+            f"Nothing to export at {file}: pass a Keras model, a run folder holding {RUN_MODEL} (written by "
+            f"`keras-transfer train`) or a .keras file. Received: model_or_run_dir={os.fspath(source)!r}"
+        )
+    model = keras.saving.load_model(file)
+    names = get_class_names(model)
+    if names is None and folder and os.path.isfile(os.path.join(folder, CLASS_NAMES_FILE)):
+        with open(os.path.join(folder, CLASS_NAMES_FILE)) as f:
+            names = json.load(f)
+    return model, names
+
+
+def check_serialisable(model):
+    """Raises (before anything is written) if `model` holds a custom layer that `load_model` could not rebuild."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        if cls.__module__.split(".")[0] == "keras":
+            continue
+        if keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls:
             raise KerasTransferError(
-                f"The exported model differs from the in-memory model by {difference:.2e} (> {atol:.0e}); "
-                f"nothing was written to {path}."
+                f"Layer '{layer.name}' is an instance of {cls.__module__}.{cls.__qualname__}, which is not registered "
+                f"as serialisable: keras.models.load_model could not rebuild the .keras file. Decorate the class "
+                f"with @keras.saving.register_keras_serializable() (and give it get_config), or export "
+                f"format='saved_model' or 'tflite', which do not need it. Received: layer={layer.name!r}"
             )
+
+
+def check_images(model, n=CHECK_IMAGES):
+    """The fixed check batch: `n` images of whole-number pixels 0-255 at the model's input size (float32)."""
+    shape = (n,) + tuple(model.input_shape[1:])
+    return np.random.default_rng(0).integers(0, 256, shape).astype("float32")
+
+
+def _check_target(path, format):
+    path = os.path.abspath(os.fspath(path))
+    suffix = SUFFIXES.get(format)
+    if suffix and not path.endswith(suffix):
+        raise KerasTransferError(f"format={format!r} needs a path ending in {suffix}. Received: path={path!r}")
+    for taken in (path, _names_beside(path) if format == "tflite" else None):
+        if taken and os.path.lexists(taken):
+            raise KerasTransferError(f"Export path {taken} already exists; choose a new one (nothing was changed). "
+                                     f"Received: path={path!r}")
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".export-"))
+    except OSError as error:
+        raise KerasTransferError(f"Cannot write an export into {parent}: {error.strerror or error}. Choose a "
+                                 f"writable folder. Received: path={path!r}") from None
+    return path
+
+
+def _names_beside(path):
+    return os.path.splitext(path)[0] + ".class_names.json"
+
+
+def _compare(format, path, outputs, expected, tolerance):
+    """The largest difference of `outputs` (one array or several) to `expected`; raises above `tolerance`."""
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    difference = max(float(np.max(np.abs(np.asarray(got) - expected))) for got in outputs)
+    if not difference <= tolerance:
+        raise KerasTransferError(
+            f"The exported {format} differs from the in-memory model by {difference:.2e} (> {tolerance:.0e}) on "
+            f"a fixed batch of {len(expected)} images; nothing was written to {path}. Received: atol={tolerance!r}"
+        )
+    return difference
+
+
+def _write_saved_model(model, path, class_names, images, expected, tolerance, *, uint8, resize):
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".export-")
+    try:
+        build_archive(model, class_names=class_names, uint8=uint8, resize=resize).write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
+            json.dump(class_names, f)
+        outputs = served_outputs(tmp, images)
+        difference = _compare("SavedModel", path, list(outputs.values()), expected, tolerance)
+        if class_names and served_class_names(tmp) != list(class_names):
+            raise KerasTransferError(f"The exported {CLASS_NAMES_ENDPOINT} endpoint does not serve {class_names}; "
+                                     f"nothing was written to {path}. Received: class_names={class_names!r}")
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return difference
+    return difference, outputs[SERVING_ENDPOINT], None
 
 
-def _check(model, folder, shape):
-    import tensorflow as tf
+def _write_keras(model, path, images, expected, tolerance):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".export-", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        try:
+            reloaded = keras.saving.load_model(tmp)
+        except Exception as error:
+            raise KerasTransferError(f"The .keras file does not load back ({error}); nothing was written to {path}. "
+                                     f"Received: path={path!r}") from error
+        got = keras.ops.convert_to_numpy(reloaded(images, training=False))
+        difference = _compare(".keras file", path, got, expected, tolerance)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return difference, got, None
 
-    images = np.random.default_rng(0).uniform(0, 255, (4,) + shape[1:]).astype("float32")
-    reloaded = tf.saved_model.load(folder)
-    exported = np.asarray(getattr(reloaded, SERVING_ENDPOINT)(tf.constant(images)))
-    expected = keras.ops.convert_to_numpy(model(images, training=False))
-    return float(np.max(np.abs(exported - expected)))
+
+def _write_tflite(model, path, class_names, images, expected, tolerance, quantize):
+    folder = os.path.dirname(path)
+    tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".tflite")
+    names_tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".json")
+    names_path = _names_beside(path)
+    try:
+        with os.fdopen(tmp[0], "wb") as f:
+            f.write(convert_to_tflite(model, quantize=quantize))
+        with os.fdopen(names_tmp[0], "w") as f:
+            json.dump(class_names, f)
+        got = run_tflite(tmp[1], images)
+        difference = _compare("TFLite model", path, got, expected, tolerance)
+        os.replace(names_tmp[1], names_path)
+        try:
+            os.replace(tmp[1], path)
+        except BaseException:
+            os.remove(names_path)
+            raise
+    except BaseException:
+        for name in (tmp[1], names_tmp[1]):
+            if os.path.exists(name):
+                os.remove(name)
+        raise
+    return difference, got, names_path

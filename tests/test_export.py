@@ -1,5 +1,6 @@
-"""`export_saved_model`: an inference-mode SavedModel (augmentation and dropout off), reloaded in a fresh process,
-written through a temporary folder that never outlives the call."""
+"""`export_saved_model` / `export(format="saved_model")`: an inference-mode SavedModel (augmentation and dropout
+off) with `serve`, `serving_default`, `serve_uint8`, `serve_any_size` and `class_names` endpoints, reloaded in a
+fresh process, written through a temporary folder that never outlives the call; bad targets refused up front."""
 
 import json
 import os
@@ -27,6 +28,11 @@ SERVE_SCRIPT = textwrap.dedent("""
     images = tf.constant(np.load(batch))
     np.save(out + "_1.npy", served.serve(images).numpy())
     np.save(out + "_2.npy", served.serve(images).numpy())
+    # TF Serving's view: the serving_default signature, input "images", output "output_0".
+    np.save(out + "_default.npy", served.signatures["serving_default"](images=images)["output_0"].numpy())
+    np.save(out + "_uint8.npy", served.serve_uint8(tf.cast(images, tf.uint8)).numpy())
+    np.save(out + "_any_size.npy", served.serve_any_size(tf.image.resize(images, (48, 40))).numpy())
+    np.save(out + "_names.npy", served.class_names().numpy().astype(str))
 """)
 
 
@@ -47,6 +53,11 @@ def images(n, seed):
     return np.random.default_rng(seed).uniform(0, 255, (n, 32, 32, 3)).astype("float32")
 
 
+def pixels(n, seed):
+    """Whole-number pixels, so that the uint8 endpoint sees the same image."""
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype("float32")
+
+
 def leftovers(parent):
     return sorted(name for name in os.listdir(parent) if name.startswith(".export-"))
 
@@ -60,7 +71,7 @@ def serve_in_fresh_process(folder, batch, tmp_path):
     done = subprocess.run([sys.executable, str(script), str(folder), str(batch_file), str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return np.load(f"{out}_1.npy"), np.load(f"{out}_2.npy")
+    return {key: np.load(f"{out}_{key}.npy") for key in ("1", "2", "default", "uint8", "any_size", "names")}
 
 
 @pytest.fixture
@@ -75,7 +86,7 @@ def trained_model():
 
 
 def test_export_serves_the_inference_mode_model(trained_model, tmp_path):
-    batch = images(5, seed=2)
+    batch = pixels(5, seed=2)
     # Training mode is random here (augmentation, dropout): an export that kept it would not be reproducible.
     first = keras.ops.convert_to_numpy(trained_model(batch, training=True))
     second = keras.ops.convert_to_numpy(trained_model(batch, training=True))
@@ -89,13 +100,35 @@ def test_export_serves_the_inference_mode_model(trained_model, tmp_path):
         assert json.load(f) == CLASS_NAMES
     assert leftovers(tmp_path) == []
 
-    served_1, served_2 = serve_in_fresh_process(target, batch, tmp_path)
+    served = serve_in_fresh_process(target, batch, tmp_path)
     expected = trained_model.predict(batch, verbose=0)
-    assert served_1.shape == expected.shape == (5, 3)
+    assert served["1"].shape == expected.shape == (5, 3)
     assert expected.std(axis=0).max() > 1e-3  # the outputs depend on the input: the comparison means something
-    np.testing.assert_allclose(served_1, expected, atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(served_1, served_2)
-    np.testing.assert_allclose(served_1.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(served["1"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(served["1"], served["2"])
+    np.testing.assert_array_equal(served["default"], served["1"])
+    np.testing.assert_allclose(served["uint8"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(served["1"].sum(-1), 1.0, atol=1e-5)
+    assert served["names"].tolist() == CLASS_NAMES
+
+    # serve_any_size resizes inside (bilinear, keras.ops.image.resize) to the input size.
+    bigger = keras.ops.image.resize(batch, (48, 40))
+    resized = keras.ops.image.resize(bigger, (32, 32), antialias=False)
+    expected_any = keras.ops.convert_to_numpy(trained_model(resized, training=False))
+    np.testing.assert_allclose(served["any_size"], expected_any, atol=1e-4, rtol=0)
+    assert np.abs(served["any_size"] - expected).max() > 0  # a different input: the endpoint did resize
+
+
+def test_export_returns_a_result_and_can_leave_out_endpoints(trained_model, tmp_path):
+    import tensorflow as tf
+
+    result = export_module.export(trained_model, tmp_path / "plain", uint8=False, resize=False)
+    assert result.format == "saved_model" and result.path == str(tmp_path / "plain")
+    assert 0 <= result.max_abs_difference <= result.tolerance == 1e-4
+    assert result.top1_agreement == 1.0
+    assert "largest difference" in result.summary()
+    served = tf.saved_model.load(str(tmp_path / "plain"))
+    assert set(served.signatures) == {"serve", "serving_default", "class_names"}
 
 
 def test_export_without_check_returns_none(tmp_path):
@@ -132,9 +165,49 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_failed_check_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "_check", lambda model, folder, shape: 1.0)
+    monkeypatch.setattr(export_module, "served_outputs", lambda folder, batch: {"serve": np.ones((len(batch), 3))})
     target = tmp_path / "sub" / "exported"
     with pytest.raises(KerasTransferError, match="nothing was written"):
         keras_transfer.export_saved_model(tiny_model(), target)
     assert not os.path.exists(target)
     assert os.listdir(tmp_path / "sub") == []
+
+
+def test_unknown_format_lists_the_allowed_ones(tmp_path):
+    with pytest.raises(KerasTransferError, match="saved_model, tflite") as info:
+        export_module.export(tiny_model(), tmp_path / "out", format="onnx")
+    assert "Received: format='onnx'" in str(info.value)
+    with pytest.raises(KerasTransferError, match="format=.tflite. only"):
+        export_module.export(tiny_model(), tmp_path / "out", quantize="dynamic")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_file_in_the_way_is_reported_before_writing(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(KerasTransferError, match="Cannot write an export into") as info:
+        export_module.export(tiny_model(), tmp_path / "a_file" / "exported")
+    assert "Received: path=" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_an_unwritable_folder_is_reported_before_writing(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(export_module.tempfile, "mkdtemp", refuse)  # root ignores chmod: simulate the refusal
+    with pytest.raises(KerasTransferError, match="Cannot write an export into .*Permission denied"):
+        export_module.export(tiny_model(), tmp_path / "exported")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_reported_before_writing(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(KerasTransferError, match="Cannot write an export into"):
+            export_module.export(tiny_model(), locked / "exported")
+        assert os.listdir(locked) == []
+    finally:
+        locked.chmod(0o755)

@@ -1,0 +1,109 @@
+"""Builds the inference-mode SavedModel (Keras's `ExportArchive`) that `export` writes, on either backend.
+
+Every endpoint calls the model with `training=False` (augmentation and dropout off): a default
+`model.export` of a model with augmentation inside would serve augmented, changing predictions.
+Under JAX the model endpoints go through jax2tf (`is_static=True`: inference updates no state, which
+also keeps the SavedModel convertible to TFLite); the `class_names` endpoint is a plain `tf.function`
+returning a string constant, added through `ExportArchive`'s `tf.function` path on both backends.
+
+Endpoints (signature names), all returning class probabilities `(batch, classes)` float32 as `output_0`:
+    serve / serving_default: float32 `images` (batch, size, size, 3), raw RGB 0-255.
+    serve_uint8: uint8 `images` (batch, size, size, 3).
+    serve_any_size: float32 `images` (batch, height, width, 3) of any height and width, resized
+        inside (bilinear, `keras.ops.image.resize`, no antialiasing) to the model's input size.
+    class_names: no input; a string tensor `(classes,)` of the class names (only when known).
+"""
+
+import keras
+import numpy as np
+
+SERVING_ENDPOINT = "serve"
+UINT8_ENDPOINT = "serve_uint8"
+RESIZE_ENDPOINT = "serve_any_size"
+CLASS_NAMES_ENDPOINT = "class_names"
+
+
+def input_size(model):
+    """The (height, width) of a single-input image model."""
+    return tuple(model.input_shape[1:3])
+
+
+def build_archive(model, *, class_names=None, uint8=True, resize=True):
+    """An `ExportArchive` tracking `model` with the inference-mode endpoints listed in the module docstring.
+
+    Args:
+        model: a single-input image model taking raw RGB 0-255 (e.g. made by `build_classifier`).
+        class_names: names to serve from a `class_names` endpoint (`None`: no such endpoint).
+        uint8: add `serve_uint8`.
+        resize: add `serve_any_size`.
+
+    Returns:
+        The `keras.export.ExportArchive`, ready for `write_out`.
+
+    Example:
+    >>> archive = build_archive(build_classifier("mobilenetv2", 3, weights=None, input_size=32))
+    >>> archive.write_out("/tmp/exported", verbose=False)
+    """
+    size = input_size(model)
+    static = {"is_static": True} if keras.backend.backend() == "jax" else {}
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        return model(images, training=False)
+
+    def serve_uint8(images):
+        return model(keras.ops.cast(images, "float32"), training=False)
+
+    def serve_any_size(images):
+        resized = keras.ops.image.resize(images, size, interpolation="bilinear", antialias=False)
+        return model(resized, training=False)
+
+    archive.add_endpoint(SERVING_ENDPOINT, serve, input_signature=[_spec(model, "float32")], **static)
+    if uint8:
+        archive.add_endpoint(UINT8_ENDPOINT, serve_uint8, input_signature=[_spec(model, "uint8")], **static)
+    if resize:
+        archive.add_endpoint(RESIZE_ENDPOINT, serve_any_size,
+                             input_signature=[keras.InputSpec(shape=(None, None, None, 3), dtype="float32")],
+                             **static)
+    if class_names:
+        archive.add_endpoint(CLASS_NAMES_ENDPOINT, _constant_fn(class_names))
+    return archive
+
+
+def _spec(model, dtype):
+    return keras.InputSpec(shape=(None,) + tuple(model.input_shape[1:]), dtype=dtype)
+
+
+def _constant_fn(strings):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[])
+    def class_names():
+        return tf.constant([str(s) for s in strings])
+
+    class_names()  # traced once: ExportArchive takes a called tf.function without an input_signature
+    return class_names
+
+
+def served_outputs(folder, images):
+    """Loads the SavedModel at `folder` and returns {endpoint: its probabilities on `images`}.
+
+    `images` must hold whole numbers in 0-255 (so the uint8 endpoint sees the same pixels).
+    """
+    import tensorflow as tf
+
+    served = tf.saved_model.load(folder)
+    calls = {SERVING_ENDPOINT: images, UINT8_ENDPOINT: images.astype("uint8"), RESIZE_ENDPOINT: images}
+    return {name: np.asarray(getattr(served, name)(tf.constant(batch)))
+            for name, batch in calls.items() if hasattr(served, name)}
+
+
+def served_class_names(folder):
+    """The class names served by the `class_names` endpoint of the SavedModel at `folder` (or `None`)."""
+    import tensorflow as tf
+
+    served = tf.saved_model.load(folder)
+    if not hasattr(served, CLASS_NAMES_ENDPOINT):
+        return None
+    return [name.decode() for name in getattr(served, CLASS_NAMES_ENDPOINT)().numpy()]
