@@ -1,88 +1,304 @@
-"""Loads a folder of class subfolders into batched, prefetched training and validation sets."""
+"""Finds labelled images (a folder of class subfolders, a `train/` `val/` `test/` layout, or a CSV/JSON
+manifest), checks that every one decodes, splits them and loads them as `tf.data` pipelines.
 
+Every candidate file is decoded once by `images.read_image` at scan time, so a bad file is named before
+training starts, never mid-epoch.
+"""
+
+import concurrent.futures
+import csv
 import dataclasses
+import json
 import os
-
-import keras
+import warnings
 
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.images import IMAGE_EXTENSIONS  # noqa: F401 (kept importable from here)
+from keras_transfer.images import ImageDecodeError, is_image_name, read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLITS = ("train", "val", "test")
+MANIFEST_EXTENSIONS = (".csv", ".json")
+_HEADER_PATH, _HEADER_LABEL = ("path", "file", "filename", "image", "filepath"), ("label", "class", "class_name")
+
+
+@dataclasses.dataclass
+class LabelledImages:
+    """Readable images with their labels, and what was left out on the way.
+
+    Attributes:
+        paths: absolute paths, each already decoded once by `read_image`.
+        labels: int index into `class_names` per path.
+        class_names: sorted class names.
+        skipped: `(path, reason)` of each file that could not be decoded.
+        sizes: `(height, width)` per path.
+        ignored: count of hidden and non-image files left out unread.
+        dropped: `(class_name, reason)` of each class left out (no readable image).
+        splits: `"train"`/`"val"`/`"test"` per path for a `train/` `val/` `test/` layout, else None.
+        source: the folder or manifest read; kind: `"folder"`, `"layout"` or `"manifest"`.
+    """
+
+    paths: list
+    labels: list
+    class_names: list
+    skipped: list = dataclasses.field(default_factory=list)
+    sizes: list = dataclasses.field(default_factory=list)
+    ignored: int = 0
+    dropped: list = dataclasses.field(default_factory=list)
+    splits: list = None
+    source: str = ""
+    kind: str = "folder"
+
+
+def _visible_dirs(folder):
+    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+
+
+def _walk_class(folder):
+    """`(image_paths, ignored_count)` under `folder`, recursively; hidden files and folders are not entered."""
+    found, ignored = [], 0
+    for root, dirs, files in os.walk(folder):
+        ignored += sum(1 for d in dirs if d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if is_image_name(name):
+                found.append(os.path.join(root, name))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _ignored_at(folder):
+    """Entries of `folder` that are not visible subfolders: loose files, hidden files and hidden folders."""
+    return sum(1 for f in os.listdir(folder) if f.startswith(".") or not os.path.isdir(os.path.join(folder, f)))
+
+
+def _scan_folder(folder):
+    """`(entries, ignored, kind)`: entries are `(path, class_name, split_or_None)`."""
+    top = _visible_dirs(folder)
+    ignored = _ignored_at(folder)
+    layout = "train" in top and set(top) <= set(SPLITS)  # a class named "train" beside "cat" is no layout
+    entries = []
+    for split in (top if layout else [None]):
+        base = os.path.join(folder, split) if split else folder
+        if split:
+            ignored += _ignored_at(base)
+        for name in _visible_dirs(base):
+            found, skipped = _walk_class(os.path.join(base, name))
+            ignored += skipped
+            entries.extend((os.path.abspath(p), name, split) for p in found)
+            if not found:
+                entries.append((None, name, split))  # remembers the class, so that an empty one is named
+    return entries, ignored, "layout" if layout else "folder"
+
+
+def _manifest_error(manifest, where, what):
+    return KerasTransferError(f"Manifest {manifest}, {where}: {what}. Each row needs `path,label` (path relative "
+                              f"to the manifest's folder, or absolute). Received: source={manifest!r}")
+
+
+def _manifest_rows(manifest):
+    """`[(where, path, label)]` from a CSV (optional `path,label` header) or a JSON list."""
+    if manifest.lower().endswith(".json"):
+        try:
+            with open(manifest) as f:
+                data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise _manifest_error(manifest, "not valid JSON", str(error)) from None
+        if not isinstance(data, list):
+            raise _manifest_error(manifest, "top level", f"expected a list of rows, got {type(data).__name__}")
+        rows = []
+        for i, row in enumerate(data, 1):
+            if isinstance(row, dict) and "path" in row and "label" in row:
+                rows.append((f"entry {i}", row["path"], row["label"]))
+            elif isinstance(row, (list, tuple)) and len(row) == 2:
+                rows.append((f"entry {i}", *row))
+            else:
+                raise _manifest_error(manifest, f"entry {i}", f"expected {{'path': ..., 'label': ...}} or "
+                                      f"[path, label], got {row!r}")
+        return rows
+    with open(manifest, newline="") as f:
+        reader = csv.reader(f)
+        rows = [(f"line {reader.line_num}", row) for row in reader if any(cell.strip() for cell in row)]
+    if rows and len(rows[0][1]) == 2 and rows[0][1][0].strip().lower() in _HEADER_PATH \
+            and rows[0][1][1].strip().lower() in _HEADER_LABEL:
+        rows = rows[1:]
+    out = []
+    for where, row in rows:
+        if len(row) != 2:
+            raise _manifest_error(manifest, where, f"expected 2 columns, got {len(row)}: {row!r}")
+        out.append((where, row[0].strip(), row[1].strip()))
+    return out
+
+
+def _scan_manifest(manifest):
+    """`(entries, 0, "manifest")`; a missing file or an empty label is an error naming its row."""
+    base = os.path.dirname(os.path.abspath(manifest))
+    entries = []
+    for where, path, label in _manifest_rows(manifest):
+        label = "" if label is None else str(label).strip()
+        if not label:
+            raise _manifest_error(manifest, where, f"empty label for {path!r}")
+        if not path:
+            raise _manifest_error(manifest, where, "empty path")
+        full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
+        if not os.path.isfile(full):
+            raise _manifest_error(manifest, where, f"file not found: {full}")
+        entries.append((full, label, None))
+    if not entries:
+        raise _manifest_error(manifest, "whole file", "no rows")
+    return entries, 0, "manifest"
+
+
+def _sorted_classes(names):
+    """Sorted class names; all-integer names sort as numbers (`2` before `10`)."""
+    names = set(names)
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _decode_all(paths):
+    """`{path: (height, width) or ImageDecodeError}`, decoding in a few threads (PIL releases the GIL)."""
+    def probe(path):
+        try:
+            return read_image(path).shape[:2]
+        except ImageDecodeError as error:
+            return error
+
+    workers = min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return dict(zip(paths, pool.map(probe, paths)))
+
+
+def _check_source(source):
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        return _scan_folder(source)
+    if os.path.isfile(source) and source.lower().endswith(MANIFEST_EXTENSIONS):
+        return _scan_manifest(source)
+    what = "is not a folder or a .csv/.json manifest" if os.path.exists(source) else "not found"
+    raise KerasTransferError(f"Data source {source} {what}. Give a folder of class subfolders, a folder with "
+                             f"train/ val/ test/ subfolders, or a CSV/JSON manifest of path,label rows. "
+                             f"Received: source={source!r}")
+
+
+def find_images(source, *, strict=False):
+    """Finds labelled images in a folder of class subfolders, a `train/` `val/` `test/` layout or a manifest.
+
+    Each candidate is decoded once; files that cannot be are skipped and named (with `strict=True`, one
+    error lists them all). Hidden and non-image files are counted, not read. A class left with no readable
+    image is dropped with a warning, as long as two classes remain.
+
+    Args:
+        source: a folder, or a `.csv`/`.json` manifest of `path,label` rows.
+        strict: raise on any unreadable file instead of skipping it.
+
+    Returns:
+        A `LabelledImages`.
+
+    Raises:
+        KerasTransferError: missing source, bad manifest row, unreadable files under `strict`, or fewer
+            than two classes with readable images.
+
+    Example:
+    >>> import numpy as np; from PIL import Image
+    >>> for c in ("a", "b"):
+    ...     os.makedirs(f"/tmp/kt_find/{c}", exist_ok=True)
+    ...     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(f"/tmp/kt_find/{c}/x.png")
+    >>> find_images("/tmp/kt_find").class_names
+    ['a', 'b']
+    """
+    entries, ignored, kind = _check_source(source)
+    decoded = _decode_all([path for path, _, _ in entries if path])
+    skipped = [(path, result.reason) for path, result in decoded.items() if isinstance(result, ImageDecodeError)]
+    if strict and skipped:
+        listing = "; ".join(f"{path} ({reason})" for path, reason in skipped)
+        raise KerasTransferError(f"{len(skipped)} file(s) in {source} cannot be read as images (strict mode stops "
+                                 f"before training; without it they are skipped): {listing}. Received: strict=True")
+    good = [(p, name, split) for p, name, split in entries if p and not isinstance(decoded[p], ImageDecodeError)]
+    all_classes = _sorted_classes(name for _, name, _ in entries)
+    kept = _sorted_classes(name for _, name, _ in good)
+    dropped = [(name, "no readable image" if any(p and n == name for p, n, _ in entries) else "empty folder")
+               for name in all_classes if name not in kept]
+    if len(kept) < 2:
+        raise KerasTransferError(
+            f"Data source {source} needs at least two classes with readable images; found {len(kept)} "
+            f"({', '.join(kept) or 'none'}) of {len(all_classes)} class(es) ({', '.join(all_classes) or 'none'}), "
+            f"{len(skipped)} unreadable file(s). Received: source={os.fspath(source)!r}")
+    for name, reason in dropped:
+        warnings.warn(f"Class {name!r} in {source} is left out: {reason}.", stacklevel=2)
+    if skipped:
+        warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {source}: "
+                      + "; ".join(f"{p} ({r})" for p, r in skipped), stacklevel=2)
+    index = {name: i for i, name in enumerate(kept)}
+    return LabelledImages(paths=[p for p, _, _ in good], labels=[index[n] for _, n, _ in good], class_names=kept,
+                          skipped=skipped, sizes=[tuple(decoded[p]) for p, _, _ in good], ignored=ignored,
+                          dropped=dropped, splits=[s for _, _, s in good] if kind == "layout" else None,
+                          source=os.path.abspath(source), kind=kind)
+
+
+def scan_image_folder(directory):
+    """Counts readable images per class of a folder (see `find_images`): `{class_name: count}`."""
+    found = find_images(directory)
+    return {name: found.labels.count(i) for i, name in enumerate(found.class_names)}
 
 
 @dataclasses.dataclass
 class ImageFolderData:
-    """Training and validation `tf.data.Dataset`s of (uint8-range float images, int labels)."""
+    """Training, validation and test `tf.data.Dataset`s of (float32 RGB 0-255 images, int32 labels).
+
+    `val`/`test` are None when empty; `splits` is the `Splits` they came from, `summary` its `DataSummary`.
+    """
 
     train: object
     val: object
     class_names: list
     counts: dict
+    test: object = None
+    splits: object = None
+    summary: object = None
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
 
-def scan_image_folder(directory):
-    """Checks a folder of class subfolders and counts images per class.
+def load_image_folder(directory, *, image_size, batch_size=32, validation_split=0.2, test_split=0.0, seed=1337,
+                      strict=False, cache=None):
+    """Loads a folder of class subfolders (or a layout or manifest, see `find_images`) as `tf.data` sets.
 
-    Raises:
-        KerasTransferError: if the folder is missing, has fewer than two class subfolders,
-            or a class subfolder holds no image.
-    """
-    if not os.path.isdir(directory):
-        raise KerasTransferError(f"Data folder not found: {directory}. Received: data_dir={directory!r}")
-    classes = sorted(d for d in os.listdir(directory)
-                     if os.path.isdir(os.path.join(directory, d)) and not d.startswith("."))
-    if len(classes) < 2:
-        raise KerasTransferError(
-            f"Data folder {directory} needs one subfolder per class, at least two; found "
-            f"{len(classes)} ({', '.join(classes) or 'none'}). Received: data_dir={directory!r}"
-        )
-    counts = {}
-    for name in classes:
-        files = [f for f in os.listdir(os.path.join(directory, name))
-                 if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-        counts[name] = len(files)
-    empty = [name for name, count in counts.items() if count == 0]
-    if empty:
-        raise KerasTransferError(
-            f"Class folder(s) {', '.join(empty)} in {directory} hold no images "
-            f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder. Received: data_dir={directory!r}"
-        )
-    return counts
-
-
-def load_image_folder(directory, *, image_size, batch_size=32, validation_split=0.2, seed=1337):
-    """Loads `directory/<class>/<image>` into training and validation sets.
-
-    Images are resized to `image_size` x `image_size`, kept as raw RGB values in [0, 255] (the
-    model preprocesses them itself), batched and prefetched. The same `seed` gives the same split.
+    Images are read by `read_image` (EXIF, 16-bit, palette and RGBA handled), resized to `image_size`
+    x `image_size`, kept as raw RGB values in [0, 255] (the model preprocesses them itself), batched
+    and prefetched; the training set is reshuffled each epoch. The same `seed` gives the same split.
 
     Args:
-        directory: a folder with one subfolder of images per class.
+        directory: a folder with one subfolder of images per class, or see `find_images`.
         image_size: the square side the model takes (e.g. `spec.default_size`).
         batch_size: batch size.
-        validation_split: the share of images held out for validation (0 for none).
+        validation_split: share of each class held out for validation (ignored for a train/val/test layout).
+        test_split: share of each class held out for testing.
         seed: seed of the split and the shuffling.
+        strict: raise on any unreadable file instead of skipping it.
+        cache: None, `"memory"` or a file path: cache decoded images (see `pipeline.make_dataset`).
 
     Returns:
         An `ImageFolderData`.
-    """
-    counts = scan_image_folder(directory)
-    if not 0 <= validation_split < 1:
-        raise KerasTransferError(f"validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
-    import tensorflow as tf
 
-    common = dict(labels="inferred", label_mode="int", class_names=sorted(counts), color_mode="rgb",
-                  batch_size=batch_size, image_size=(image_size, image_size), seed=seed)
-    if validation_split:
-        train, val = keras.utils.image_dataset_from_directory(
-            directory, validation_split=validation_split, subset="both", **common)
-    else:
-        train, val = keras.utils.image_dataset_from_directory(directory, **common), None
-    autotune = tf.data.AUTOTUNE
-    train = train.prefetch(autotune)
-    val = val.prefetch(autotune) if val is not None else None
-    return ImageFolderData(train=train, val=val, class_names=sorted(counts), counts=counts)
+    Example:
+    >>> data = load_image_folder("/tmp/kt_find", image_size=8, validation_split=0)  # doctest: +SKIP
+    """
+    from keras_transfer.pipeline import make_dataset
+    from keras_transfer.splits import split_images, summarize
+
+    splits = split_images(find_images(directory, strict=strict), validation_split=validation_split,
+                          test_split=test_split, seed=seed)
+    sets = {}
+    for name in SPLITS:
+        paths, labels = splits.paths(name), splits.labels(name)
+        sets[name] = make_dataset(paths, labels, image_size=image_size, batch_size=batch_size,
+                                  shuffle=name == "train", seed=seed, cache=cache) if paths else None
+    if sets["train"] is None:
+        raise KerasTransferError(f"No training images in {directory}. Received: data_dir={directory!r}")
+    counts = {name: sum(splits.counts(s).get(name, 0) for s in SPLITS) for name in splits.class_names}
+    return ImageFolderData(train=sets["train"], val=sets["val"], test=sets["test"], class_names=splits.class_names,
+                           counts=counts, splits=splits, summary=summarize(splits))

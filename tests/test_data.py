@@ -1,14 +1,23 @@
-"""Loading a folder of class subfolders: names, counts, the split, pixel range and size, and the errors."""
+"""Loading labelled images: load_image_folder's contract (names, counts, the split, pixel range and size,
+the errors); find_images on folders, train/val/test layouts, CSV/JSON manifests and damaged files; the
+stratified seeded split; the data summary; class weights; and train_from_folder / `keras-transfer train`
+on a folder full of odd files."""
 
+import json
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
-from conftest import FOLDER_CLASSES, IMAGES_PER_CLASS
+from conftest import FOLDER_CLASSES, IMAGES_PER_CLASS, write_image_folder
+from image_files import write_messy_folder, write_text_as_jpeg
 
-from keras_transfer.data import load_image_folder, scan_image_folder
+from keras_transfer import cli
+from keras_transfer.data import LabelledImages, find_images, load_image_folder, scan_image_folder
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.runs import train_from_folder
+from keras_transfer.splits import class_weights, split_images, summarize
 
 TOTAL = len(FOLDER_CLASSES) * IMAGES_PER_CLASS
 
@@ -92,17 +101,239 @@ def test_one_class_only(image_folder):
     assert "at least two" in message and "found 1 (cat)" in message
 
 
-def test_an_empty_class_folder_is_named(image_folder):
+def test_an_empty_class_folder_is_skipped_with_a_warning_naming_it(image_folder):
     os.makedirs(os.path.join(image_folder, "fox"))
-    with pytest.raises(KerasTransferError) as info:
-        load_image_folder(image_folder, image_size=16)
-    message = str(info.value)
-    assert "fox" in message and image_folder in message
-    named = message.split(image_folder)[0]  # the part before the folder path lists the empty class folders
-    assert "fox" in named and not any(name in named for name in FOLDER_CLASSES)
+    with pytest.warns(UserWarning, match="'fox'.*empty folder"):
+        data = load_image_folder(image_folder, image_size=16)
+    assert data.class_names == sorted(FOLDER_CLASSES)
+    assert data.summary.dropped_classes == [{"class": "fox", "reason": "empty folder"}]
 
 
 @pytest.mark.parametrize("split", [1.0, -0.1])
 def test_a_bad_validation_split(image_folder, split):
     with pytest.raises(KerasTransferError, match=f"Received: validation_split={split}"):
         load_image_folder(image_folder, image_size=16, validation_split=split)
+
+
+# find_images: folders, layouts, manifests, damaged files ------------------------------------------------
+
+
+def _quiet_find(source, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return find_images(source, **kwargs)
+
+
+def test_find_images_skips_bad_files_and_ignores_hidden_and_non_images(tmp_path):
+    root, bad = write_messy_folder(tmp_path / "messy")
+    with pytest.warns(UserWarning) as record:
+        found = find_images(root)
+    messages = " ".join(str(w.message) for w in record)
+    assert "'empty'" in messages and all(path in messages for path in bad)
+    assert found.class_names == ["cat", "dog"]
+    assert sorted(path for path, _ in found.skipped) == bad
+    assert found.ignored == 5  # notes.txt, .hidden.png, the .thumbs folder, README.txt, .DS_Store
+    assert not any("/." in p or p.endswith(".txt") for p in found.paths)
+    assert len(found.paths) == 4 + 5 and all(os.path.isabs(p) for p in found.paths)
+    assert [found.labels[found.paths.index(p)] for p in found.paths if "/dog/" in p] == [1] * 5
+    assert found.dropped == [("empty", "empty folder")] and found.splits is None
+
+
+def test_strict_lists_every_bad_file(tmp_path):
+    root, bad = write_messy_folder(tmp_path / "messy")
+    with pytest.raises(KerasTransferError) as info:
+        find_images(root, strict=True)
+    message = str(info.value)
+    assert all(path in message for path in bad) and "Received: strict=True" in message
+
+
+def test_a_class_whose_files_are_all_bad_is_dropped_unless_too_few_remain(tmp_path):
+    root = write_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=2)
+    for name in os.listdir(os.path.join(root, "c")):
+        write_text_as_jpeg(os.path.join(root, "c", name))
+    found = _quiet_find(root)
+    assert found.class_names == ["a", "b"] and found.dropped == [("c", "no readable image")]
+    shutil.rmtree(os.path.join(root, "b"))
+    with pytest.raises(KerasTransferError) as info:
+        _quiet_find(root)
+    assert "at least two classes" in str(info.value) and "found 1 (a)" in str(info.value)
+
+
+def test_train_val_test_layout_is_used_as_it_is(tmp_path):
+    root = tmp_path / "layout"
+    for split, per_class in (("train", 3), ("val", 2), ("test", 1)):
+        write_image_folder(root / split, classes=("a", "b"), per_class=per_class, seed=len(split))
+    found = find_images(str(root))
+    assert found.kind == "layout" and found.class_names == ["a", "b"]
+    splits = split_images(found, validation_split=0.5, test_split=0.3, seed=0)  # fractions unused
+    assert {s: sum(splits.counts(s).values()) for s in ("train", "val", "test")} == {"train": 6, "val": 4, "test": 2}
+    assert all(f"/{s}/" in p for s in ("train", "val", "test") for p in splits.paths(s))
+    data = load_image_folder(str(root), image_size=8, batch_size=4)
+    assert sum(int(np.asarray(y).shape[0]) for _, y in data.test) == 2
+    assert data.summary.kind == "layout" and data.summary.validation_split is None
+    shutil.rmtree(root / "val")
+    shutil.rmtree(root / "test")
+    assert load_image_folder(str(root), image_size=8).val is None  # train/ alone is still a layout: no re-split
+    write_image_folder(root, classes=("cat",), per_class=1)  # "train" beside a class: a plain class folder
+    assert find_images(str(root)).class_names == ["cat", "train"]
+
+
+def _manifest_folder(tmp_path):
+    images = write_image_folder(tmp_path / "imgs", classes=("cat", "dog"), per_class=3)
+    rows = [(os.path.join("imgs", c, f"img_{i}.png"), c) for c in ("cat", "dog") for i in range(3)]
+    return images, rows
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_csv_manifest(tmp_path, header):
+    images, rows = _manifest_folder(tmp_path)
+    rows[0] = (os.path.join(images, "cat", "img_0.png"), "cat")  # an absolute path
+    lines = (["path,label"] if header else []) + [f"{path},{label}" for path, label in rows]
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    found = find_images(str(manifest))
+    assert found.kind == "manifest" and found.class_names == ["cat", "dog"]
+    assert sorted(found.paths) == sorted(os.path.abspath(tmp_path / p) for p, _ in rows)
+    assert sorted(found.labels) == [0, 0, 0, 1, 1, 1]
+    data = load_image_folder(str(manifest), image_size=8, batch_size=8, validation_split=0)
+    assert sum(int(np.asarray(y).shape[0]) for _, y in data.train) == 6
+
+
+def test_json_manifest_and_numeric_labels_sort_as_numbers(tmp_path):
+    _, rows = _manifest_folder(tmp_path)
+    labels = {"cat": "10", "dog": "2"}
+    entries = [{"path": p, "label": labels[c]} for p, c in rows[:3]] + [[p, labels[c]] for p, c in rows[3:]]
+    manifest = tmp_path / "labels.json"
+    manifest.write_text(json.dumps(entries))
+    found = find_images(str(manifest))
+    assert found.class_names == ["2", "10"]
+    assert [found.labels[found.paths.index(os.path.abspath(tmp_path / p))] for p, _ in rows] == [1, 1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ("imgs/cat/missing.png,cat", "line 3: file not found"), ("imgs/cat/img_1.png,", "line 3: empty label"),
+    ("imgs/cat/img_1.png,cat,extra", "line 3: expected 2 columns")])
+def test_bad_csv_rows_are_named(tmp_path, row, fragment):
+    _manifest_folder(tmp_path)
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"path,label\nimgs/dog/img_0.png,dog\n{row}\n")
+    with pytest.raises(KerasTransferError) as info:
+        find_images(str(manifest))
+    assert fragment in str(info.value) and str(manifest) in str(info.value)
+
+
+def test_bad_json_entry_and_missing_source(tmp_path):
+    manifest = tmp_path / "labels.json"
+    manifest.write_text(json.dumps([{"path": "a.png"}]))
+    with pytest.raises(KerasTransferError, match="entry 1"):
+        find_images(str(manifest))
+    with pytest.raises(KerasTransferError, match="not found"):
+        find_images(str(tmp_path / "nowhere.csv"))
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(KerasTransferError, match="not a folder or a .csv/.json manifest"):
+        find_images(str(tmp_path / "x.txt"))
+
+
+# splits, summary, class weights ----------------------------------------------------------------------------
+
+
+def _labelled(counts):
+    labels = [label for label, n in enumerate(counts) for _ in range(n)]
+    paths = [f"/data/{label}/{i:03d}.png" for i, label in enumerate(labels)]
+    return LabelledImages(paths=paths, labels=labels, class_names=[f"c{k}" for k in range(len(counts))],
+                          sizes=[(10 + i % 3, 20) for i in range(len(labels))])
+
+
+def test_split_is_stratified_reproducible_and_keeps_a_training_image():
+    images = _labelled([20, 10, 3, 2, 1])
+    first = split_images(images, validation_split=0.2, test_split=0.1, seed=3)
+    assert first.as_dict() == split_images(images, validation_split=0.2, test_split=0.1, seed=3).as_dict()
+    assert first.as_dict() != split_images(images, validation_split=0.2, test_split=0.1, seed=4).as_dict()
+    assert first.counts("val") == {"c0": 4, "c1": 2, "c2": 1, "c3": 0, "c4": 0}
+    assert first.counts("test") == {"c0": 2, "c1": 1, "c2": 0, "c3": 0, "c4": 0}
+    assert all(count >= 1 for count in first.counts("train").values())
+    together = sorted(first.paths("train") + first.paths("val") + first.paths("test"))
+    assert together == sorted(images.paths)
+    heavy = split_images(_labelled([2, 2]), validation_split=0.5, test_split=0.45, seed=0)
+    assert heavy.counts("train") == {"c0": 1, "c1": 1}
+
+
+@pytest.mark.parametrize("kwargs, received", [
+    (dict(validation_split=1.0), "validation_split=1.0"), (dict(test_split=-0.1), "test_split=-0.1"),
+    (dict(validation_split=0.5, test_split=0.5), "test_split=0.5")])
+def test_bad_split_fractions(kwargs, received):
+    with pytest.raises(KerasTransferError, match=f"Received: .*{received}"):
+        split_images(_labelled([4, 4]), **kwargs)
+
+
+def test_summary_counts_sizes_and_imbalance():
+    images = _labelled([9, 3])
+    images.skipped, images.ignored = [("/data/bad.jpg", "truncated")], 2
+    summary = summarize(split_images(images, validation_split=0.0, seed=0))
+    data = summary.as_dict()
+    assert data["counts"]["train"] == {"c0": 9, "c1": 3} and data["imbalance_ratio"] == 3.0
+    assert data["image_size"]["height"] == {"min": 10, "median": 11.0, "max": 12}
+    assert data["skipped"] == [{"path": "/data/bad.jpg", "reason": "truncated"}] and data["ignored"] == 2
+    text = str(summary)
+    assert "/data/bad.jpg: truncated" in text and "3.00" in text and "c0" in text
+    json.dumps(data)  # JSON-ready
+
+
+def test_class_weights_are_balanced():
+    weights = class_weights([0, 0, 0, 1, 2, 2], 4)
+    assert weights == {0: 6 / (4 * 3), 1: 6 / 4, 2: 6 / (4 * 2), 3: 1.0}
+    for bad in ([0, 5], []):
+        with pytest.raises(KerasTransferError, match="Received: labels="):
+            class_weights(bad, 4)
+
+
+# train_from_folder and the CLI on a folder of odd files ---------------------------------------------------
+
+TINY = dict(backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=1, batch_size=4,
+            verbose=0)
+TINY_CLI = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1", "--strategy",
+            "head_only", "--batch-size", "4"]
+
+
+def test_training_on_a_messy_folder_reports_every_skipped_file(tmp_path, capsys):
+    """Through `keras-transfer train` (which calls train_from_folder), with --test-split and --class-weight."""
+    root, bad = write_messy_folder(tmp_path / "messy")
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cli.main(["train", root, *TINY_CLI, "--validation-split", "0.25", "--test-split", "0.2",
+                         "--class-weight", "balanced", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and all(path in printed for path in bad) and "empty" in printed
+    with open(out / "data_summary.json") as f:
+        summary = json.load(f)
+    assert sorted(item["path"] for item in summary["skipped"]) == bad
+    assert summary["dropped_classes"] == [{"class": "empty", "reason": "empty folder"}]
+    assert summary["counts"]["test"] == {"cat": 1, "dog": 1}  # round(4 * 0.2), round(5 * 0.2)
+    with open(out / "splits.json") as f:
+        splits = json.load(f)
+    assert splits["class_names"] == ["cat", "dog"] and len(splits["test"]) == 2
+    listed = [path for part in ("train", "val", "test") for path, _ in splits[part]]
+    assert len(listed) == 9 and not set(listed) & set(bad)
+    with open(out / "config.json") as f:
+        config = json.load(f)
+    assert config["class_weight"] == "balanced" and config["test_split"] == 0.2
+    assert config["class_weights"] == {"0": 5 / (2 * 2), "1": 5 / (2 * 3)}  # train: 2 cats, 3 dogs
+    assert (out / "best.keras").exists()
+
+
+def test_strict_stops_before_training_and_writes_nothing(tmp_path, capsys):
+    root, bad = write_messy_folder(tmp_path / "messy")
+    out = tmp_path / "run"
+    with pytest.raises(KerasTransferError) as info:
+        train_from_folder(root, str(out), strict=True, **TINY)
+    assert all(path in str(info.value) for path in bad) and not out.exists()
+    code = cli.main(["train", root, *TINY_CLI, "--strict", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and all(path in err for path in bad) and not out.exists()
+
+
+def test_unknown_class_weight_is_refused(tmp_path, image_folder):
+    with pytest.raises(KerasTransferError, match="Received: class_weight='even'"):
+        train_from_folder(image_folder, str(tmp_path / "run"), class_weight="even", **TINY)
+    assert not (tmp_path / "run").exists()
