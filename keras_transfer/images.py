@@ -7,6 +7,7 @@ become 8-bit RGB; EXIF orientation is applied. A file that cannot be decoded rai
 """
 
 import os
+import struct
 
 import numpy as np
 
@@ -75,7 +76,10 @@ def read_image(path):
             return np.asarray(_to_rgb(image), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image file (its content matches no known format)") from None
-    except (OSError, ValueError, SyntaxError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(path, f"too large to decode safely ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as error:
+        # PIL's plugins raise any of these on damaged data (EOFError: GIF frames, struct.error: short headers)
         raise ImageDecodeError(path, f"damaged or truncated ({error})") from None
 
 
