@@ -131,9 +131,9 @@ def _manifest_rows(manifest):
 
 
 def _scan_manifest(manifest):
-    """`(entries, 0, "manifest")`; a missing file or an empty label is an error naming its row."""
+    """`(entries, 0, "manifest")`; a missing file, an empty label or a file listed twice is an error naming its row."""
     base = os.path.dirname(os.path.abspath(manifest))
-    entries = []
+    entries, seen = [], {}
     for where, path, label in _manifest_rows(manifest):
         label = "" if label is None else str(label).strip()
         if not label:
@@ -143,6 +143,9 @@ def _scan_manifest(manifest):
         full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
         if not os.path.isfile(full):
             raise _manifest_error(manifest, where, f"file not found: {full}")
+        if full in seen:  # would land in two splits, or carry two labels
+            raise _manifest_error(manifest, where, f"{full} is listed again (first at {seen[full]})")
+        seen[full] = where
         entries.append((full, label, None))
     if not entries:
         raise _manifest_error(manifest, "whole file", "no rows")

@@ -3,10 +3,12 @@
 Files are read by `images.read_image` (inside `tf.numpy_function`), so training reads every image the
 way `predict` and the scan do: EXIF orientation applied, 16-bit, palette, RGBA and grayscale turned into
 8-bit RGB. Decoding runs in parallel (`num_parallel_calls=AUTOTUNE`; PIL releases the GIL while it
-decodes). Keras takes a `tf.data.Dataset` on the JAX backend too.
+decodes). Keras takes a `tf.data.Dataset` on the JAX backend too; there the GPU is hidden from TensorFlow,
+which only feeds batches, so that it does not claim the memory JAX needs.
 """
 
 import os
+import warnings
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.images import read_image, resize_image
@@ -21,6 +23,21 @@ def _check(paths, labels, image_size, batch_size, cache):
             raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
     if cache is not None and not isinstance(cache, (str, os.PathLike)):
         raise KerasTransferError(f"cache must be None, 'memory' or a file path prefix. Received: cache={cache!r}")
+
+
+def _keep_tensorflow_off_the_gpu(tf):
+    """On the JAX backend tf.data only feeds batches; a TensorFlow that initialises the GPU would claim the
+    memory JAX needs. Hide the GPU from TensorFlow (before its first op; later, warn: it is too late)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError as error:
+        if tf.config.get_visible_devices("GPU"):
+            warnings.warn(f"TensorFlow already uses the GPU, so its tf.data pipeline may take GPU memory that the "
+                          f"{keras.backend.backend()} backend needs ({error}).", stacklevel=3)
 
 
 def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1337, cache=None):
@@ -51,6 +68,7 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
 
     paths, labels = [os.fspath(p) for p in paths], [int(label) for label in labels]
     _check(paths, labels, image_size, batch_size, cache)
+    _keep_tensorflow_off_the_gpu(tf)
 
     def read(path):
         return resize_image(read_image(path.decode("utf-8")), image_size)

@@ -212,7 +212,8 @@ def test_json_manifest_and_numeric_labels_sort_as_numbers(tmp_path):
 
 @pytest.mark.parametrize("row, fragment", [
     ("imgs/cat/missing.png,cat", "line 3: file not found"), ("imgs/cat/img_1.png,", "line 3: empty label"),
-    ("imgs/cat/img_1.png,cat,extra", "line 3: expected 2 columns")])
+    ("imgs/cat/img_1.png,cat,extra", "line 3: expected 2 columns"),
+    ("imgs/dog/img_0.png,cat", "is listed again (first at line 2)")])
 def test_bad_csv_rows_are_named(tmp_path, row, fragment):
     _manifest_folder(tmp_path)
     manifest = tmp_path / "labels.csv"
@@ -229,6 +230,9 @@ def test_bad_json_entry_and_missing_source(tmp_path):
         find_images(str(manifest))
     with pytest.raises(KerasTransferError, match="not found"):
         find_images(str(tmp_path / "nowhere.csv"))
+    (tmp_path / "empty.csv").write_text("path,label\n")
+    with pytest.raises(KerasTransferError, match="no rows"):
+        find_images(str(tmp_path / "empty.csv"))
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(KerasTransferError, match="not a folder or a .csv/.json manifest"):
         find_images(str(tmp_path / "x.txt"))

@@ -96,3 +96,14 @@ def test_paths_and_labels_must_match(files):
     paths, labels = files
     with pytest.raises(KerasTransferError, match="same length"):
         make_dataset(paths, labels[:-1], image_size=8, batch_size=2)
+
+
+def test_tensorflow_is_kept_off_the_gpu_only_under_other_backends(files, monkeypatch):
+    import tensorflow as tf
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind: calls.append((devices, kind)))
+    paths, labels = files
+    make_dataset(paths, labels, image_size=8, batch_size=2)
+    expected = [] if keras.backend.backend() == "tensorflow" else [([], "GPU")]
+    assert calls == expected
