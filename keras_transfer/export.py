@@ -37,8 +37,7 @@ import keras
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError, unknown_name
-from keras_transfer.export_archive import (CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_class_names,
-                                           served_outputs)
+from keras_transfer.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
 from keras_transfer.export_tflite import check_quantize, convert_to_tflite, run_tflite
 from keras_transfer.model import class_indices, get_class_names
 
@@ -220,9 +219,9 @@ def _write_saved_model(model, path, class_names, images, expected, tolerance, *,
         build_archive(model, class_names=class_names, uint8=uint8, resize=resize).write_out(tmp, verbose=False)
         with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
             json.dump(class_names, f)
-        outputs = served_outputs(tmp, images)
+        outputs, served_names = served_outputs(tmp, images)
         difference = _compare("SavedModel", path, list(outputs.values()), expected, tolerance)
-        if class_names and served_class_names(tmp) != list(class_names):
+        if class_names and served_names != list(class_names):
             raise KerasTransferError(f"The exported {CLASS_NAMES_ENDPOINT} endpoint does not serve {class_names}; "
                                      f"nothing was written to {path}. Received: class_names={class_names!r}")
         os.replace(tmp, path)

@@ -2,8 +2,10 @@
 
 Every endpoint calls the model with `training=False` (augmentation and dropout off): a default
 `model.export` of a model with augmentation inside would serve augmented, changing predictions.
-Under JAX the model endpoints go through jax2tf (`is_static=True`: inference updates no state, which
-also keeps the SavedModel convertible to TFLite); the `class_names` endpoint is a plain `tf.function`
+Under JAX the model endpoints go through jax2tf, taking the weights as SavedModel variables (stored
+once); `static=True` (used for TFLite) bakes them into each endpoint instead, which the TFLite converter
+needs (it cannot hold the uint32 seed-generator state the default endpoints write back) but which makes
+`saved_model.pb` hold one copy of the weights per endpoint. The `class_names` endpoint is a plain `tf.function`
 returning a string constant, added through `ExportArchive`'s `tf.function` path on both backends.
 
 Endpoints (signature names), all returning class probabilities `(batch, classes)` float32 as `output_0`:
@@ -28,7 +30,7 @@ def input_size(model):
     return tuple(model.input_shape[1:3])
 
 
-def build_archive(model, *, class_names=None, uint8=True, resize=True):
+def build_archive(model, *, class_names=None, uint8=True, resize=True, static=False):
     """An `ExportArchive` tracking `model` with the inference-mode endpoints listed in the module docstring.
 
     Args:
@@ -36,6 +38,7 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True):
         class_names: names to serve from a `class_names` endpoint (`None`: no such endpoint).
         uint8: add `serve_uint8`.
         resize: add `serve_any_size`.
+        static: under JAX, bake the weights into the endpoints (`is_static=True`); ignored under TensorFlow.
 
     Returns:
         The `keras.export.ExportArchive`, ready for `write_out`.
@@ -45,7 +48,7 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True):
     >>> archive.write_out("/tmp/exported", verbose=False)
     """
     size = input_size(model)
-    static = {"is_static": True} if keras.backend.backend() == "jax" else {}
+    static = {"is_static": True} if static and keras.backend.backend() == "jax" else {}
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -87,23 +90,18 @@ def _constant_fn(strings):
 
 
 def served_outputs(folder, images):
-    """Loads the SavedModel at `folder` and returns {endpoint: its probabilities on `images`}.
+    """Loads the SavedModel at `folder`; returns ({endpoint: its probabilities on `images`}, served class names).
 
-    `images` must hold whole numbers in 0-255 (so the uint8 endpoint sees the same pixels).
+    `images` must hold whole numbers in 0-255 (so the uint8 endpoint sees the same pixels); the class
+    names are `None` when the export has no `class_names` endpoint.
     """
     import tensorflow as tf
 
     served = tf.saved_model.load(folder)
     calls = {SERVING_ENDPOINT: images, UINT8_ENDPOINT: images.astype("uint8"), RESIZE_ENDPOINT: images}
-    return {name: np.asarray(getattr(served, name)(tf.constant(batch)))
-            for name, batch in calls.items() if hasattr(served, name)}
-
-
-def served_class_names(folder):
-    """The class names served by the `class_names` endpoint of the SavedModel at `folder` (or `None`)."""
-    import tensorflow as tf
-
-    served = tf.saved_model.load(folder)
-    if not hasattr(served, CLASS_NAMES_ENDPOINT):
-        return None
-    return [name.decode() for name in getattr(served, CLASS_NAMES_ENDPOINT)().numpy()]
+    outputs = {name: np.asarray(getattr(served, name)(tf.constant(batch)))
+               for name, batch in calls.items() if hasattr(served, name)}
+    names = None
+    if hasattr(served, CLASS_NAMES_ENDPOINT):
+        names = [name.decode() for name in getattr(served, CLASS_NAMES_ENDPOINT)().numpy()]
+    return outputs, names

@@ -1,7 +1,7 @@
 """TFLite conversion of the inference-mode SavedModel, on either backend.
 
-The model is first written as a SavedModel with one `serve` endpoint (`training=False`; under JAX the
-jax2tf function, made static, converts as well), then `tf.lite.TFLiteConverter.from_saved_model`
+The model is first written as a SavedModel with one `serve` endpoint (`training=False`; under JAX a
+static jax2tf function with the weights baked in, which the converter accepts), then `tf.lite.TFLiteConverter.from_saved_model`
 converts that signature. `quantize="dynamic"` applies dynamic-range quantisation (int8 weights,
 float activations). The `.tflite` file has one signature, `serve`: input `images` float32
 (1 or more, size, size, 3) raw RGB 0-255, output `output_0` probabilities.
@@ -53,7 +53,7 @@ def convert_to_tflite(model, *, quantize=None):
     check_quantize(quantize)
     folder = tempfile.mkdtemp(prefix="keras-transfer-tflite-")
     try:
-        build_archive(model, uint8=False, resize=False).write_out(folder, verbose=False)
+        build_archive(model, uint8=False, resize=False, static=True).write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=[SERVING_ENDPOINT])
         if quantize == "dynamic":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

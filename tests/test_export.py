@@ -165,7 +165,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_failed_check_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "served_outputs", lambda folder, batch: {"serve": np.ones((len(batch), 3))})
+    monkeypatch.setattr(export_module, "served_outputs", lambda folder, batch: ({"serve": np.ones((len(batch), 3))}, CLASS_NAMES))
     target = tmp_path / "sub" / "exported"
     with pytest.raises(KerasTransferError, match="nothing was written"):
         keras_transfer.export_saved_model(tiny_model(), target)

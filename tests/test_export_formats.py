@@ -116,8 +116,8 @@ def run_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_export")
     data = write_image_folder(root / "images", per_class=4)
     out = root / "run"
-    train_from_folder(data, out, backbone="mobilenetv3small", weights=None, input_size=32, strategy="head_only",
-                      epochs=1, batch_size=4, verbose=0)
+    train_from_folder(data, out, backbone="vgg16", weights=None, input_size=32, strategy="head_only",
+                      epochs=1, batch_size=4, augmentation="none", verbose=0)
     return out
 
 
