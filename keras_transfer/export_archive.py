@@ -5,8 +5,10 @@ Every endpoint calls the model with `training=False` (augmentation and dropout o
 Under JAX the model endpoints go through jax2tf, taking the weights as SavedModel variables (stored
 once); `static=True` (used for TFLite) bakes them into each endpoint instead, which the TFLite converter
 needs (it cannot hold the uint32 seed-generator state the default endpoints write back) but which makes
-`saved_model.pb` hold one copy of the weights per endpoint. The `class_names` endpoint is a plain `tf.function`
-returning a string constant, added through `ExportArchive`'s `tf.function` path on both backends.
+`saved_model.pb` hold one copy of the weights per endpoint. JAX endpoints are lowered for both CPU and
+CUDA (`JAX_PLATFORMS`), so a model exported on a GPU also serves on a CPU-only TensorFlow and the other
+way round (Keras would otherwise lower for the exporting device only). The `class_names` endpoint is a
+plain `tf.function` returning a string constant, added through `ExportArchive`'s `tf.function` path on both backends.
 
 Endpoints (signature names), all returning class probabilities `(batch, classes)` float32 as `output_0`:
     serve / serving_default: float32 `images` (batch, size, size, 3), raw RGB 0-255.
@@ -23,6 +25,7 @@ SERVING_ENDPOINT = "serve"
 UINT8_ENDPOINT = "serve_uint8"
 RESIZE_ENDPOINT = "serve_any_size"
 CLASS_NAMES_ENDPOINT = "class_names"
+JAX_PLATFORMS = ("cpu", "cuda")
 
 
 def input_size(model):
@@ -48,7 +51,10 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True, static=Fa
     >>> archive.write_out("/tmp/exported", verbose=False)
     """
     size = input_size(model)
-    static = {"is_static": True} if static and keras.backend.backend() == "jax" else {}
+    options = {}
+    if keras.backend.backend() == "jax":
+        options = {"is_static": static, "jax2tf_kwargs": {"native_serialization": True,
+                                                          "native_serialization_platforms": JAX_PLATFORMS}}
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -62,13 +68,13 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True, static=Fa
         resized = keras.ops.image.resize(images, size, interpolation="bilinear", antialias=False)
         return model(resized, training=False)
 
-    archive.add_endpoint(SERVING_ENDPOINT, serve, input_signature=[_spec(model, "float32")], **static)
+    archive.add_endpoint(SERVING_ENDPOINT, serve, input_signature=[_spec(model, "float32")], **options)
     if uint8:
-        archive.add_endpoint(UINT8_ENDPOINT, serve_uint8, input_signature=[_spec(model, "uint8")], **static)
+        archive.add_endpoint(UINT8_ENDPOINT, serve_uint8, input_signature=[_spec(model, "uint8")], **options)
     if resize:
         archive.add_endpoint(RESIZE_ENDPOINT, serve_any_size,
                              input_signature=[keras.InputSpec(shape=(None, None, None, 3), dtype="float32")],
-                             **static)
+                             **options)
     if class_names:
         archive.add_endpoint(CLASS_NAMES_ENDPOINT, _constant_fn(class_names))
     return archive

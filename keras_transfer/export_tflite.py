@@ -1,10 +1,10 @@
 """TFLite conversion of the inference-mode SavedModel, on either backend.
 
 The model is first written as a SavedModel with one `serve` endpoint (`training=False`; under JAX a
-static jax2tf function with the weights baked in, which the converter accepts), then `tf.lite.TFLiteConverter.from_saved_model`
-converts that signature. `quantize="dynamic"` applies dynamic-range quantisation (int8 weights,
-float activations). The `.tflite` file has one signature, `serve`: input `images` float32
-(1 or more, size, size, 3) raw RGB 0-255, output `output_0` probabilities.
+static jax2tf function with the weights baked in, which the converter accepts), then
+`tf.lite.TFLiteConverter.from_saved_model` converts that signature. `quantize="dynamic"` applies
+dynamic-range quantisation (int8 weights, float activations). The `.tflite` file has one signature,
+`serve`: input `images` float32 (batch, size, size, 3) raw RGB 0-255, output `output_0` probabilities.
 
 Example (reading a `.tflite` written by `export`):
 >>> import tensorflow as tf

@@ -129,6 +129,18 @@ def test_export_returns_a_result_and_can_leave_out_endpoints(trained_model, tmp_
     assert "largest difference" in result.summary()
     served = tf.saved_model.load(str(tmp_path / "plain"))
     assert set(served.signatures) == {"serve", "serving_default", "class_names"}
+    if keras.backend.backend() == "jax":  # lowered for CPU and CUDA: an export made on a GPU serves on a CPU
+        assert lowered_platforms(tmp_path / "plain") == {"CPU", "CUDA"}
+
+
+def lowered_platforms(folder):
+    """The platforms the jax2tf (XlaCallModule) functions of a SavedModel were lowered for."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((folder / "saved_model.pb").read_bytes())
+    return {platform.decode() for graph in proto.meta_graphs for function in graph.graph_def.library.function
+            for node in function.node_def if node.op == "XlaCallModule" for platform in node.attr["platforms"].list.s}
 
 
 def test_export_without_check_returns_none(tmp_path):
@@ -165,7 +177,10 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_failed_check_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "served_outputs", lambda folder, batch: ({"serve": np.ones((len(batch), 3))}, CLASS_NAMES))
+    def wrong(folder, batch):
+        return {"serve": np.ones((len(batch), 3))}, CLASS_NAMES
+
+    monkeypatch.setattr(export_module, "served_outputs", wrong)
     target = tmp_path / "sub" / "exported"
     with pytest.raises(KerasTransferError, match="nothing was written"):
         keras_transfer.export_saved_model(tiny_model(), target)
