@@ -7,6 +7,7 @@ import keras
 from keras_transfer.augmentation import make_augmentation
 from keras_transfer.backbones import check_input_size, get_backbone_spec
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.precision import dtype_policy
 from keras_transfer.preprocessing import ImagePreprocessing
 from keras_transfer.weights import build_backbone, load_weights_file
 
@@ -32,7 +33,8 @@ class ClassifierHead(keras.layers.Dense):
 
 
 def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_size=None, augmentation="light",
-                     dropout=0.2, pooling="avg", class_names=None, preprocess=None, seed=None, name=None):
+                     dropout=0.2, pooling="avg", class_names=None, preprocess=None, seed=None, name=None,
+                     precision=None):
     """Builds a transfer-learning classifier as a plain functional `keras.Model`.
 
     The model takes raw RGB pixels in [0, 255] at `input_size`, applies `augmentation` (active only
@@ -57,6 +59,8 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
         seed: seed for augmentation and dropout. (The head starts at zero: on large pretrained features a
             random head starts with large random logits that a few hundred images cannot undo.)
         name: the model name (default `"<backbone>_classifier"`).
+        precision: `"float32"` (default), `"mixed_bfloat16"` or `"mixed_float16"`: the dtype policy the
+            model is built under (the global policy is restored afterwards); the head stays float32.
 
     Returns:
         A functional `keras.Model`, not compiled.
@@ -66,29 +70,30 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
     >>> model.output_shape
     (None, 3)
     """
-    num_classes = _resolve_num_classes(num_classes, class_names)
-    spec, base, input_size, preprocess = _resolve_backbone(backbone, weights, input_size, preprocess)
-    if pooling not in POOLINGS:
-        raise KerasTransferError(f"Unknown pooling '{pooling}'. Allowed: avg, max. Received: pooling={pooling!r}")
-    if not 0 <= float(dropout) < 1:
-        raise KerasTransferError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    with dtype_policy(precision):
+        num_classes = _resolve_num_classes(num_classes, class_names)
+        spec, base, input_size, preprocess = _resolve_backbone(backbone, weights, input_size, preprocess)
+        if pooling not in POOLINGS:
+            raise KerasTransferError(f"Unknown pooling '{pooling}'. Allowed: avg, max. Received: pooling={pooling!r}")
+        if not 0 <= float(dropout) < 1:
+            raise KerasTransferError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
 
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = inputs
-    augment = make_augmentation(augmentation, seed=seed)
-    if augment is not None:
-        x = augment(x)
-    x = ImagePreprocessing(preprocess, name="preprocessing")(x)
-    x = base(x, training=False)
-    if len(x.shape) == 4:
-        pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
-        x = pool(name="pooling")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
-    outputs = ClassifierHead(units, class_names=class_names, backbone_name=spec.name if spec else None,
-                             activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
-    return keras.Model(inputs, outputs, name=name or f"{spec.name if spec else 'custom'}_classifier")
+        inputs = keras.Input((input_size, input_size, 3), name="image")
+        x = inputs
+        augment = make_augmentation(augmentation, seed=seed)
+        if augment is not None:
+            x = augment(x)
+        x = ImagePreprocessing(preprocess, name="preprocessing")(x)
+        x = base(x, training=False)
+        if len(x.shape) == 4:
+            pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+            x = pool(name="pooling")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+        units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+        outputs = ClassifierHead(units, class_names=class_names, backbone_name=spec.name if spec else None,
+                                 activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
+        return keras.Model(inputs, outputs, name=name or f"{spec.name if spec else 'custom'}_classifier")
 
 
 def _resolve_num_classes(num_classes, class_names):

@@ -1,0 +1,241 @@
+"""Feature caching: with a frozen backbone and no augmentation, run the backbone once and train the head
+on the cached features.
+
+The features (the input of the model's head: after preprocessing, backbone and pooling) are computed once
+per image and kept in memory (numpy) or streamed in chunks to raw float32 files in a folder and read back
+batch by batch through a memory map, so memory stays flat for data larger than memory. The head is trained
+as a small model `Input(features) -> the full model's own "dropout" and "predictions" layers`, so training
+updates the full model's head in place and the full model then predicts exactly like the cached path.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.freezing import freeze
+from keras_transfer.model import HEAD_LAYER, get_backbone
+from keras_transfer.presets import compile_model, get_preset, phase_callbacks
+
+CACHE_MODES = ("memory", "a folder path")
+
+
+def check_cacheable(model, preset=None):
+    """Raises unless `model` can train on cached features: no augmentation, a frozen backbone."""
+    get_backbone(model)
+    if any(layer.name == "augmentation" for layer in model.layers):
+        raise KerasTransferError(
+            "Feature caching computes each image's features once, so it cannot train with augmentation (each "
+            "epoch would need new features). Build the model with augmentation='none', or turn caching off. "
+            "Received: augmentation layer in model"
+        )
+    if preset is not None and preset.strategy != "head_only":
+        raise KerasTransferError(
+            "Feature caching needs a frozen backbone (the head-only phase); this phase trains backbone layers. "
+            f"Use strategy='head_only' for the cached phase. Received: strategy={preset.strategy!r}"
+        )
+
+
+def _head_layers(model):
+    names = [layer.name for layer in model.layers]
+    return [model.get_layer(name) for name in ("dropout", HEAD_LAYER) if name in names]
+
+
+def feature_extractor(model):
+    """The model up to the head's input: preprocessing, backbone and pooling (inference mode)."""
+    first = _head_layers(model)[0]
+    return keras.Model(model.inputs, first.input, name=f"{model.name}_features")
+
+
+def _batches(data, batch_size):
+    """Yields numpy `(images, labels)` batches from `(x, y)` arrays or a dataset of `(x, y)` batches."""
+    if isinstance(data, tuple):
+        x, y = data
+        for start in range(0, len(x), batch_size):
+            yield np.asarray(x[start:start + batch_size]), np.asarray(y[start:start + batch_size])
+        return
+    for element in data:
+        if not isinstance(element, (tuple, list)) or len(element) != 2:
+            raise KerasTransferError(
+                "Feature caching needs a dataset of (images, labels) batches. "
+                f"Received: an element of type {type(element).__name__}"
+            )
+        yield tuple(np.asarray(keras.ops.convert_to_numpy(t)) for t in element)
+
+
+class CachedFeatures(keras.utils.PyDataset):
+    """Cached `(features, labels)`: in memory, or on disk read back batch by batch through a memory map.
+
+    Attributes:
+        features: a numpy array or a read-only `np.memmap` of shape `(images, feature_dim)`, float32.
+        labels: a numpy array of labels.
+        batch_size: the batch size of the source data.
+        shuffle: reorder the batches' images each epoch (a seeded permutation).
+    """
+
+    def __init__(self, features, labels, batch_size, *, shuffle=False, seed=1337):
+        super().__init__()
+        self.features, self.labels, self.batch_size = features, labels, batch_size
+        self.shuffle, self._rng = shuffle, np.random.default_rng(seed)
+        self._order = np.arange(len(labels))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return -(-len(self.labels) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        if self.shuffle:
+            rows = np.sort(rows)  # sorted rows read a memory map sequentially
+        return np.asarray(self.features[rows], "float32"), self.labels[rows]
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.labels))
+
+
+def extract_features(model, data, *, cache="memory", name="train", batch_size=None, shuffle=False, seed=1337):
+    """Runs `model`'s preprocessing, backbone and pooling once over `data` and caches the features.
+
+    Args:
+        model: a model made by `build_classifier` (no augmentation).
+        data: `(images, labels)` arrays, or a `tf.data.Dataset` of `(images, labels)` batches.
+        cache: `"memory"`, or a folder path: features are streamed there chunk by chunk
+            (`<name>.features.f32`, `<name>.json`, `<name>.labels.npy`) and memory-mapped back.
+        name: the file name stem in a cache folder (e.g. `"train"`, `"val"`).
+        batch_size: batch size for arrays (default 32); a dataset keeps its own batches.
+        shuffle, seed: reorder the cached images each epoch, in a seeded order.
+
+    Returns:
+        A `CachedFeatures` (a `keras.utils.PyDataset` of `(features, labels)` batches).
+
+    Example:
+    >>> model = build_classifier("mobilenetv2", 3, weights=None, input_size=32, augmentation="none")
+    >>> cached = extract_features(model, (np.zeros((5, 32, 32, 3)), np.arange(5) % 3), batch_size=2)
+    >>> cached.features.shape, len(cached)
+    ((5, 1280), 3)
+    """
+    check_cacheable(model)
+    if cache != "memory" and not isinstance(cache, (str, os.PathLike)):
+        raise KerasTransferError(f"cache must be 'memory' or a folder path. Received: cache={cache!r}")
+    extractor = feature_extractor(model)
+    size, labels, chunks, rows = batch_size, [], [], 0
+    path = None if cache == "memory" else os.path.join(os.fspath(cache), f"{name}.features.f32")
+    if path:
+        os.makedirs(os.fspath(cache), exist_ok=True)
+    with open(path, "wb") if path else _NoFile() as sink:
+        for x, y in _batches(data, batch_size or 32):
+            size = size or len(x)
+            features = np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float32")
+            features = features.reshape(len(x), -1)
+            sink.write(features.tobytes()) if path else chunks.append(features)
+            labels.append(y)
+            rows += len(x)
+    if not rows:
+        raise KerasTransferError(f"No images to cache in the {name} data. Received: {rows} images")
+    labels = np.concatenate(labels)
+    dim = features.shape[1]
+    if path:
+        with open(os.path.join(os.fspath(cache), f"{name}.json"), "w") as f:
+            json.dump({"rows": rows, "dim": dim, "dtype": "float32"}, f)
+        np.save(os.path.join(os.fspath(cache), f"{name}.labels.npy"), labels)
+        features = np.memmap(path, dtype="float32", mode="r", shape=(rows, dim))
+    else:
+        features = np.concatenate(chunks)
+    return CachedFeatures(features, labels, size, shuffle=shuffle, seed=seed)
+
+
+class _NoFile:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def head_model(model):
+    """`Input(features) -> model's own dropout and head layers`: training it trains `model`'s head."""
+    layers = _head_layers(model)
+    inputs = keras.Input(tuple(layers[0].input.shape[1:]), name="features")
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+class _OnFullModel(keras.callbacks.Callback):
+    """Runs a callback (a checkpoint) against the full model while the head model trains."""
+
+    def __init__(self, callback, full_model):
+        super().__init__()
+        self.callback, self.full_model = callback, full_model
+
+    def set_model(self, model):
+        self.callback.set_model(self.full_model)
+
+    def set_params(self, params):
+        self.callback.set_params(params)
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            return getattr(object.__getattribute__(self, "callback"), name)
+        return object.__getattribute__(self, name)
+
+
+def _for_head(callbacks, model):
+    saves = (keras.callbacks.ModelCheckpoint,)
+    return [_OnFullModel(c, model) if isinstance(c, saves) else c for c in callbacks]
+
+
+def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
+                       verbose="auto", cache="memory", shuffle=True, seed=1337, jit_compile="auto"):
+    """Like `recipes.train_phase` for the head-only phase, on cached features. Returns `(History, FreezeReport)`.
+
+    Checkpoint callbacks save the full model; the others (EarlyStopping, CSVLogger, ...) see the head
+    model, whose weights are the full model's head weights.
+    """
+    check_cacheable(model, preset)
+    report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
+    compile_model(model, preset, jit_compile=jit_compile)  # the full model is returned compiled, as uncached
+    model.optimizer.build(model.trainable_variables)  # so a checkpoint of it loads without an optimizer warning
+    print(f"Head phase: training on cached features ({'in memory' if cache == 'memory' else cache}); "
+          "the backbone runs once per image.")
+    train = extract_features(model, train, cache=cache, name="train", shuffle=shuffle, seed=seed)
+    val = None if val is None else extract_features(model, val, cache=cache, name="val")
+    head = head_model(model)
+    compile_model(head, preset, jit_compile=jit_compile)
+    callbacks = phase_callbacks(preset, has_validation=val is not None) + _for_head(callbacks, model)
+    history = head.fit(train, validation_data=val, epochs=initial_epoch + preset.epochs, initial_epoch=initial_epoch,
+                       callbacks=callbacks, class_weight=class_weight, verbose=verbose,
+                       shuffle=False)  # `train` shuffles itself, in its seeded order
+    return history, report
+
+
+def train_head_cached(model, train, val=None, *, preset="feature_extraction", epochs=None, learning_rate=None,
+                      cache="memory", callbacks=(), class_weight=None, shuffle=True, seed=1337, verbose="auto"):
+    """Trains `model`'s head on cached backbone features; the backbone stays frozen.
+
+    Args:
+        model: a model made by `build_classifier` with `augmentation="none"`.
+        train, val: `(images, labels)` arrays (batch size 32) or `tf.data.Dataset`s of `(images, labels)`.
+        preset: a head-only preset name or `Preset`; `epochs`, `learning_rate` override it.
+        cache: `"memory"` or a folder to stream the features to (for data larger than memory).
+        callbacks: extra Keras callbacks; a `ModelCheckpoint` saves the full model.
+        shuffle, seed: reorder the cached training images each epoch, in a seeded order.
+
+    Returns:
+        The head phase's `keras.callbacks.History`. `model` (backbone + trained head) predicts like the
+        head on the cached features.
+
+    Example:
+    >>> model = build_classifier("mobilenetv2", 3, weights=None, input_size=32, augmentation="none")
+    >>> x, y = np.random.rand(8, 32, 32, 3) * 255, np.arange(8) % 3
+    >>> train_head_cached(model, (x, y), epochs=2, verbose=0).epoch
+    [0, 1]
+    """
+    preset = get_preset(preset, epochs=epochs, learning_rate=learning_rate)
+    history, _ = train_phase_cached(model, train, val, preset=preset, callbacks=callbacks, class_weight=class_weight,
+                                    verbose=verbose, cache=cache, shuffle=shuffle, seed=seed)
+    return history

@@ -1,0 +1,100 @@
+"""Feature caching: the cached head phase trains the same head as the uncached one, on both caches."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import as_numpy, make_small_cnn, make_tiny_xy
+from keras_transfer.caching import extract_features, train_head_cached
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.model import build_classifier
+from keras_transfer.presets import get_preset
+from keras_transfer.recipes import fine_tune, train_phase
+
+
+def _model(augmentation="none", dropout=0.0):
+    keras.utils.set_random_seed(0)
+    model = build_classifier(make_small_cnn(), 3, input_size=32, augmentation=augmentation, dropout=dropout, seed=0)
+    head = model.get_layer("predictions")
+    head.set_weights([np.full_like(w, 0.0) for w in head.get_weights()])
+    return model
+
+
+def _dataset(n=12, batch=4):
+    x, y = make_tiny_xy(n=n)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def _head_weights(model):
+    return [as_numpy(w) for w in model.get_layer("predictions").weights]
+
+
+def test_cached_and_uncached_head_phase_train_the_same_head():
+    preset = get_preset("feature_extraction", epochs=2, learning_rate=1e-2)
+    plain = _model()
+    train_phase(plain, _dataset(), preset=preset, verbose=0)
+    cached = _model()
+    history = train_head_cached(cached, _dataset(), preset=preset, shuffle=False, verbose=0)
+    assert history.epoch == [0, 1]
+    for a, b in zip(_head_weights(plain), _head_weights(cached)):
+        assert np.abs(a).max() > 0  # the head moved off its zero start
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_disk_cache_equals_memory_cache_and_the_full_model_predicts_like_the_head(tmp_path):
+    preset = get_preset("feature_extraction", epochs=1, learning_rate=1e-2)
+    memory, disk = _model(), _model()
+    train_head_cached(memory, _dataset(), preset=preset, shuffle=False, verbose=0)
+    train_head_cached(disk, _dataset(), preset=preset, shuffle=False, verbose=0, cache=str(tmp_path / "cache"))
+    assert os.path.getsize(tmp_path / "cache" / "train.features.f32") == 12 * 16 * 4
+    for a, b in zip(_head_weights(memory), _head_weights(disk)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    x, y = make_tiny_xy(n=12)
+    features = extract_features(disk, (x, y), cache=str(tmp_path / "again"), batch_size=5)
+    assert isinstance(features.features, np.memmap) and len(features) == 3
+    on_features = as_numpy(disk.get_layer("predictions")(features.features[:]))
+    np.testing.assert_allclose(as_numpy(disk.predict(x, verbose=0)), on_features, rtol=1e-4, atol=1e-6)
+
+
+def test_fine_tune_with_cached_head_phase_keeps_history_val_metrics_and_checkpoint(tmp_path, capsys):
+    model = _model(dropout=0.2)
+    ckpt, csv = str(tmp_path / "best.keras"), str(tmp_path / "log.csv")
+    result = fine_tune(model, _dataset(), _dataset(6, 3), head_epochs=2, fine_tune_epochs=1, unfreeze="full", verbose=0,
+                       checkpoint_path=ckpt, csv_path=csv, cache_features=True)
+    assert "cached features" in capsys.readouterr().out
+    assert result.phases == ["head", "fine_tune"] and "val_loss" in result.head.history
+    assert len(result.history["epoch"]) == 3
+    saved = keras.models.load_model(ckpt)
+    assert saved.get_layer("backbone") is not None  # the checkpoint holds the full model, not the head
+    assert len(open(csv).read().strip().splitlines()) == 4  # header + 3 epochs
+
+
+def test_caching_with_augmentation_or_unfrozen_backbone_is_refused():
+    with pytest.raises(KerasTransferError, match="augmentation"):
+        train_head_cached(_model(augmentation="flip"), make_tiny_xy(), verbose=0)
+    with pytest.raises(KerasTransferError, match="frozen backbone"):
+        train_head_cached(_model(), make_tiny_xy(), preset="fine_tune", verbose=0)
+    with pytest.raises(KerasTransferError, match="cache must be"):
+        extract_features(_model(), make_tiny_xy(), cache=3)
+
+
+def test_cli_train_with_cached_features_and_refusal_with_augmentation(tmp_path, capsys):
+    from conftest import write_image_folder
+    from keras_transfer.cli import main
+
+    data = write_image_folder(tmp_path / "data")
+    base = ["train", data, "--backbone", "mobilenetv2", "--weights", "none", "--input-size", "32", "--strategy", "head_only",
+            "--epochs", "1", "--cache-features", "--jit-compile", "false"]
+    assert main(base + ["--out", str(tmp_path / "refused")]) == 2
+    assert "augmentation" in capsys.readouterr().err and not os.path.exists(tmp_path / "refused" / "config.json")
+    assert main(base + ["--augmentation", "none", "--cache-dir", str(tmp_path / "cache"),
+                        "--out", str(tmp_path / "run")]) == 0
+    assert "cached features" in capsys.readouterr().out
+    config = json.load(open(tmp_path / "run" / "config.json"))
+    assert config["cache_features"] is True and config["jit_compile"] is False and config["precision"] == "float32"
+    assert os.path.exists(tmp_path / "cache" / "train.features.f32")
+    assert keras.models.load_model(tmp_path / "run" / "best.keras").get_layer("backbone") is not None
