@@ -97,6 +97,7 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
         raise KerasTransferError(f"quantize applies to format='tflite' only. Received: quantize={quantize!r}")
     path = _check_target(path, format)
     model, class_names = load_export_model(model_or_run_dir)
+    _check_writable(path)
     tolerance = atol if atol is not None else TOLERANCES["tflite_dynamic" if quantize else format]
     if format == "keras":
         check_serialisable(model)
@@ -187,6 +188,10 @@ def _check_target(path, format):
         if taken and os.path.lexists(taken):
             raise KerasTransferError(f"Export path {taken} already exists; choose a new one (nothing was changed). "
                                      f"Received: path={path!r}")
+    return path
+
+
+def _check_writable(path):
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -194,7 +199,6 @@ def _check_target(path, format):
     except OSError as error:
         raise KerasTransferError(f"Cannot write an export into {parent}: {error.strerror or error}. Choose a "
                                  f"writable folder. Received: path={path!r}") from None
-    return path
 
 
 def _names_beside(path):
@@ -217,8 +221,9 @@ def _write_saved_model(model, path, class_names, images, expected, tolerance, *,
     tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".export-")
     try:
         build_archive(model, class_names=class_names, uint8=uint8, resize=resize).write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
-            json.dump(class_names, f)
+        if class_names:
+            with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
+                json.dump(list(class_names), f)
         outputs, served_names = served_outputs(tmp, images)
         difference = _compare("SavedModel", path, list(outputs.values()), expected, tolerance)
         if class_names and served_names != list(class_names):
@@ -228,7 +233,7 @@ def _write_saved_model(model, path, class_names, images, expected, tolerance, *,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return difference, outputs[SERVING_ENDPOINT], None
+    return difference, outputs[SERVING_ENDPOINT], os.path.join(path, CLASS_NAMES_FILE) if class_names else None
 
 
 def _write_keras(model, path, images, expected, tolerance):
@@ -253,25 +258,25 @@ def _write_keras(model, path, images, expected, tolerance):
 
 def _write_tflite(model, path, class_names, images, expected, tolerance, quantize):
     folder = os.path.dirname(path)
-    tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".tflite")
-    names_tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".json")
-    names_path = _names_beside(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".tflite")
+    names_path = _names_beside(path) if class_names else None
     try:
-        with os.fdopen(tmp[0], "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(convert_to_tflite(model, quantize=quantize))
-        with os.fdopen(names_tmp[0], "w") as f:
-            json.dump(class_names, f)
-        got = run_tflite(tmp[1], images)
+        got = run_tflite(tmp, images)
         difference = _compare("TFLite model", path, got, expected, tolerance)
-        os.replace(names_tmp[1], names_path)
+        if names_path:
+            from keras_transfer.runs import write_json  # atomic
+
+            write_json(names_path, list(class_names))
         try:
-            os.replace(tmp[1], path)
+            os.replace(tmp, path)
         except BaseException:
-            os.remove(names_path)
+            if names_path:
+                os.remove(names_path)
             raise
     except BaseException:
-        for name in (tmp[1], names_tmp[1]):
-            if os.path.exists(name):
-                os.remove(name)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise
     return difference, got, names_path
