@@ -1,0 +1,347 @@
+"""Checkpoints that survive a kill: atomic model saves, the per-epoch training state, the NaN guard.
+
+Every file is written under a temporary name in its own folder and renamed into place (`os.replace`),
+so a kill at any moment leaves the old file or the new one, never half of one.
+
+After every epoch `TrainingState` writes `last.keras` (the model with its optimizer state) with the
+training state stored inside the same file (`keras_transfer_state.json` in the zip: phase, epochs done,
+EarlyStopping / ReduceLROnPlateau counters, learning rate, best value, history rows), then a readable
+copy `state.json`. `last.keras` is the truth on resume: the model and its state cannot disagree.
+"""
+
+import glob
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import keras
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+
+LAST_MODEL, STATE, STATE_IN_ZIP = "last.keras", "state.json", "keras_transfer_state.json"
+RUN_FORMAT = 1
+
+
+def _temp_path(path, suffix):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    return tmp
+
+
+def _fsync(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _write_model(model, tmp, extra):
+    """Writes `model` (and `extra` files into its zip) to `tmp`; tests replace this to die mid-write."""
+    model.save(tmp, overwrite=True)
+    if extra:
+        with zipfile.ZipFile(tmp, "a") as z:
+            for name, text in extra.items():
+                z.writestr(name, text)
+
+
+def save_model_atomic(model, path, *, extra=None):
+    """Saves `model` to the `.keras` file `path` through a temporary file renamed into place.
+
+    Args:
+        model: a Keras model.
+        path: the `.keras` file to (over)write.
+        extra: optional `{name: text}` files added to the zip (Keras ignores them on load).
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> save_model_atomic(model, "/tmp/m.keras")
+    """
+    tmp = _temp_path(path, ".keras")
+    try:
+        _write_model(model, tmp, extra)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path, text):
+    """Writes `text` to `path` through a temporary file renamed into place."""
+    tmp = _temp_path(path, ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_temp_files(folder):
+    """Removes `.tmp-*` files a killed write left behind in `folder`; returns their names."""
+    stale = glob.glob(os.path.join(folder, ".tmp-*"))
+    for path in stale:
+        os.unlink(path)
+    return [os.path.basename(p) for p in stale]
+
+
+def read_checkpoint_state(path):
+    """The training state stored inside a `last.keras` written by `TrainingState`, or `None`."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read(STATE_IN_ZIP)) if STATE_IN_ZIP in z.namelist() else None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise KerasTransferError(f"Cannot read the checkpoint {path}: {error}. Received: path={path!r}") from None
+
+
+def _finite(value):
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+class NonFiniteLossError(KerasTransferError):
+    """The loss became NaN or infinite; the run folder keeps the last good checkpoint."""
+
+
+def non_finite_error(value, *, phase, phase_number, phases, epoch, step, what="loss"):
+    return NonFiniteLossError(
+        f"Training stopped: the {what} became {float(value)} in phase '{phase}' ({phase_number} of {phases}), "
+        f"epoch {epoch + 1}, step {step + 1}. Likely causes: a learning rate too high (try 10x lower), "
+        f"input values that are NaN or infinite, or float16 overflow under precision='mixed_float16' "
+        f"(try 'float32' or 'mixed_bfloat16'). No NaN weights were saved: best.keras and last.keras hold "
+        f"the last good epoch. Received: {what}={float(value)}"
+    )
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that writes through a temporary file and never saves on a NaN/inf monitored value."""
+
+    def _save_model(self, epoch, batch, logs):
+        current = (logs or {}).get(self.monitor)
+        if current is not None and not _finite(current):
+            return
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            if self.save_weights_only:
+                self.model.save_weights(filepath, overwrite=True)
+            else:
+                save_model_atomic(self.model, filepath)
+
+
+def _counters(callback, names):
+    if callback is None:
+        return None
+    return {name: (None if getattr(callback, name, None) is None else float(getattr(callback, name)))
+            for name in names}
+
+
+ES_FIELDS, RLR_FIELDS = ("wait", "best", "best_epoch", "stopped_epoch"), ("wait", "best", "cooldown_counter")
+
+
+def _save_arrays(path, arrays):
+    tmp = _temp_path(path, ".npz")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, *arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_arrays(path):
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+class TrainingState(keras.callbacks.Callback):
+    """Writes `last.keras` + `state.json` (and `history.csv` / `history.json`) after every epoch, guards
+    against NaN losses, and on resume puts the model, optimizer and callback counters back as they were.
+
+    `run_phases` drives it: `plan` says which phases (and how many of their epochs) are left,
+    `begin_phase` announces each phase (and loads the resumed weights), `watch` sees the phase's
+    EarlyStopping / ReduceLROnPlateau (and loads the resumed optimizer state), `watch_run` the best-model
+    checkpoint.
+
+    Args:
+        folder: the run folder.
+        resume: read the state of an interrupted run from `folder/last.keras`.
+
+    Example:
+    >>> state = TrainingState("/tmp/run")
+    >>> run_phases(model, (x, y), None, [("head", get_preset("feature_extraction", epochs=1))], state=state)
+    """
+
+    def __init__(self, folder, *, resume=False):
+        super().__init__()
+        self.folder, self.phase_names = folder, None
+        self.saved, self.rows = None, []
+        if resume:
+            self.saved = self._read_saved()
+            self.rows = list(self.saved["history"])
+        self.full_model = self._es = self._rlr = self._checkpoint = None
+        self._pending_optimizer = self._pending_counters = None
+        self._best_ref, self._best_file = None, None
+
+    def _read_saved(self):
+        path = os.path.join(self.folder, LAST_MODEL)
+        if not os.path.exists(path):
+            raise KerasTransferError(
+                f"Nothing to resume in {self.folder}: it has no {LAST_MODEL} (the run stopped before its first "
+                f"epoch ended). Start it again with --overwrite. Received: out={self.folder!r}")
+        saved = read_checkpoint_state(path)
+        if saved is None or saved.get("run_format") != RUN_FORMAT:
+            raise KerasTransferError(
+                f"{path} holds no keras_transfer training state of run_format {RUN_FORMAT}; it cannot be resumed. "
+                f"Received: run_format={None if saved is None else saved.get('run_format')!r}")
+        return saved
+
+    @property
+    def finished(self):
+        """Whether the resumed run had already run all its phases."""
+        s = self.saved
+        return bool(s) and s["phase_done"] and s["phase_index"] == len(s["phases"]) - 1
+
+    def plan(self, phases):
+        """`([(index, name, preset, epochs_done_in_phase)], overall_epoch)`: what is left to run."""
+        self.phase_names = [name for name, _ in phases]
+        if self.saved and self.saved["phases"] != self.phase_names:
+            raise KerasTransferError(
+                f"The run in {self.folder} has phases {self.saved['phases']}, the requested run {self.phase_names}. "
+                f"Resume with the run's own settings. Received: phases={self.phase_names!r}")
+        if not self.saved:
+            return [(i, name, preset, 0) for i, (name, preset) in enumerate(phases)], 0
+        s = self.saved
+        start = s["phase_index"] + (1 if s["phase_done"] else 0)
+        todo = [(i, name, preset, s["phase_epochs_done"] if i == s["phase_index"] else 0)
+                for i, (name, preset) in enumerate(phases) if i >= start]
+        return todo, s["epochs_done"]
+
+    def begin_phase(self, model, index, name, preset, done):
+        """Announces a phase; on the first phase of a resumed run, loads the last epoch's weights."""
+        self.full_model, self.index, self.name = model, index, name
+        self.phase_epochs, self.done, self.phase_done = preset.epochs, done, False
+        self._es = self._rlr = None
+        self._best_ref = self._best_file = None
+        if self.saved is None:
+            return
+        s, self.saved = self.saved, None
+        loaded = keras.models.load_model(os.path.join(self.folder, LAST_MODEL))
+        model.set_weights(loaded.get_weights())
+        if s["phase_done"] and not s["best_restored"] and s.get("phase_best_file"):
+            model.set_weights(_load_arrays(os.path.join(self.folder, s["phase_best_file"])))  # EarlyStopping's end
+        if not s["phase_done"]:
+            self._pending_optimizer, self._pending_counters = (loaded, s), s
+            self._best_file = s.get("phase_best_file")
+
+    def watch(self, model, phase_callbacks):
+        """Sees a compiled phase's callbacks; on a resumed phase, loads the optimizer state and learning rate."""
+        self._es = next((c for c in phase_callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+        self._rlr = next((c for c in phase_callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)), None)
+        if self._pending_optimizer is None:
+            return
+        loaded, s = self._pending_optimizer
+        self._pending_optimizer = None
+        model.optimizer.build(model.trainable_variables)
+        source, target = loaded.optimizer.variables, model.optimizer.variables
+        if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
+            raise KerasTransferError(
+                f"The optimizer state in {LAST_MODEL} does not fit phase '{self.name}' ({len(source)} variables, "
+                f"the phase has {len(target)}); the run folder and the requested run differ. "
+                f"Received: phase={self.name!r}")
+        for variable, value in zip(target, source):
+            variable.assign(value)
+        model.optimizer.learning_rate = s["learning_rate"]
+
+    def watch_run(self, run_callbacks):
+        """Sees the callbacks that span the run; restores the best-model checkpoint's best value."""
+        self._checkpoint = next((c for c in run_callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)), None)
+        if self.saved and self._checkpoint is not None and self.saved.get("checkpoint_best") is not None:
+            self._checkpoint.best = self.saved["checkpoint_best"]
+
+    def on_train_begin(self, logs=None):
+        self._pending_optimizer = None  # `watch` took it, or the phase (cached features) trains another model
+        s, self._pending_counters = self._pending_counters, None
+        if s is None:
+            return
+        for callback, key in ((self._es, "early_stopping"), (self._rlr, "reduce_lr")):
+            for field, value in (s.get(key) or {}).items():
+                if callback is not None:
+                    setattr(callback, field, int(value) if field != "best" and value is not None else value)
+        if self._es is not None and self._best_file and self._es.restore_best_weights:
+            self._es.best_weights = self._best_ref = _load_arrays(os.path.join(self.folder, self._best_file))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _raise(self, value, step, what):
+        raise non_finite_error(value, phase=self.name, phase_number=self.index + 1, phases=len(self.phase_names),
+                               epoch=self.epoch, step=step, what=what)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not _finite(loss):
+            self._raise(loss, batch, "loss")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key in ("loss", "val_loss"):
+            if key in logs and not _finite(logs[key]):
+                self._raise(logs[key], -1, key)
+        self.rows.append(dict(phase=self.name, epoch=epoch, **{k: float(v) for k, v in logs.items()}))
+        self.done += 1
+        self.phase_done = self.done >= self.phase_epochs or bool(self.model.stop_training)
+        if self._es is not None and self._es.best_weights is not None and self._es.best_weights is not self._best_ref:
+            self._best_ref, self._best_file = self._es.best_weights, f"phase_best-{epoch}.npz"
+            _save_arrays(os.path.join(self.folder, self._best_file), self._best_ref)
+        self._save(epoch + 1, best_restored=False)
+
+    def on_train_end(self, logs=None):
+        if self.phase_done and self._es is not None and self._es.best_weights is not None:
+            self._best_file = None  # the model now holds the phase's best weights: their copy can go
+            self._save(self.rows[-1]["epoch"] + 1, best_restored=True)
+
+    def _save(self, epochs_done, *, best_restored):
+        optimizer = self.model.optimizer
+        state = dict(
+            run_format=RUN_FORMAT, phases=self.phase_names, phase_index=self.index, phase=self.name,
+            phase_epochs_done=self.done, phase_done=self.phase_done, best_restored=best_restored,
+            epochs_done=epochs_done, learning_rate=float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            iterations=int(keras.ops.convert_to_numpy(optimizer.iterations)),
+            early_stopping=_counters(self._es, ES_FIELDS), reduce_lr=_counters(self._rlr, RLR_FIELDS),
+            checkpoint_best=None if self._checkpoint is None or self._checkpoint.best is None
+            else float(self._checkpoint.best),
+            phase_best_file=self._best_file, history=self.rows)
+        text = json.dumps(state, indent=1)
+        save_model_atomic(self.full_model, os.path.join(self.folder, LAST_MODEL), extra={STATE_IN_ZIP: text})
+        write_text_atomic(os.path.join(self.folder, STATE), text)
+        write_history(self.folder, self.rows)
+        for path in glob.glob(os.path.join(self.folder, "phase_best-*.npz")):
+            if os.path.basename(path) != self._best_file:
+                os.unlink(path)
+
+
+def history_columns(rows):
+    """`{"phase": [...], "epoch": [...], metric: [...]}` from per-epoch rows."""
+    keys = ["phase", "epoch"] + sorted({k for row in rows for k in row} - {"phase", "epoch"})
+    return {key: [row.get(key) for row in rows] for key in keys}
+
+
+def write_history(folder, rows):
+    """Writes `history.json` (columns) and `history.csv` (one row per epoch), each atomically."""
+    columns = history_columns(rows)
+    write_text_atomic(os.path.join(folder, "history.json"), json.dumps(columns, indent=2))
+    keys = ["epoch", "phase"] + list(columns)[2:]
+    lines = [",".join(keys)] + [",".join("" if row.get(k) is None else str(row[k]) for k in keys) for row in rows]
+    write_text_atomic(os.path.join(folder, "history.csv"), "\n".join(lines) + "\n")
