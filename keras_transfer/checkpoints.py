@@ -109,6 +109,15 @@ def _finite(value):
         return True
 
 
+def first_non_finite(model):
+    """`(variable path, value)` of the first NaN/inf trainable weight of `model`, or `None`."""
+    for variable in model.trainable_variables:
+        values = keras.ops.convert_to_numpy(variable)
+        if not np.isfinite(values).all():
+            return variable.path, values[~np.isfinite(values)].flat[0]
+    return None
+
+
 class NonFiniteLossError(KerasTransferError):
     """The loss became NaN or infinite; the run folder keeps the last good checkpoint."""
 
@@ -128,8 +137,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _save_model(self, epoch, batch, logs):
         current = (logs or {}).get(self.monitor)
-        if current is not None and not _finite(current):
-            return
+        if (current is not None and not _finite(current)) or first_non_finite(self.model) is not None:
+            return  # `TrainingState` stops the run with a message; the last good file stays
         filepath = self._get_file_path(epoch, batch, logs)
         if self._should_save_model(epoch, batch, logs, filepath):
             if self.save_weights_only:
@@ -283,13 +292,14 @@ class TrainingState(keras.callbacks.Callback):
             self._es.best_weights = self._best_ref = _load_arrays(os.path.join(self.folder, self._best_file))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self._last_step = epoch, 0
 
     def _raise(self, value, step, what):
         raise non_finite_error(value, phase=self.name, phase_number=self.index + 1, phases=len(self.phase_names),
                                epoch=self.epoch, step=step, what=what)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._last_step = batch
         loss = (logs or {}).get("loss")
         if loss is not None and not _finite(loss):
             self._raise(loss, batch, "loss")
@@ -298,7 +308,10 @@ class TrainingState(keras.callbacks.Callback):
         logs = logs or {}
         for key in ("loss", "val_loss"):
             if key in logs and not _finite(logs[key]):
-                self._raise(logs[key], -1, key)
+                self._raise(logs[key], self._last_step, key)
+        bad = first_non_finite(self.model)  # a last update can overflow after a finite loss
+        if bad is not None:
+            self._raise(bad[1], self._last_step, f"weights ({bad[0]})")
         self.rows.append(dict(phase=self.name, epoch=epoch, **{k: float(v) for k, v in logs.items()}))
         self.done += 1
         self.phase_done = self.done >= self.phase_epochs or bool(self.model.stop_training)

@@ -56,8 +56,8 @@ def check_weights(weights):
     if weights in WEIGHTS:
         return
     if not isinstance(weights, str) or not os.path.isfile(weights):
-        raise _fail("weights must be 'imagenet', None ('none' on the command line) or the path of an existing "
-                    "weights file.", weights=weights)
+        raise _fail(f"Weights file not found: {weights}. weights must be 'imagenet', None ('none' on the command "
+                    "line) or the path of an existing weights file.", weights=weights)
 
 
 def check_train_args(data_dir, *, spec, input_size, strategy, n, layer, epochs, fine_tune_epochs, batch_size,

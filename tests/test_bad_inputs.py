@@ -122,21 +122,25 @@ def test_cli_resume_with_changed_settings(folder, tmp_path, capsys):
     assert err.count("\n") == 1 and "these differ (epochs: run 2, requested 3)" in err
 
 
-def test_nan_loss_stops_with_phase_epoch_and_step_and_keeps_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("fault", ["nan_inputs", "huge_learning_rate"])
+def test_non_finite_training_stops_naming_phase_epoch_step_and_keeps_good_checkpoint(tmp_path, fault):
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 3
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation="none")
+    model = build_classifier("mobilenetv2", 3, weights=None, input_size=32, augmentation="none")
     head = [("head", get_preset("feature_extraction", epochs=1))]
     best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
     run_phases(model, (x, y), None, head, state=TrainingState(str(tmp_path)), checkpoint_path=best, verbose=0)
     saved = {path: open(path, "rb").read() for path in (best, last)}
 
-    x[:] = np.nan
+    if fault == "nan_inputs":
+        x[:] = np.nan
+    else:
+        head = [("head", get_preset("feature_extraction", epochs=2, optimizer="sgd", learning_rate=1e39))]  # inf in float32
     with pytest.raises(NonFiniteLossError) as info:
         run_phases(model, (x, y), None, head, state=TrainingState(str(tmp_path)), checkpoint_path=best, verbose=0)
 
     message = str(info.value)
-    assert "the loss became nan in phase 'head' (1 of 1), epoch 1, step 1" in message
+    assert "became" in message and "in phase 'head' (1 of 1), epoch 1, step 1" in message
     assert "learning rate too high" in message and "NaN or infinite" in message and "float16" in message
     assert {path: open(path, "rb").read() for path in (best, last)} == saved  # no NaN weights written
     weights = keras.models.load_model(last).get_weights()
