@@ -1,4 +1,4 @@
-"""The `keras-transfer` command: `backbones`, `train`, `demo`.
+"""The `keras-transfer` command: `backbones`, `train`, `export`, `demo`.
 
 Bad input is reported in one line (`error: ...`) with exit status 2; `--debug` shows the traceback.
 """
@@ -17,7 +17,9 @@ def _add_train(sub):
     from keras_transfer.runs import STRATEGIES
 
     p = sub.add_parser("train", help="train a classifier on a folder of class subfolders")
-    p.add_argument("data_dir", help="folder with one subfolder of images per class")
+    p.add_argument("data_dir", nargs="?", default=None,
+                   help="folder with one subfolder of images per class (or train/ val/ test/ "
+                   "subfolders of those), or a CSV/JSON manifest of path,label rows (with --resume: optional)")
     p.add_argument("--backbone", default="mobilenetv2", help="registry name (see `keras-transfer backbones`)")
     p.add_argument("--weights", default="imagenet", type=_weights, help="imagenet | none | PATH to a weights file")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the backbone's)")
@@ -31,19 +33,38 @@ def _add_train(sub):
     p.add_argument("--fine-tune-learning-rate", type=float, default=None, help="fine-tuning rate (default 1e-5)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--test-split", type=float, default=0.0, help="share of each class held out for testing")
+    p.add_argument("--strict", action="store_true", help="stop before training if any image file is unreadable")
+    p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh classes by n / (k * count)")
     p.add_argument("--augmentation", default="light", help="none | flip | light | geometric")
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out with its own settings (options given must match)")
+    p.add_argument("--cache-features", action="store_true",
+                   help="train the head phase on backbone features computed once (needs --augmentation none)")
+    p.add_argument("--cache-dir", default=None, help="stream cached features to this folder (default: in memory)")
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    p.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
+                   help="XLA compilation (auto: off on a CPU-only TensorFlow, on for JAX)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line in one line, `error: ...`, with exit status 2 (like every other bad input)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _build_parser():
-    parser = argparse.ArgumentParser(prog="keras-transfer", description="Transfer learning with Keras 3 backbones.")
+    parser = _Parser(prog="keras-transfer", description="Transfer learning with Keras 3 backbones.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backbones", help="list the backbone registry")
     _add_train(sub)
+    _add_export(sub)
     demo = sub.add_parser("demo", help="offline demo: pretrained VGG16 vs scratch on real digits")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--labels-per-class", type=int, default=5, help="training images per class")
@@ -63,15 +84,52 @@ def backbones_table():
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="export a run's best.keras (SavedModel, .keras or TFLite), checked first")
+    p.add_argument("run_dir", help="run folder written by `train` (its best.keras), or a .keras file")
+    p.add_argument("--format", default="saved_model", help="saved_model (default) | keras | tflite")
+    p.add_argument("--out", required=True, help="path to write (must not exist; .keras / .tflite for those formats)")
+    p.add_argument("--quantize", default=None, help="dynamic: dynamic-range quantisation (tflite only)")
+    p.add_argument("--atol", type=float, default=None, help="largest difference accepted (default: per format)")
+
+
+def _export(args):
+    from keras_transfer.export import export
+
+    print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
+
+
+def _given(args):
+    """The train options given on the command line (those that differ from the defaults), by argument name."""
+    parser = _build_parser()
+    defaults = vars(parser.parse_args(["train", "--out", args.out]))
+    names = {"blocks": "n"}
+    skip = {"command", "debug", "out", "resume", "overwrite"}
+    return {names.get(k, k): v for k, v in vars(args).items() if k not in skip and v != defaults.get(k)}
+
+
 def _train(args):
     from keras_transfer.runs import train_from_folder
+
+    if args.resume:
+        from keras_transfer.resume import resume_run
+
+        resume_run(args.out, **_given(args))
+        print(f"Run folder: {args.out}")
+        return
+    if args.data_dir is None:
+        raise KerasTransferError("train needs data_dir (a folder of class subfolders or a manifest), unless "
+                                 "--resume continues the run in --out. Received: data_dir=None")
 
     train_from_folder(
         args.data_dir, args.out, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
         strategy=args.strategy, n=args.blocks, layer=args.layer, epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, validation_split=args.validation_split,
         augmentation=args.augmentation, dropout=args.dropout, learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, seed=args.seed, overwrite=args.overwrite)
+        fine_tune_learning_rate=args.fine_tune_learning_rate, seed=args.seed, overwrite=args.overwrite,
+        test_split=args.test_split, strict=args.strict, class_weight=args.class_weight,
+        cache_features=args.cache_features, cache_dir=args.cache_dir, precision=args.precision,
+        jit_compile=args.jit_compile)
     print(f"Run folder: {args.out}")
 
 
@@ -82,11 +140,13 @@ def main(argv=None):
             print(backbones_table())
         elif args.command == "train":
             _train(args)
+        elif args.command == "export":
+            _export(args)
         elif args.command == "demo":
             from keras_transfer.demo import run_demo
 
             run_demo(args.out, labels_per_class=args.labels_per_class, seed=args.seed)
-    except KerasTransferError as error:
+    except (KerasTransferError, OSError) as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)

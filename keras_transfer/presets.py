@@ -9,6 +9,7 @@ import os
 import keras
 from keras import ops
 
+from keras_transfer.checkpoints import AtomicModelCheckpoint
 from keras_transfer.errors import KerasTransferError, unknown_name
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -172,13 +173,13 @@ def phase_callbacks(preset, *, has_validation=True):
 
 
 def run_callbacks(preset, *, has_validation=True, checkpoint_path=None, csv_path=None):
-    """Callbacks that span all phases of a run: the best-model checkpoint and the CSV log."""
+    """Callbacks that span all phases of a run: the best-model checkpoint (written atomically, never on a
+    NaN value) and the CSV log."""
     monitor, mode = _monitor(preset, has_validation)
     callbacks = []
     if checkpoint_path:
         os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint_path, monitor=monitor, mode=mode,
-                                                         save_best_only=True))
+        callbacks.append(AtomicModelCheckpoint(checkpoint_path, monitor=monitor, mode=mode, save_best_only=True))
     if csv_path:
         callbacks.append(keras.callbacks.CSVLogger(csv_path, append=True))
     return callbacks

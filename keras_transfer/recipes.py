@@ -5,7 +5,9 @@ recompiled before it trains again.
 """
 
 import dataclasses
+import functools
 
+from keras_transfer.caching import check_cacheable, train_phase_cached
 from keras_transfer.errors import unknown_name
 from keras_transfer.freezing import check_strategy, freeze
 from keras_transfer.presets import compile_model, get_preset, phase_callbacks, run_callbacks
@@ -42,11 +44,18 @@ class FineTuneResult:
 
 
 def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
-                verbose="auto"):
-    """One phase: freeze as the preset says, recompile, fit. Returns `(History, FreezeReport)`."""
+                verbose="auto", jit_compile="auto", state=None):
+    """One phase: freeze as the preset says, recompile, fit. Returns `(History, FreezeReport)`.
+
+    `state` (a `checkpoints.TrainingState`) sees the phase's callbacks, restores a resumed phase's
+    optimizer state and writes `last.keras` + `state.json` after every epoch.
+    """
     report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
-    compile_model(model, preset)
+    compile_model(model, preset, jit_compile=jit_compile)
     callbacks = phase_callbacks(preset, has_validation=val is not None) + list(callbacks)
+    if state is not None:
+        state.watch(model, callbacks)
+        callbacks.append(state)  # last: it saves what the other callbacks made of the epoch
     x, y = train if isinstance(train, tuple) else (train, None)
     shuffle = y is not None  # a dataset shuffles itself; Keras warns when asked to.
     history = model.fit(x, y, validation_data=val, shuffle=shuffle, epochs=initial_epoch + preset.epochs,
@@ -58,7 +67,8 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
 def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None, unfreeze="top_blocks",
               n=2, layer=None, head_preset="feature_extraction", fine_tune_preset="fine_tune",
               head_learning_rate=None, fine_tune_learning_rate=None, checkpoint_path=None, csv_path=None,
-              callbacks=(), class_weight=None, verbose="auto"):
+              callbacks=(), class_weight=None, verbose="auto", cache_features=False, cache_dir=None,
+              jit_compile="auto", state=None):
     """Trains the head first, then unfreezes the backbone's top and continues at a lower rate.
 
     1. freeze the backbone, compile with `head_preset`, fit `head_epochs`;
@@ -77,6 +87,11 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
         csv_path: optional CSV log over all phases.
         callbacks: extra Keras callbacks for every phase.
         class_weight: as in `model.fit`.
+        cache_features: train the head phase on backbone features computed once (needs a model built
+            with `augmentation="none"`; see `caching.train_phase_cached`).
+        cache_dir: `None` keeps cached features in memory; a folder streams them to disk.
+        jit_compile: `"auto"`, `True` or `False`, passed to `compile_model`.
+        state: a `checkpoints.TrainingState`: saves `last.keras` + `state.json` every epoch, and resumes.
 
     Returns:
         A `FineTuneResult`.
@@ -97,24 +112,43 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
     else:
         stages = [("fine_tune", dataclasses.replace(fine, strategy=unfreeze, n=n, layer=layer))]
     return run_phases(model, train, val, [("head", head)] + stages, checkpoint_path=checkpoint_path,
-                      csv_path=csv_path, callbacks=callbacks, class_weight=class_weight, verbose=verbose)
+                      csv_path=csv_path, callbacks=callbacks, class_weight=class_weight, verbose=verbose,
+                      cache_features=cache_features, cache_dir=cache_dir, jit_compile=jit_compile, state=state)
 
 
 def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,
-               verbose="auto"):
+               verbose="auto", cache_features=False, cache_dir=None, jit_compile="auto", state=None):
     """Runs `(name, Preset)` phases one after another, each continuing the epoch count.
 
+    With `state` (a `checkpoints.TrainingState`), every epoch ends with `last.keras` + `state.json`, and
+    a resumed state skips what was done: the run continues in its phase, at its epoch, with its optimizer.
+
     The checkpoint (best model over all phases) and the CSV log span the phases; EarlyStopping
-    and ReduceLROnPlateau start afresh in each.
+    and ReduceLROnPlateau start afresh in each. With `cache_features`, the head-only phases train on
+    backbone features computed once (in memory, or streamed to `cache_dir`).
     """
     for _, preset in phases:  # a typo in phase 2's arguments fails before phase 1 trains
         check_strategy(model, preset.strategy, n=preset.n, layer=preset.layer)
+    if cache_features:
+        check_cacheable(model, phases[0][1])
     spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
                              csv_path=csv_path) + list(callbacks)
-    result, epoch = FineTuneResult([], [], []), 0
-    for phase, preset in phases:
-        history, report = train_phase(model, train, val, preset=preset, initial_epoch=epoch, callbacks=spanning,
-                                      class_weight=class_weight, verbose=verbose)
+    todo, epoch = state.plan(phases) if state else ([(i, n, p, 0) for i, (n, p) in enumerate(phases)], 0)
+    if state:
+        state.watch_run(spanning)
+    result = FineTuneResult([], [], [])
+    for index, phase, preset, done in todo:
+        cached = cache_features and preset.strategy == "head_only"
+        step = functools.partial(train_phase_cached, cache=cache_dir or "memory") if cached else train_phase
+        if state:  # a cached phase's state rides with the callbacks: it resumes weights, not the head's optimizer
+            state.begin_phase(model, index, phase, preset, done)
+            step = functools.partial(step, callbacks=spanning + [state]) if cached else functools.partial(
+                step, callbacks=spanning, state=state)
+        else:
+            step = functools.partial(step, callbacks=spanning)
+        left = dataclasses.replace(preset, epochs=preset.epochs - done)
+        history, report = step(model, train, val, preset=left, initial_epoch=epoch, class_weight=class_weight,
+                               verbose=verbose, jit_compile=jit_compile)
         epoch += len(history.epoch)
         result.phases.append(phase)
         result.histories.append(history)
