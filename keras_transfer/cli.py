@@ -1,4 +1,4 @@
-"""The `keras-transfer` command: `backbones`, `train`, `export`, `demo`.
+"""The `keras-transfer` command: `backbones`, `train`, `evaluate`, `predict`, `export`, `demo`.
 
 Bad input is reported in one line (`error: ...`) with exit status 2; `--debug` shows the traceback.
 """
@@ -64,6 +64,8 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backbones", help="list the backbone registry")
     _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
     _add_export(sub)
     demo = sub.add_parser("demo", help="offline demo: pretrained VGG16 vs scratch on real digits")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
@@ -97,6 +99,67 @@ def _export(args):
     from keras_transfer.export import export
 
     print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="evaluate a run's best.keras: accuracy, per-class scores, confusion matrix")
+    p.add_argument("run_dir", help="run folder written by `train`")
+    p.add_argument("data_dir", nargs="?", default=None,
+                   help="labelled images to evaluate on (class subfolders or a manifest; default: the run's "
+                   "test split from splits.json, else its validation split)")
+    p.add_argument("--split", default=None, choices=("test", "val"), help="split of splits.json (default: test "
+                   "if it holds images, else val)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--worst", type=int, default=10, help="most confidently wrong examples to list")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default=None, help="folder for report.json, report.txt, confusion_matrix.png "
+                   "(default: RUN_DIR)")
+
+
+def _evaluate(args):
+    from keras_transfer.evaluation import evaluate, evaluation_images, write_report
+    from keras_transfer.predict import default_class_names, load_model
+
+    model, names = load_model(args.run_dir)
+    names = default_class_names(model, names)
+    paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
+    print(f"Evaluating {args.run_dir} on {source} ({len(paths)} images)")
+    report = evaluate(model, (paths, labels), class_names=names, top_k=args.top_k, worst=args.worst,
+                      batch_size=args.batch_size)
+    written = write_report(report, args.out or args.run_dir)
+    print(report.summary(), end="")
+    print(f"Wrote {', '.join(written)}")
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="predict the classes of image files with a run's best.keras")
+    p.add_argument("run_dir", help="run folder written by `train` (its best.keras), or a .keras file")
+    p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def _predict(args):
+    import csv
+    import json
+
+    from keras_transfer.predict import predict
+
+    results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size)
+    if args.format == "json":
+        print(json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
+                          for r in results], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["path", "rank", "class", "probability"])
+        for r in results:
+            writer.writerows([r["path"], rank, c, f"{p:.6f}"] for rank, (c, p) in enumerate(r["top"], 1))
+    else:
+        width = max(len(r["path"]) for r in results)
+        for r in results:
+            print(f"{r['path']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in r["top"]))
 
 
 def _given(args):
@@ -140,6 +203,10 @@ def main(argv=None):
             print(backbones_table())
         elif args.command == "train":
             _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "predict":
+            _predict(args)
         elif args.command == "export":
             _export(args)
         elif args.command == "demo":

@@ -1,9 +1,9 @@
 """Drives a training run from a data folder and writes the run folder.
 
 A run folder holds `config.json` (what was asked), `history.csv` (per epoch, written live),
-`history.json` (per epoch, with the phase of each epoch), `best.keras` (the best model over all
-phases), `class_names.json`, `splits.json` (which file went to which split) and `data_summary.json`
-(images per class per split, image sizes, skipped files).
+`history.json` (per epoch, with the phase of each epoch), `history.png` (its plot, where matplotlib is
+installed), `best.keras` (the best model over all phases), `class_names.json`, `splits.json` (which
+file went to which split) and `data_summary.json` (images per class per split, image sizes, skipped files).
 """
 
 import json
@@ -28,7 +28,7 @@ from keras_transfer.validation import check_train_args
 CONFIG, HISTORY_CSV, HISTORY, BEST_MODEL, CLASS_NAMES = (
     "config.json", "history.csv", "history.json", "best.keras", "class_names.json")
 STRATEGIES = ("head_only",) + UNFREEZE
-SPLITS, DATA_SUMMARY = "splits.json", "data_summary.json"
+SPLITS, DATA_SUMMARY, HISTORY_PLOT = "splits.json", "data_summary.json", "history.png"
 
 
 def write_json(path, data):
@@ -164,4 +164,17 @@ def train_from_folder(data_dir, out, *, backbone="mobilenetv2", weights="imagene
                            fine_tune_learning_rate=fine_tune_learning_rate, verbose=verbose,
                            class_weight=weights_by_class, **paths)
     write_json(os.path.join(out, HISTORY), history_columns(state.rows))  # all phases, resumed ones included
+    write_history_plot(out)
     return model, result
+
+
+def write_history_plot(out):
+    """Writes `history.png` into the run folder where matplotlib is installed; else says how to get it."""
+    from keras_transfer import plots
+
+    if not plots.matplotlib_available():
+        print(f"No history.png: plots need matplotlib ({plots.INSTALL_HINT}).")
+        return None
+    path = os.path.join(out, HISTORY_PLOT)
+    plots.plot_history(os.path.join(out, HISTORY), path)
+    return path

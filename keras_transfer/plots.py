@@ -1,0 +1,159 @@
+"""Plots of a run: the training history over all phases and a confusion matrix, written as PNG files.
+
+matplotlib is optional (`pip install "keras-transfer[plots]"`) and imported only here, when a plot is
+drawn. Figures are drawn on their own Agg canvas, so the global pyplot backend and state are left alone;
+each PNG is written to a temporary name and renamed into place.
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+
+INSTALL_HINT = 'pip install "keras-transfer[plots]"'
+
+
+def matplotlib_available():
+    """True when matplotlib can be imported."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # sys.modules["matplotlib"] is None (or has no spec)
+        return False
+
+
+def _figure(width, height):
+    """A matplotlib Figure on an Agg canvas (no pyplot), or the install hint."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise KerasTransferError(f"Plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    """Writes `figure` to `path` as a PNG through a temporary file renamed into place."""
+    from keras_transfer.checkpoints import _temp_path
+
+    path = os.fspath(path)
+    tmp = _temp_path(path, ".png")
+    try:
+        figure.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _history_columns(history):
+    """`{"phase": [...], metric: [...]}` from a run folder, a `history.json` file, columns or per-epoch rows."""
+    from keras_transfer.checkpoints import history_columns
+
+    if isinstance(history, (str, os.PathLike)):
+        file = os.path.join(history, "history.json") if os.path.isdir(history) else os.fspath(history)
+        if not os.path.isfile(file):
+            raise KerasTransferError(f"No history at {file}: pass a run folder holding history.json, the file, "
+                                     f"or its rows. Received: history={os.fspath(history)!r}")
+        with open(file) as f:
+            history = json.load(f)
+    if isinstance(history, (list, tuple)):
+        history = history_columns(history)
+    if not isinstance(history, dict) or "loss" not in history or not len(history["loss"]):
+        raise KerasTransferError("A history needs a non-empty 'loss' column (per-epoch rows or columns as in "
+                                 "history.json).")
+    return history
+
+
+def phase_boundaries(phases):
+    """The epochs (1-based, over all phases) after which a new phase starts."""
+    return [i for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+
+
+def plot_history(history, path):
+    """Plots loss and accuracy (training and validation) per epoch over all phases, a dashed line at each
+    phase boundary.
+
+    Args:
+        history: a run folder (its `history.json`), a `history.json` path, its columns
+            (`{"phase": [...], "loss": [...], ...}`) or per-epoch rows (`[{"phase": ..., "loss": ...}, ...]`).
+        path: the PNG file to write.
+
+    Returns:
+        The phase boundaries drawn: epochs after which a new phase starts.
+
+    Example:
+    >>> rows = [{"phase": "head", "loss": 1.0, "accuracy": 0.5}, {"phase": "fine_tune", "loss": 0.5, "accuracy": 0.8}]
+    >>> plot_history(rows, "/tmp/kt_history.png")
+    [1]
+    """
+    columns = _history_columns(history)
+    figure = _figure(11, 4)  # first: a missing matplotlib is reported before anything else
+    from matplotlib.ticker import MaxNLocator
+
+    n = len(columns["loss"])
+    phases = list(columns.get("phase") or ["train"] * n)
+    metrics = [m for m in ("loss", "accuracy") if m in columns]
+    figure.set_size_inches(5.5 * len(metrics), 4)
+    epochs = np.arange(1, n + 1)
+    boundaries = phase_boundaries(phases)
+    for i, metric in enumerate(metrics):
+        axes = figure.add_subplot(1, len(metrics), i + 1)
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            if key in columns:
+                values = np.array([np.nan if v is None else v for v in columns[key]], dtype=np.float64)
+                axes.plot(epochs, values, marker="o", label=label)
+        for b in boundaries:
+            axes.axvline(b + 0.5, color="gray", linestyle="--", linewidth=1)
+            axes.text(b + 0.5, 1.0, f" {phases[b]}", transform=axes.get_xaxis_transform(), va="top", fontsize=8)
+        axes.set(title=metric, xlabel="epoch (all phases)")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    _save(figure, path)
+    return boundaries
+
+
+def plot_confusion_matrix(matrix, class_names, path):
+    """Draws a confusion matrix (rows true, columns predicted) with its counts, shaded by row share.
+
+    Args:
+        matrix: `(k, k)` counts.
+        class_names: k names.
+        path: the PNG file to write.
+
+    Returns:
+        `path`.
+
+    Example:
+    >>> plot_confusion_matrix([[3, 1], [0, 4]], ["cat", "dog"], "/tmp/kt_confusion.png")
+    '/tmp/kt_confusion.png'
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(class_names):
+        raise KerasTransferError(f"matrix must be square with one row per class name. Received: matrix.shape="
+                                 f"{matrix.shape}, {len(class_names)} class names")
+    k = len(class_names)
+    side = min(4 + 0.4 * k, 20)
+    figure = _figure(side + 1, side)
+    axes = figure.add_subplot(1, 1, 1)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows != 0)
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    axes.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
+    axes.set_yticks(range(k), labels=class_names)
+    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    if k <= 30:
+        for (i, j), count in np.ndenumerate(matrix):
+            axes.text(j, i, str(count), ha="center", va="center", fontsize=10,
+                      color="white" if share[i, j] > 0.5 else "black")
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,133 @@
+"""Predicts the classes of image files with a trained model, a `.keras` file or a run folder.
+
+Files of any size and format `images.read_image` takes are read the way training read them (EXIF,
+grayscale, palette, 16-bit handled) and resized to the model's input size; the model preprocesses them
+itself. `tta=True` averages the probabilities of each image and its horizontal mirror.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.images import IMAGE_EXTENSIONS, is_image_name, load_images
+
+
+def load_model(model_or_run_dir):
+    """`(model, class_names)` from a Keras model, a run folder (its `best.keras`) or a `.keras` file."""
+    from keras_transfer.export import RUN_MODEL, load_export_model
+
+    if not isinstance(model_or_run_dir, keras.Model):
+        source = os.fspath(model_or_run_dir)
+        file = os.path.join(source, RUN_MODEL) if os.path.isdir(source) else source
+        if not (file.endswith(".keras") and os.path.isfile(file)):
+            raise KerasTransferError(
+                f"No model at {file}: pass a Keras model, a run folder holding {RUN_MODEL} (written by "
+                f"`keras-transfer train`) or a .keras file. Received: model_or_run_dir={source!r}")
+    return load_export_model(model_or_run_dir)
+
+
+def input_size(model):
+    """The square input side of an image classifier."""
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[1] == shape[2]):
+        raise KerasTransferError(f"Expected a model taking square images of a fixed size, (None, s, s, 3). "
+                                 f"Received: model.input_shape={shape}")
+    return int(shape[1])
+
+
+def class_probabilities(outputs):
+    """`(n, num_classes)` probabilities from a classifier's output; one sigmoid unit becomes `[1 - p, p]`."""
+    outputs = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
+    if outputs.ndim != 2:
+        raise KerasTransferError(f"Expected classifier outputs of shape (n, classes). Received: shape={outputs.shape}")
+    if outputs.shape[1] == 1:
+        return np.concatenate([1.0 - outputs, outputs], axis=1)
+    return outputs
+
+
+def default_class_names(model, class_names=None):
+    """`class_names`, else the model's own, else `"0"`, `"1"`, ... (one per class the model outputs)."""
+    from keras_transfer.model import get_class_names
+
+    units = model.output_shape[-1]
+    num_classes = 2 if units == 1 else units
+    names = list(class_names) if class_names is not None else get_class_names(model)
+    names = [str(i) for i in range(num_classes)] if names is None else list(names)
+    if len(names) != num_classes:
+        raise KerasTransferError(f"The model predicts {num_classes} classes but {len(names)} class names were "
+                                 f"given. Received: class_names={names!r}")
+    return names
+
+
+def find_inputs(inputs):
+    """Image files from files and folders (folders walked recursively, sorted, hidden entries left out)."""
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    found = []
+    for item in map(os.fspath, given):
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(os.path.join(root, name) for name in sorted(files) if is_image_name(name))
+        elif os.path.isfile(item):
+            found.append(item)
+        else:
+            raise KerasTransferError(f"No such file or folder: {item}. Received: inputs={given!r}")
+    if not found:
+        raise KerasTransferError(f"No image files found in {', '.join(map(os.fspath, given)) or 'nothing'} "
+                                 f"(looked for {', '.join(IMAGE_EXTENSIONS)}). Received: inputs={given!r}")
+    return found
+
+
+def predict_probabilities(model, images, *, tta=False):
+    """Class probabilities `(n, num_classes)` of a batch of float images; `tta` averages with the mirror."""
+    probabilities = class_probabilities(model.predict_on_batch(images))
+    if tta:
+        mirrored = class_probabilities(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])))
+        probabilities = (probabilities + mirrored) / 2.0
+    return probabilities
+
+
+def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32):
+    """Predicts the top classes of image files.
+
+    Args:
+        model_or_run_dir: a Keras model, a `.keras` file, or a run folder (its `best.keras`; class names
+            from the model, else the folder's `class_names.json`).
+        inputs: a file or folder, or a list of them; folders are searched recursively for image files.
+        top_k: classes listed per image (at most the number of classes).
+        tta: also predict each horizontally flipped image and average the two probabilities.
+        batch_size: images read and predicted at a time.
+
+    Returns:
+        A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`,
+        most probable first.
+
+    Raises:
+        KerasTransferError: no model there, a missing input, no image found; `ImageDecodeError` names
+            a file that cannot be read.
+
+    Example:
+    >>> from keras_transfer import build_classifier
+    >>> import numpy as np; from PIL import Image
+    >>> Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save("/tmp/kt_predict.png")
+    >>> model = build_classifier("vgg16", class_names=["a", "b", "c"], weights=None, input_size=32)
+    >>> predict(model, "/tmp/kt_predict.png", top_k=2)[0]["top"][0][0] in ("a", "b", "c")
+    True
+    """
+    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
+    model, names = load_model(model_or_run_dir)
+    names = default_class_names(model, names)
+    size, paths = input_size(model), find_inputs(inputs)
+    k = min(top_k, len(names))
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        probabilities = predict_probabilities(model, load_images(chunk, size), tta=tta)
+        for path, row in zip(chunk, probabilities):
+            order = np.argsort(-row, kind="stable")[:k]
+            results.append({"path": path, "top": [(names[i], float(row[i])) for i in order]})
+    return results
