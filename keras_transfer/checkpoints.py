@@ -9,6 +9,7 @@ EarlyStopping / ReduceLROnPlateau counters, learning rate, best value, history r
 copy `state.json`. `last.keras` is the truth on resume: the model and its state cannot disagree.
 """
 
+import contextlib
 import glob
 import json
 import math
@@ -31,6 +32,24 @@ def _temp_path(path, suffix):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
     return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix):
+    """Yields a temporary file name beside `path`; renames it to `path` when the block ends, removes it on error.
+
+    Example:
+    >>> with atomic_path("/tmp/plot.png", ".png") as tmp:
+    ...     open(tmp, "wb").write(b"...")
+    """
+    tmp = _temp_path(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _fsync(path):
@@ -59,30 +78,18 @@ def save_model_atomic(model, path, *, extra=None):
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     >>> save_model_atomic(model, "/tmp/m.keras")
     """
-    tmp = _temp_path(path, ".keras")
-    try:
+    with atomic_path(path, ".keras") as tmp:
         _write_model(model, tmp, extra)
         _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_text_atomic(path, text):
     """Writes `text` to `path` through a temporary file renamed into place."""
-    tmp = _temp_path(path, ".tmp")
-    try:
+    with atomic_path(path, ".tmp") as tmp:
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def remove_temp_files(folder):
@@ -158,15 +165,9 @@ ES_FIELDS, RLR_FIELDS = ("wait", "best", "best_epoch", "stopped_epoch"), ("wait"
 
 
 def _save_arrays(path, arrays):
-    tmp = _temp_path(path, ".npz")
-    try:
+    with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, *arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_arrays(path):

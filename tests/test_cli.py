@@ -15,6 +15,7 @@ import pytest
 import keras_transfer
 from keras_transfer import cli
 from keras_transfer.errors import KerasTransferError
+from conftest import write_image_folder
 
 TINY = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1",
         "--fine-tune-epochs", "1", "--batch-size", "4"]
@@ -135,10 +136,22 @@ def test_missing_data_folder(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "run")
 
 
-def test_empty_class_folder_is_named(image_folder, tmp_path, capsys):
+def test_empty_class_folder_is_named_and_left_out(image_folder, tmp_path, capsys):
     os.makedirs(os.path.join(image_folder, "zebra"))
-    assert_one_line_error(cli.main(train_args(image_folder, tmp_path / "run")), capsys.readouterr(),
-                          "zebra", "no images")
+    code = cli.main(train_args(image_folder, tmp_path / "run", "--strategy", "head_only"))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Class left out: zebra (empty folder)" in out  # the printed data summary names it
+    assert read_json(tmp_path / "run" / "class_names.json") == ["cat", "dog", "emu"]
+    dropped = read_json(tmp_path / "run" / "data_summary.json")["dropped_classes"]
+    assert dropped == [{"class": "zebra", "reason": "empty folder"}]
+
+
+def test_a_single_readable_class_is_refused(tmp_path, capsys):
+    write_image_folder(tmp_path / "images", classes=("cat",))
+    os.makedirs(tmp_path / "images" / "dog")
+    assert_one_line_error(cli.main(train_args(tmp_path / "images", tmp_path / "run")), capsys.readouterr(),
+                          "at least two classes", "cat", "dog")
     assert not os.path.exists(tmp_path / "run")
 
 
