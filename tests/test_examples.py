@@ -24,6 +24,7 @@ EXPECTED = {
     "feature_extraction.py": ["freeze 'head_only'", "validation: {", "'accuracy'"],
     "two_phase_fine_tune.py": ["freeze 'head_only'", "freeze 'top_blocks'", "block4, block5", "validation: {"],
     "gradual_unfreezing.py": ["freeze 'top_blocks'", "backbone blocks trainable: block5;", "validation: {"],
+    "cached_head.py": ["cached features: train (", "validation: {", "'accuracy'"],
     "export_saved_model.py": ["exported to ", "largest difference to the Keras model"],
 }
 
