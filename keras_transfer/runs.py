@@ -3,7 +3,8 @@
 A run folder holds `config.json` (what was asked), `history.csv` (per epoch, written live),
 `history.json` (per epoch, with the phase of each epoch), `history.png` (its plot, where matplotlib is
 installed), `best.keras` (the best model over all phases), `class_names.json`, `splits.json` (which
-file went to which split) and `data_summary.json` (images per class per split, image sizes, skipped files).
+file went to which split), `data_summary.json` (images per class per split, image sizes, skipped files)
+and, with a test split, `report.json` / `report.txt` / `confusion_matrix.png` (`best.keras` evaluated on it).
 """
 
 import json
@@ -15,6 +16,7 @@ import keras
 from keras_transfer.backbones import get_backbone_spec
 from keras_transfer.data import load_image_folder
 from keras_transfer.errors import KerasTransferError, unknown_name
+from keras_transfer.evaluation import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, evaluate
 from keras_transfer.caching import check_cacheable
 from keras_transfer.checkpoints import LAST_MODEL, RUN_FORMAT, STATE, TrainingState, history_columns
 from keras_transfer.model import build_classifier
@@ -29,6 +31,7 @@ CONFIG, HISTORY_CSV, HISTORY, BEST_MODEL, CLASS_NAMES = (
     "config.json", "history.csv", "history.json", "best.keras", "class_names.json")
 STRATEGIES = ("head_only",) + UNFREEZE
 SPLITS, DATA_SUMMARY, HISTORY_PLOT = "splits.json", "data_summary.json", "history.png"
+REPORT_FILES = (REPORT_JSON, REPORT_TXT, CONFUSION_PNG)  # the test split's evaluation
 
 
 def write_json(path, data):
@@ -63,7 +66,7 @@ def prepare_run_folder(out, overwrite=False):
     """Creates `out`; refuses a folder that already holds a run unless `overwrite`."""
     check_run_folder(out, overwrite)
     if overwrite:
-        for name in (HISTORY_CSV, BEST_MODEL, LAST_MODEL, STATE):
+        for name in (HISTORY_CSV, BEST_MODEL, LAST_MODEL, STATE, HISTORY_PLOT) + REPORT_FILES:
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
     os.makedirs(out, exist_ok=True)
@@ -165,7 +168,21 @@ def train_from_folder(data_dir, out, *, backbone="mobilenetv2", weights="imagene
                            class_weight=weights_by_class, **paths)
     write_json(os.path.join(out, HISTORY), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
+    if data.test is not None:
+        evaluate_test_split(out, data, batch_size=batch_size, fallback=model)
     return model, result
+
+
+def evaluate_test_split(out, data, *, batch_size, fallback):
+    """Evaluates `best.keras` (else `fallback`) on the held-out test split into the run folder: `report.json`,
+    `report.txt` and, with matplotlib, `confusion_matrix.png`."""
+    best_path = os.path.join(out, BEST_MODEL)
+    best = keras.saving.load_model(best_path) if os.path.isfile(best_path) else fallback
+    report = evaluate(best, (data.splits.paths("test"), data.splits.labels("test")), class_names=data.class_names,
+                      batch_size=batch_size, out=out)
+    print(f"Test split ({report.n} images): accuracy {report.accuracy:.4f}, top-{report.top_k} accuracy "
+          f"{report.top_k_accuracy:.4f}; full report in {os.path.join(out, 'report.txt')}")
+    return report
 
 
 def write_history_plot(out):

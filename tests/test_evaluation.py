@@ -175,6 +175,19 @@ def run_folder(tmp_path_factory):
     return images, out
 
 
+def test_training_with_a_test_split_evaluates_best_keras_on_it(run_folder):
+    _, out = run_folder
+    with open(os.path.join(out, "splits.json")) as f:
+        test = json.load(f)["test"]
+    model = keras.saving.load_model(os.path.join(out, "best.keras"))
+    raw = model.predict(load_images([p for p, _ in test], 32), verbose=0)
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    assert report["n"] == len(test) == 6
+    assert report["accuracy"] == pytest.approx(metrics.accuracy_score([label for _, label in test], raw.argmax(1)))
+    assert {"report.txt", "history.png", "confusion_matrix.png"} <= set(os.listdir(out))
+
+
 def test_cli_evaluate_on_the_test_split_matches_raw_predictions(run_folder, capsys):
     images, out = run_folder
     for name in ("report.json", "report.txt", "confusion_matrix.png"):
