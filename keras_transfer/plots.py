@@ -38,17 +38,11 @@ def _figure(width, height):
 
 def _save(figure, path):
     """Writes `figure` to `path` as a PNG through a temporary file renamed into place."""
-    from keras_transfer.checkpoints import _temp_path
+    from keras_transfer.checkpoints import atomic_path
 
     path = os.fspath(path)
-    tmp = _temp_path(path, ".png")
-    try:
+    with atomic_path(path, ".png") as tmp:
         figure.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -91,3 +91,22 @@ def test_without_matplotlib_the_message_says_how_to_install_it(tmp_path, monkeyp
     written = write_report(report, str(tmp_path / "eval"))
     assert [os.path.basename(p) for p in written] == ["report.json", "report.txt"]
     assert not os.path.exists(tmp_path / "history.png") and not os.path.exists(tmp_path / "h.png")
+
+
+def test_a_failed_write_keeps_the_previous_png_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "cm.png"
+    plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], str(path))
+    before = path.read_bytes()
+
+    def broken_savefig(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plot_confusion_matrix([[2, 0], [1, 1]], ["a", "b"], str(path))
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["cm.png"]
