@@ -8,7 +8,8 @@ and their ratio (goal: >= 10x faster).
 
 Memory: features for N and 4N images streamed to a disk cache (images generated batch by batch, so the
 source is never in memory) and the head trained on them read back through a memory map; the script
-prints the RSS growth (peak during the run minus before) of each, and of a 4N in-memory cache for contrast.
+prints the RSS growth (peak during the run minus before) of each, and of a 4N in-memory cache for contrast,
+both in total and anonymous (without the file-backed pages of the memory map, which the kernel can drop).
 
     KERAS_BACKEND=tensorflow python benchmarks/caching.py
     KERAS_BACKEND=jax python benchmarks/caching.py --images 512 --repeats 5 --memory-images 4000
@@ -45,17 +46,21 @@ def cached(spec, size, classes, x, y, epochs):
 
 
 def rss_mb():
+    """(resident, anonymous) MB. Anonymous = resident - file-backed/shared pages: what the kernel cannot drop.
+    Pages of a memory-mapped feature file that training has read count as resident but not as anonymous."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        resident, shared = (int(v) for v in f.read().split()[1:3])
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    return resident * page, (resident - shared) * page
 
 
 def peak_growth_mb(fn):
-    """Runs `fn()` and returns (peak RSS during it - RSS before), sampled every 5 ms."""
-    before, peak, done = rss_mb(), [0.0], threading.Event()
+    """Runs `fn()` and returns the peak growth (during it, over before) of (RSS, anonymous RSS), sampled every 5 ms."""
+    before, peak, done = rss_mb(), [0.0, 0.0], threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], rss_mb())
+            peak[:] = map(max, peak, rss_mb())
             time.sleep(0.005)
 
     thread = threading.Thread(target=sample)
@@ -65,7 +70,8 @@ def peak_growth_mb(fn):
     finally:
         done.set()
         thread.join()
-    return max(peak[0], rss_mb()) - before
+    peak[:] = map(max, peak, rss_mb())
+    return peak[0] - before[0], peak[1] - before[1]
 
 
 def generated(images, size, batch=64):
@@ -91,7 +97,9 @@ def memory_test(args):
                 model, generated(images, args.memory_size), epochs=1, cache=cache, verbose=0))
     print(f"memory: backbone={args.backbone} size={args.memory_size} feature_dim={dim} N={n} "
           f"(4N features = {4 * n * dim * 4 / 2**20:.1f} MB)")
-    print("memory: peak RSS growth " + ", ".join(f"{k} {v:.1f} MB" for k, v in results.items()))
+    print("memory: peak RSS growth " + ", ".join(f"{k} {v[0]:.1f} MB" for k, v in results.items()))
+    print("memory: peak anonymous RSS growth (without file-backed pages) "
+          + ", ".join(f"{k} {v[1]:.1f} MB" for k, v in results.items()))
 
 
 def main():
@@ -100,7 +108,7 @@ def main():
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="speed repeats (0: memory test only)")
     parser.add_argument("--memory-images", type=int, default=2000, help="N of the memory test (0: skip it)")
     parser.add_argument("--memory-size", type=int, default=32)
     args = parser.parse_args()
@@ -108,6 +116,8 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.images, args.size, args.size, 3)).astype("float32")
     y = rng.integers(0, 10, args.images).astype("int32")
+    if args.repeats == 0:  # memory test only
+        return memory_test(args)
     runs = {"keras guide (frozen, fit on images)": guide_frozen, "keras_transfer cached": cached}
     times = {name: [] for name in runs}
     for name, fn in runs.items():  # warm-up
