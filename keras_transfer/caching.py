@@ -190,11 +190,13 @@ def _for_head(callbacks, model):
 
 
 def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
-                       verbose="auto", cache="memory", shuffle=True, seed=1337, jit_compile="auto"):
+                       verbose="auto", cache="memory", shuffle=True, seed=1337, jit_compile="auto", state=None):
     """Like `recipes.train_phase` for the head-only phase, on cached features. Returns `(History, FreezeReport)`.
 
     Checkpoint callbacks save the full model; the others (EarlyStopping, CSVLogger, ...) see the head
-    model, whose weights are the full model's head weights.
+    model, whose weights are the full model's head weights. The head model trains with the full model's
+    optimizer (the same variables), so the optimizer state saved with the full model is the one that
+    trained, and a resumed run (`state`, a `checkpoints.TrainingState`) continues it.
     """
     check_cacheable(model, preset)
     report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
@@ -206,7 +208,11 @@ def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callb
     val = None if val is None else extract_features(model, val, cache=cache, name="val")
     head = head_model(model)
     compile_model(head, preset, jit_compile=jit_compile)
+    head.optimizer = model.optimizer  # one optimizer for both: built on the head's variables, saved with the model
     callbacks = phase_callbacks(preset, has_validation=val is not None) + _for_head(callbacks, model)
+    if state is not None:
+        state.watch(model, callbacks)  # a resumed phase: the saved optimizer state goes into the shared optimizer
+        callbacks.append(state)
     history = head.fit(train, validation_data=val, epochs=initial_epoch + preset.epochs, initial_epoch=initial_epoch,
                        callbacks=callbacks, class_weight=class_weight, verbose=verbose,
                        shuffle=False)  # `train` shuffles itself, in its seeded order

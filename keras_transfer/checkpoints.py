@@ -170,6 +170,15 @@ def _save_arrays(path, arrays):
             np.savez(f, *arrays)
 
 
+def _set_weights(model, arrays):
+    """Sets `model`'s weights, or its head's: EarlyStopping in a cached-features phase saw the head model only."""
+    if len(arrays) != len(model.weights):
+        from keras_transfer.caching import head_model
+
+        model = head_model(model)  # shares the model's head layers
+    model.set_weights(arrays)
+
+
 def _load_arrays(path):
     with np.load(path) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
@@ -249,8 +258,8 @@ class TrainingState(keras.callbacks.Callback):
         s, self.saved = self.saved, None
         loaded = keras.models.load_model(os.path.join(self.folder, LAST_MODEL))
         model.set_weights(loaded.get_weights())
-        if s["phase_done"] and not s["best_restored"] and s.get("phase_best_file"):
-            model.set_weights(_load_arrays(os.path.join(self.folder, s["phase_best_file"])))  # EarlyStopping's end
+        if s["phase_done"] and not s["best_restored"] and s.get("phase_best_file"):  # EarlyStopping's end
+            _set_weights(model, _load_arrays(os.path.join(self.folder, s["phase_best_file"])))
         if not s["phase_done"]:
             self._pending_optimizer, self._pending_counters = (loaded, s), s
             self._best_file = s.get("phase_best_file")

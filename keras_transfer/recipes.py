@@ -140,12 +140,9 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
     for index, phase, preset, done in todo:
         cached = cache_features and preset.strategy == "head_only"
         step = functools.partial(train_phase_cached, cache=cache_dir or "memory") if cached else train_phase
-        if state:  # a cached phase's state rides with the callbacks: it resumes weights, not the head's optimizer
+        if state:
             state.begin_phase(model, index, phase, preset, done)
-            step = functools.partial(step, callbacks=spanning + [state]) if cached else functools.partial(
-                step, callbacks=spanning, state=state)
-        else:
-            step = functools.partial(step, callbacks=spanning)
+        step = functools.partial(step, callbacks=spanning, state=state)
         left = dataclasses.replace(preset, epochs=preset.epochs - done)
         history, report = step(model, train, val, preset=left, initial_epoch=epoch, class_weight=class_weight,
                                verbose=verbose, jit_compile=jit_compile)

@@ -98,3 +98,42 @@ def test_cli_train_with_cached_features_and_refusal_with_augmentation(tmp_path, 
     assert config["cache_features"] is True and config["jit_compile"] is False and config["precision"] == "float32"
     assert os.path.exists(tmp_path / "cache" / "train.features.f32")
     assert keras.models.load_model(tmp_path / "run" / "best.keras").get_layer("backbone") is not None
+
+
+def test_an_interrupted_cached_head_phase_resumes_with_its_optimizer_state(tmp_path, monkeypatch):
+    """The head model trains with the full model's optimizer, so last.keras holds the state that trained: a
+    resumed cached phase continues it (its step count goes on from where it stopped, not from zero)."""
+    from conftest import write_image_folder
+    from keras_transfer import checkpoints
+    from keras_transfer.resume import resume_run
+    from keras_transfer.runs import train_from_folder
+
+    data = write_image_folder(tmp_path / "data")
+    settings = dict(backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=3, batch_size=4,
+                    augmentation="none", cache_features=True, verbose=0)
+    train_from_folder(data, str(tmp_path / "whole"), **settings)
+    whole = json.load(open(tmp_path / "whole" / "state.json"))
+
+    class Killed(Exception):
+        pass
+
+    on_epoch_end = checkpoints.TrainingState.on_epoch_end
+
+    def dies_after_epoch_1(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            raise Killed()
+
+    monkeypatch.setattr(checkpoints.TrainingState, "on_epoch_end", dies_after_epoch_1)
+    with pytest.raises(Killed):
+        train_from_folder(data, str(tmp_path / "cut"), **settings)
+    cut = json.load(open(tmp_path / "cut" / "state.json"))
+    saved = keras.models.load_model(tmp_path / "cut" / "last.keras")
+    assert cut["epochs_done"] == 2 and int(as_numpy(saved.optimizer.iterations)) == cut["iterations"] > 0
+    monkeypatch.setattr(checkpoints.TrainingState, "on_epoch_end", on_epoch_end)
+
+    resume_run(str(tmp_path / "cut"), verbose=0)
+    resumed = json.load(open(tmp_path / "cut" / "state.json"))
+    assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
+    assert 3 * cut["iterations"] == 2 * whole["iterations"]  # two of three epochs' steps before the cut
+    assert resumed["iterations"] == whole["iterations"]  # a fresh optimizer would count only the last epoch
