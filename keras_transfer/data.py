@@ -53,7 +53,7 @@ def _visible_dirs(folder):
     return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
 
 
-def _walk_class(folder):
+def walk_images(folder):
     """`(image_paths, ignored_count)` under `folder`, recursively; hidden files and folders are not entered."""
     found, ignored = [], 0
     for root, dirs, files in os.walk(folder):
@@ -83,7 +83,7 @@ def _scan_folder(folder):
         if split:
             ignored += _ignored_at(base)
         for name in _visible_dirs(base):
-            found, skipped = _walk_class(os.path.join(base, name))
+            found, skipped = walk_images(os.path.join(base, name))
             ignored += skipped
             entries.extend((os.path.abspath(p), name, split) for p in found)
             if not found:

@@ -10,8 +10,9 @@ import os
 import keras
 import numpy as np
 
+from keras_transfer.data import walk_images
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import IMAGE_EXTENSIONS, is_image_name, load_images
+from keras_transfer.images import IMAGE_EXTENSIONS, load_images
 
 
 def load_model(model_or_run_dir):
@@ -67,9 +68,7 @@ def find_inputs(inputs):
     found = []
     for item in map(os.fspath, given):
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, name) for name in sorted(files) if is_image_name(name))
+            found.extend(walk_images(item)[0])  # the training loader's walk: same files, same order
         elif os.path.isfile(item):
             found.append(item)
         else:
