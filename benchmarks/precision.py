@@ -4,9 +4,10 @@ each keras_transfer setting, as a ratio against the hand-written float32 Keras m
 The baseline is `keras.applications` + pooling + Dense at float32 compiled with Keras's default
 (`jit_compile="auto"`). The keras_transfer rows build the same network with `build_classifier(...,
 precision=...)` and `compile_model(..., jit_compile=...)`: the default (`float32`, `"auto"`) first, then
-each option. Steps alternate between the models (the order rotates every step) so all see the same load; medians over `--steps` timed
-`train_on_batch` steps after one untimed warm-up step. It shows whether an option pays on this device; the
-defaults must not be slower than the baseline.
+each option; both models are those of `throughput.py`. Steps alternate between the models (the order
+rotates every step) so all see the same load; medians over `--steps` timed `train_on_batch` steps after
+one untimed warm-up step. It shows whether an option pays on this device; the defaults must not be
+slower than the baseline.
 
     KERAS_BACKEND=tensorflow python benchmarks/precision.py
     KERAS_BACKEND=jax python benchmarks/precision.py --backbone mobilenetv2 --size 160 --steps 10
@@ -15,12 +16,15 @@ defaults must not be slower than the baseline.
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import keras
 import numpy as np
 
-import keras_transfer as kt
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras_transfer as kt  # noqa: E402
+from throughput import hand_written, ours  # noqa: E402 (the same two models as the throughput benchmark)
 
 SETTINGS = [
     ("float32", "auto"),
@@ -28,26 +32,6 @@ SETTINGS = [
     ("mixed_bfloat16", "auto"),
     ("mixed_float16", "auto"),
 ]
-
-
-def hand_written(spec, size, classes):
-    base = spec.build(weights=None, include_top=False, input_shape=(size, size, 3))
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = base(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def ours(spec, size, classes, precision, jit_compile):
-    model = kt.build_classifier(spec.name, classes, weights=None, input_size=size, augmentation="none",
-                                dropout=0, precision=precision)
-    kt.freeze(model, "full")
-    kt.compile_model(model, "fine_tune_all", jit_compile=jit_compile)
-    return model
 
 
 def main():
@@ -62,9 +46,9 @@ def main():
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
     y = rng.integers(0, 10, args.batch).astype("int32")
 
-    models = {"keras float32": hand_written(spec, args.size, 10)}
+    models = {"keras float32": hand_written(spec, args.size, 10, frozen=False)}
     for precision, jit in SETTINGS:
-        models[f"kt {precision} jit={jit}"] = ours(spec, args.size, 10, precision, jit)
+        models[f"kt {precision} jit={jit}"] = ours(spec, args.size, 10, frozen=False, precision=precision, jit_compile=jit)
     for model in models.values():
         model.train_on_batch(x, y)  # warm-up: tracing and compilation are not timed
     times = {name: [] for name in models}

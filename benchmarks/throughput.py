@@ -84,10 +84,11 @@ def hand_written(spec, size, classes, frozen):
     return model
 
 
-def ours(spec, size, classes, frozen):
-    model = kt.build_classifier(spec.name, classes, weights=None, input_size=size, augmentation="none", dropout=0)
+def ours(spec, size, classes, frozen, *, precision=None, jit_compile="auto"):
+    model = kt.build_classifier(spec.name, classes, weights=None, input_size=size, augmentation="none", dropout=0,
+                                precision=precision)
     kt.freeze(model, "head_only" if frozen else "full")
-    kt.compile_model(model, "feature_extraction" if frozen else "fine_tune_all")
+    kt.compile_model(model, "feature_extraction" if frozen else "fine_tune_all", jit_compile=jit_compile)
     return model
 
 
