@@ -17,7 +17,6 @@ from keras_transfer.backbones import get_backbone_spec
 from keras_transfer.data import load_image_folder
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.evaluation import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, evaluate
-from keras_transfer.caching import check_cacheable
 from keras_transfer.checkpoints import LAST_MODEL, RUN_FORMAT, STATE, TrainingState, history_columns
 from keras_transfer.model import build_classifier
 from keras_transfer.precision import check_precision, parse_jit_compile
@@ -141,8 +140,6 @@ def train_from_folder(data_dir, out, *, backbone="mobilenetv2", weights="imagene
     model = build_classifier(spec, data.num_classes, weights=None if resume else weights, input_size=input_size,
                              augmentation=augmentation, dropout=dropout, class_names=data.class_names, seed=seed,
                              precision=precision)
-    if cache_features:
-        check_cacheable(model)
     state = TrainingState(out, resume=resume)  # resumed: reads last.keras; weights=None above, they come from it
     if state.finished:
         raise KerasTransferError(f"The run in {out} already finished all its epochs; nothing to resume. "
