@@ -29,7 +29,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras_transfer as kt  # noqa: E402
-from keras_transfer.caching import train_head_cached  # noqa: E402
+from keras_transfer.training.caching import train_head_cached  # noqa: E402
 from overhead import hand_written  # noqa: E402
 
 

@@ -23,8 +23,8 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_transfer as kt
-from keras_transfer.images import load_images
-from keras_transfer.pipeline import make_dataset
+from keras_transfer.data.images import load_images
+from keras_transfer.data.pipeline import make_dataset
 
 
 def write_jpegs(folder, images, source_size, seed=0):

@@ -12,7 +12,7 @@ import argparse
 import keras
 
 import keras_transfer as kt
-from keras_transfer.caching import head_model
+from keras_transfer.training.caching import head_model
 
 parser = argparse.ArgumentParser()
 parser.add_argument("data_dir")

@@ -14,7 +14,7 @@ def _weights(value):
 
 
 def _add_train(sub):
-    from keras_transfer.runs import STRATEGIES
+    from keras_transfer.runs.train import STRATEGIES
 
     p = sub.add_parser("train", help="train a classifier on a folder of class subfolders")
     p.add_argument("data_dir", nargs="?", default=None,
@@ -76,7 +76,7 @@ def _build_parser():
 
 def backbones_table():
     """The registry as a text table."""
-    from keras_transfer.backbones import list_backbones
+    from keras_transfer.models.registry import list_backbones
 
     rows = [("name", "family", "preprocess", "default", "min", "params", "blocks")]
     for spec in list_backbones():
@@ -96,7 +96,7 @@ def _add_export(sub):
 
 
 def _export(args):
-    from keras_transfer.export import export
+    from keras_transfer.serving.export import export
 
     print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
 
@@ -117,8 +117,8 @@ def _add_evaluate(sub):
 
 
 def _evaluate(args):
-    from keras_transfer.evaluation import evaluate, evaluation_images, write_report
-    from keras_transfer.predict import default_class_names, load_model
+    from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
+    from keras_transfer.serving.predict import default_class_names, load_model
 
     model, names = load_model(args.run_dir)
     names = default_class_names(model, names)
@@ -145,7 +145,7 @@ def _predict(args):
     import csv
     import json
 
-    from keras_transfer.predict import predict
+    from keras_transfer.serving.predict import predict
 
     results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size)
     if args.format == "json":
@@ -172,10 +172,10 @@ def _given(args):
 
 
 def _train(args):
-    from keras_transfer.runs import train_from_folder
+    from keras_transfer.runs.train import train_from_folder
 
     if args.resume:
-        from keras_transfer.resume import resume_run
+        from keras_transfer.runs.resume import resume_run
 
         resume_run(args.out, **_given(args))
         print(f"Run folder: {args.out}")

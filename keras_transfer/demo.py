@@ -77,7 +77,7 @@ def split_folder(directory, *, labels_per_class, test_per_class, seed):
     validation images per class, then `test_per_class` held-out test images per class; the same seed, the same split."""
     from PIL import Image
 
-    from keras_transfer.data import scan_image_folder
+    from keras_transfer.data.sources import scan_image_folder
 
     counts = scan_image_folder(directory)
     need = 2 * labels_per_class + test_per_class
@@ -105,7 +105,7 @@ def split_folder(directory, *, labels_per_class, test_per_class, seed):
 
 def accuracy(model, x, y):
     """Top-1 accuracy of a classifier on arrays."""
-    from keras_transfer.model import class_indices
+    from keras_transfer.models.classifier import class_indices
 
     return float(np.mean(class_indices(model.predict(x, batch_size=64, verbose=0)) == y))
 
@@ -113,15 +113,15 @@ def accuracy(model, x, y):
 def demo_backbone(weights, cut=DEMO_CUT):
     """VGG16 (the registry entry) with `weights`, cut after `cut`. HED trained VGG16's block5 to draw
     coarse edge maps at 1/16 of the input, which at 32 px is 2x2 pixels; block4 holds its general features."""
-    from keras_transfer.backbones import get_backbone_spec
-    from keras_transfer.weights import build_backbone
+    from keras_transfer.models.registry import get_backbone_spec
+    from keras_transfer.models.weights import build_backbone
 
     vgg = build_backbone(get_backbone_spec("vgg16"), DEMO_SIZE, weights)
     return keras.Model(vgg.input, vgg.get_layer(cut).output, name="backbone")
 
 
 def _demo_model(split, weights, seed):
-    from keras_transfer.model import build_classifier
+    from keras_transfer.models.classifier import build_classifier
 
     keras.utils.set_random_seed(seed)
     return build_classifier(demo_backbone(weights), class_names=split.class_names, input_size=DEMO_SIZE,
@@ -130,7 +130,7 @@ def _demo_model(split, weights, seed):
 
 def train_pretrained(split, *, weights, head_epochs, fine_tune_epochs, seed, checkpoint_path=None, verbose=0):
     """The pretrained model: the two-phase recipe (head at 1e-3, then the top block, block4, at 1e-4)."""
-    from keras_transfer.recipes import fine_tune
+    from keras_transfer.training.recipes import fine_tune
 
     model = _demo_model(split, weights, seed)
     result = fine_tune(model, (split.x_train, split.y_train), (split.x_val, split.y_val), head_epochs=head_epochs,
@@ -142,8 +142,8 @@ def train_pretrained(split, *, weights, head_epochs, fine_tune_epochs, seed, che
 def train_scratch(split, *, epochs, seed, verbose=0):
     """The same network from random weights, every layer trained (Adam 1e-4, the usual rate for VGG from
     scratch), for the pretrained model's whole epoch budget, with the same early stopping."""
-    from keras_transfer.presets import get_preset
-    from keras_transfer.recipes import run_phases
+    from keras_transfer.training.presets import get_preset
+    from keras_transfer.training.recipes import run_phases
 
     model = _demo_model(split, None, seed)
     preset = get_preset("fine_tune_all", learning_rate=1e-4, epochs=epochs)
@@ -155,7 +155,7 @@ def train_scratch(split, *, epochs, seed, verbose=0):
 def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, head_epochs=10, fine_tune_epochs=10,
              seed=1337, verbose=0):
     """Runs the offline demo and writes its run folder. Returns the results dict."""
-    from keras_transfer.runs import write_json
+    from keras_transfer.runs.train import write_json
 
     start = time.time()
     weights = hed_weights_path()

@@ -7,10 +7,10 @@ import keras
 import pytest
 
 from keras_transfer import build_classifier
-from keras_transfer.backbones import (BackboneSpec, check_input_size, get_backbone_spec, list_backbones,
+from keras_transfer.models.registry import (BackboneSpec, check_input_size, get_backbone_spec, list_backbones,
                                       split_blocks)
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.weights import build_backbone
+from keras_transfer.models.weights import build_backbone
 
 # Building every registry backbone with its random initialisation takes about 5 minutes on TensorFlow and
 # about 20 on JAX (where each new variable shape compiles its own random-number kernel) on 2 CPU cores.

@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras
     import keras_transfer as kt
-    from keras_transfer.presets import compile_model
+    from keras_transfer.training.presets import compile_model
 
     x = np.random.default_rng(0).uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 3

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import write_image_folder
-from keras_transfer.checkpoints import NonFiniteLossError, TrainingState
+from keras_transfer.training.state import NonFiniteLossError, TrainingState
 from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.model import build_classifier
-from keras_transfer.presets import get_preset
-from keras_transfer.recipes import run_phases
-from keras_transfer.runs import train_from_folder
+from keras_transfer.models.classifier import build_classifier
+from keras_transfer.training.presets import get_preset
+from keras_transfer.training.recipes import run_phases
+from keras_transfer.runs.train import train_from_folder
 
 BASE = dict(backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
 

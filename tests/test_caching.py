@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import as_numpy, make_small_cnn, make_tiny_xy
-from keras_transfer.caching import extract_features, train_head_cached
+from keras_transfer.training.caching import extract_features, train_head_cached
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.model import build_classifier
-from keras_transfer.presets import get_preset
-from keras_transfer.recipes import fine_tune, train_phase
+from keras_transfer.models.classifier import build_classifier
+from keras_transfer.training.presets import get_preset
+from keras_transfer.training.recipes import fine_tune, train_phase
 
 
 def _model(augmentation="none", dropout=0.0):
@@ -104,9 +104,10 @@ def test_an_interrupted_cached_head_phase_resumes_with_its_optimizer_state(tmp_p
     """The head model trains with the full model's optimizer, so last.keras holds the state that trained: a
     resumed cached phase continues it (its step count goes on from where it stopped, not from zero)."""
     from conftest import write_image_folder
-    from keras_transfer import checkpoints
-    from keras_transfer.resume import resume_run
-    from keras_transfer.runs import train_from_folder
+    from keras_transfer.training import state as checkpoints
+
+    from keras_transfer.runs.resume import resume_run
+    from keras_transfer.runs.train import train_from_folder
 
     data = write_image_folder(tmp_path / "data")
     settings = dict(backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=3, batch_size=4,

@@ -14,10 +14,10 @@ from conftest import FOLDER_CLASSES, IMAGES_PER_CLASS, write_image_folder
 from image_files import write_messy_folder, write_text_as_jpeg
 
 from keras_transfer import cli
-from keras_transfer.data import LabelledImages, find_images, load_image_folder, scan_image_folder
+from keras_transfer.data.sources import LabelledImages, find_images, load_image_folder, scan_image_folder
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.runs import train_from_folder
-from keras_transfer.splits import class_weights, split_images, summarize
+from keras_transfer.runs.train import train_from_folder
+from keras_transfer.data.splits import class_weights, split_images, summarize
 
 TOTAL = len(FOLDER_CLASSES) * IMAGES_PER_CLASS
 

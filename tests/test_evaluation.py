@@ -13,9 +13,9 @@ from sklearn import metrics
 from keras_transfer import EvaluationReport, evaluate
 from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.evaluation import report_from_probabilities
-from keras_transfer.images import load_images
-from keras_transfer.runs import train_from_folder
+from keras_transfer.serving.evaluation import report_from_probabilities
+from keras_transfer.data.images import load_images
+from keras_transfer.runs.train import train_from_folder
 
 NAMES = ["ant", "bee", "cow", "dog"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import keras_transfer
-from keras_transfer import export as export_module
+from keras_transfer.serving import export as export_module
 from keras_transfer.errors import KerasTransferError
 
 CLASS_NAMES = ["cat", "dog", "emu"]

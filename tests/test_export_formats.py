@@ -14,9 +14,9 @@ from test_export import CLASS_NAMES, pixels, tiny_model
 import keras_transfer
 from keras_transfer import cli
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.export import TOLERANCES, export
-from keras_transfer.export_tflite import run_tflite
-from keras_transfer.runs import train_from_folder
+from keras_transfer.serving.export import TOLERANCES, export
+from keras_transfer.serving.export_tflite import run_tflite
+from keras_transfer.runs.train import train_from_folder
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from conftest import as_numpy
 
 from keras_transfer import build_classifier, freeze
-from keras_transfer.backbones import get_backbone_spec
+from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.presets import compile_model
+from keras_transfer.training.presets import compile_model
 
 BN = keras.layers.BatchNormalization
 

@@ -9,7 +9,7 @@ from image_files import (pixels, write_16bit_png, write_corrupt_jpeg, write_gray
 from PIL import Image
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import ImageDecodeError, is_image_name, load_images, read_image, resize_image
+from keras_transfer.data.images import ImageDecodeError, is_image_name, load_images, read_image, resize_image
 
 
 def test_png_round_trip(tmp_path):

@@ -10,8 +10,8 @@ import keras_transfer  # noqa: F401  (registers the serialisable classes, as a u
 from keras_transfer import (ClassifierHead, ImagePreprocessing, build_classifier, class_indices, freeze,
                             get_backbone, get_class_names)
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.freezing import backbone_blocks
-from keras_transfer.model import backbone_spec_of
+from keras_transfer.models.freezing import backbone_blocks
+from keras_transfer.models.classifier import backbone_spec_of
 
 
 @pytest.fixture(scope="module")

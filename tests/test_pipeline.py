@@ -7,8 +7,8 @@ import pytest
 from image_files import write_16bit_png, write_gray_jpeg, write_png, write_rgba_png
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import read_image, resize_image
-from keras_transfer.pipeline import make_dataset
+from keras_transfer.data.images import read_image, resize_image
+from keras_transfer.data.pipeline import make_dataset
 
 
 @pytest.fixture

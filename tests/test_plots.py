@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from keras_transfer import plot_confusion_matrix, plot_history
-from keras_transfer.checkpoints import write_history
+from keras_transfer.training.state import write_history
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.evaluation import report_from_probabilities, write_report
-from keras_transfer.runs import write_history_plot
+from keras_transfer.serving.evaluation import report_from_probabilities, write_report
+from keras_transfer.runs.train import write_history_plot
 
 ROWS = [{"phase": "head", "epoch": 0, "loss": 1.2, "val_loss": 1.3, "accuracy": 0.4, "val_accuracy": 0.35},
         {"phase": "head", "epoch": 1, "loss": 0.9, "val_loss": 1.1, "accuracy": 0.6, "val_accuracy": 0.5},

@@ -7,9 +7,9 @@ import pytest
 
 from conftest import make_small_cnn, make_tiny_xy
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.model import build_classifier
-from keras_transfer.precision import dtype_policy, parse_jit_compile
-from keras_transfer.presets import compile_model
+from keras_transfer.models.classifier import build_classifier
+from keras_transfer.models.precision import dtype_policy, parse_jit_compile
+from keras_transfer.training.presets import compile_model
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])

@@ -15,7 +15,7 @@ from image_files import write_gray_jpeg, write_jpeg, write_png, write_text_as_jp
 from keras_transfer import build_classifier, predict
 from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import ImageDecodeError, load_images
+from keras_transfer.data.images import ImageDecodeError, load_images
 
 NAMES = ["cat", "dog", "emu"]
 

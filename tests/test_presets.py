@@ -9,7 +9,7 @@ from conftest import as_numpy
 
 from keras_transfer import build_classifier
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.presets import (OPTIMIZERS, PRESETS, Preset, SparseCategoricalCrossentropyWithSmoothing,
+from keras_transfer.training.presets import (OPTIMIZERS, PRESETS, Preset, SparseCategoricalCrossentropyWithSmoothing,
                                     compile_model, get_preset, make_optimizer, phase_callbacks, run_callbacks)
 
 

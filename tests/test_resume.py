@@ -13,9 +13,9 @@ import keras
 import pytest
 
 from conftest import write_image_folder
-from keras_transfer.checkpoints import read_checkpoint_state
+from keras_transfer.training.state import read_checkpoint_state
 from keras_transfer.cli import main
-from keras_transfer.resume import resume_run
+from keras_transfer.runs.resume import resume_run
 
 RUN = dict(backbone="mobilenetv2", weights=None, input_size=32, epochs=1, fine_tune_epochs=2, batch_size=4,
            augmentation="none", n=1, verbose=0, validation_split=0.25)
@@ -25,8 +25,8 @@ STEPS = 3  # 12 training images / batch_size 4
 # Runs `train_from_folder` with slow batches; argument 4 (N > 0) stops the Nth write of last.keras half-way.
 WORKER = textwrap.dedent("""
     import json, os, sys, time
-    import keras_transfer.checkpoints as checkpoints
-    from keras_transfer.runs import train_from_folder
+    import keras_transfer.training.state as checkpoints
+    from keras_transfer.runs.train import train_from_folder
 
     data, out, marker, mid_write = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     batch_end = checkpoints.TrainingState.on_train_batch_end

@@ -10,7 +10,7 @@ from conftest import FOLDER_CLASSES
 
 from keras_transfer import get_class_names
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.runs import train_from_folder
+from keras_transfer.runs.train import train_from_folder
 
 SMALL = dict(backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
 

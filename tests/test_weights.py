@@ -12,9 +12,9 @@ from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
 from keras_transfer import build_classifier
-from keras_transfer.backbones import get_backbone_spec
+from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.weights import (WeightsError, build_backbone, keras_models_dir, load_weights_by_order,
+from keras_transfer.models.weights import (WeightsError, build_backbone, keras_models_dir, load_weights_by_order,
                                     read_weight_arrays)
 
 

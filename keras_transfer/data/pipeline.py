@@ -11,7 +11,7 @@ import os
 import warnings
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import read_image, resize_image
+from keras_transfer.data.images import read_image, resize_image
 
 
 def _check(paths, labels, image_size, batch_size, cache):

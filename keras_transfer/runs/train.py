@@ -13,18 +13,18 @@ import tempfile
 
 import keras
 
-from keras_transfer.backbones import get_backbone_spec
-from keras_transfer.data import load_image_folder
+from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.data.sources import load_image_folder
 from keras_transfer.errors import KerasTransferError, unknown_name
-from keras_transfer.evaluation import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, evaluate
-from keras_transfer.checkpoints import LAST_MODEL, RUN_FORMAT, STATE, TrainingState, history_columns
-from keras_transfer.model import build_classifier
-from keras_transfer.precision import check_precision, parse_jit_compile
-from keras_transfer.presets import get_preset
-from keras_transfer.resume import check_resume, check_same_data, keras_transfer_version
-from keras_transfer.recipes import UNFREEZE, fine_tune, run_phases
-from keras_transfer.splits import class_weights
-from keras_transfer.validation import check_train_args
+from keras_transfer.serving.evaluation import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, evaluate
+from keras_transfer.training.state import LAST_MODEL, RUN_FORMAT, STATE, TrainingState, history_columns
+from keras_transfer.models.classifier import build_classifier
+from keras_transfer.models.precision import check_precision, parse_jit_compile
+from keras_transfer.training.presets import get_preset
+from keras_transfer.runs.resume import check_resume, check_same_data, keras_transfer_version
+from keras_transfer.training.recipes import UNFREEZE, fine_tune, run_phases
+from keras_transfer.data.splits import class_weights
+from keras_transfer.runs.config import check_train_args
 
 CONFIG, HISTORY_CSV, HISTORY, BEST_MODEL, CLASS_NAMES = (
     "config.json", "history.csv", "history.json", "best.keras", "class_names.json")
@@ -184,7 +184,8 @@ def evaluate_test_split(out, data, *, batch_size, fallback):
 
 def write_history_plot(out):
     """Writes `history.png` into the run folder where matplotlib is installed; else says how to get it."""
-    from keras_transfer import plots
+    from keras_transfer.serving import plots
+
 
     if not plots.matplotlib_available():
         print(f"No history.png: plots need matplotlib ({plots.INSTALL_HINT}).")

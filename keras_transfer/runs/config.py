@@ -6,7 +6,7 @@ received; nothing is loaded, built or written before these pass.
 
 import os
 
-from keras_transfer.augmentation import AUGMENTATIONS
+from keras_transfer.models.augmentation import AUGMENTATIONS
 from keras_transfer.errors import KerasTransferError, unknown_name
 
 WEIGHTS = ("imagenet", None)

@@ -37,9 +37,9 @@ import keras
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError, unknown_name
-from keras_transfer.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
-from keras_transfer.export_tflite import check_quantize, convert_to_tflite, run_tflite
-from keras_transfer.model import class_indices, get_class_names
+from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
+from keras_transfer.serving.export_tflite import check_quantize, convert_to_tflite, run_tflite
+from keras_transfer.models.classifier import class_indices, get_class_names
 
 FORMATS = ("saved_model", "keras", "tflite")
 TOLERANCES = {"saved_model": 1e-4, "keras": 1e-4, "tflite": 1e-3, "tflite_dynamic": 0.05}
@@ -266,7 +266,7 @@ def _write_tflite(model, path, class_names, images, expected, tolerance, quantiz
         got = run_tflite(tmp, images)
         difference = _compare("TFLite model", path, got, expected, tolerance)
         if names_path:
-            from keras_transfer.runs import write_json  # atomic
+            from keras_transfer.runs.train import write_json  # atomic
 
             write_json(names_path, list(class_names))
         try:

@@ -74,7 +74,7 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337):
         A `Splits`.
 
     Example:
-    >>> from keras_transfer.data import LabelledImages
+    >>> from keras_transfer.data.sources import LabelledImages
     >>> found = LabelledImages(paths=[f"/x/{i}.png" for i in range(10)], labels=[0] * 5 + [1] * 5,
     ...                        class_names=["a", "b"])
     >>> [len(part) for part in split_images(found, validation_split=0.2, seed=0).parts.values()]

@@ -11,9 +11,9 @@ import math
 
 import keras
 
-from keras_transfer.backbones import split_blocks
+from keras_transfer.models.registry import split_blocks
 from keras_transfer.errors import KerasTransferError, unknown_name
-from keras_transfer.model import backbone_spec_of, get_backbone
+from keras_transfer.models.classifier import backbone_spec_of, get_backbone
 
 STRATEGIES = ("head_only", "top_blocks", "from_layer", "full")
 

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.export_archive import SERVING_ENDPOINT, build_archive
+from keras_transfer.serving.export_archive import SERVING_ENDPOINT, build_archive
 
 QUANTIZE = (None, "dynamic")
 

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.freezing import freeze
-from keras_transfer.model import HEAD_LAYER, get_backbone
-from keras_transfer.presets import compile_model, get_preset, phase_callbacks
+from keras_transfer.models.freezing import freeze
+from keras_transfer.models.classifier import HEAD_LAYER, get_backbone
+from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
 CACHE_MODES = ("memory", "a folder path")
 

@@ -13,8 +13,8 @@ import os
 import warnings
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import IMAGE_EXTENSIONS  # noqa: F401 (kept importable from here)
-from keras_transfer.images import ImageDecodeError, is_image_name, read_image
+from keras_transfer.data.images import IMAGE_EXTENSIONS  # noqa: F401 (kept importable from here)
+from keras_transfer.data.images import ImageDecodeError, is_image_name, read_image
 
 SPLITS = ("train", "val", "test")
 MANIFEST_EXTENSIONS = (".csv", ".json")
@@ -290,8 +290,8 @@ def load_image_folder(directory, *, image_size, batch_size=32, validation_split=
     Example:
     >>> data = load_image_folder("/tmp/kt_find", image_size=8, validation_split=0)  # doctest: +SKIP
     """
-    from keras_transfer.pipeline import make_dataset
-    from keras_transfer.splits import split_images, summarize
+    from keras_transfer.data.pipeline import make_dataset
+    from keras_transfer.data.splits import split_images, summarize
 
     splits = split_images(find_images(directory, strict=strict), validation_split=validation_split,
                           test_split=test_split, seed=seed)

@@ -4,12 +4,12 @@ import os
 
 import keras
 
-from keras_transfer.augmentation import make_augmentation
-from keras_transfer.backbones import check_input_size, get_backbone_spec
+from keras_transfer.models.augmentation import make_augmentation
+from keras_transfer.models.registry import check_input_size, get_backbone_spec
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.precision import dtype_policy
-from keras_transfer.preprocessing import ImagePreprocessing
-from keras_transfer.weights import build_backbone, load_weights_file
+from keras_transfer.models.precision import dtype_policy
+from keras_transfer.models.preprocessing import ImagePreprocessing
+from keras_transfer.models.weights import build_backbone, load_weights_file
 
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "predictions"

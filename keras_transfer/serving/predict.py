@@ -10,14 +10,14 @@ import os
 import keras
 import numpy as np
 
-from keras_transfer.data import walk_images
+from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.images import IMAGE_EXTENSIONS, load_images
+from keras_transfer.data.images import IMAGE_EXTENSIONS, load_images
 
 
 def load_model(model_or_run_dir):
     """`(model, class_names)` from a Keras model, a run folder (its `best.keras`) or a `.keras` file."""
-    from keras_transfer.export import RUN_MODEL, load_export_model
+    from keras_transfer.serving.export import RUN_MODEL, load_export_model
 
     if not isinstance(model_or_run_dir, keras.Model):
         source = os.fspath(model_or_run_dir)
@@ -50,7 +50,7 @@ def class_probabilities(outputs):
 
 def default_class_names(model, class_names=None):
     """`class_names`, else the model's own, else `"0"`, `"1"`, ... (one per class the model outputs)."""
-    from keras_transfer.model import get_class_names
+    from keras_transfer.models.classifier import get_class_names
 
     units = model.output_shape[-1]
     num_classes = 2 if units == 1 else units

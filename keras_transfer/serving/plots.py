@@ -38,7 +38,7 @@ def _figure(width, height):
 
 def _save(figure, path):
     """Writes `figure` to `path` as a PNG through a temporary file renamed into place."""
-    from keras_transfer.checkpoints import atomic_path
+    from keras_transfer.training.state import atomic_path
 
     path = os.fspath(path)
     with atomic_path(path, ".png") as tmp:
@@ -48,7 +48,7 @@ def _save(figure, path):
 
 def _history_columns(history):
     """`{"phase": [...], metric: [...]}` from a run folder, a `history.json` file, columns or per-epoch rows."""
-    from keras_transfer.checkpoints import history_columns
+    from keras_transfer.training.state import history_columns
 
     if isinstance(history, (str, os.PathLike)):
         file = os.path.join(history, "history.json") if os.path.isdir(history) else os.fspath(history)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.predict import class_probabilities, default_class_names, input_size
+from keras_transfer.serving.predict import class_probabilities, default_class_names, input_size
 
 REPORT_JSON, REPORT_TXT, CONFUSION_PNG = "report.json", "report.txt", "confusion_matrix.png"
 
@@ -174,7 +174,7 @@ def predictions(model, data, *, batch_size=32):
                                  f"an (x, y) pair of arrays. Received: data of type {type(data).__name__}")
     x, y = data
     if _is_paths(x):
-        from keras_transfer.pipeline import make_dataset
+        from keras_transfer.data.pipeline import make_dataset
 
         paths = [os.fspath(p) for p in x]
         dataset = make_dataset(paths, y, image_size=input_size(model), batch_size=batch_size)
@@ -189,8 +189,9 @@ def predictions(model, data, *, batch_size=32):
 def write_report(report, out):
     """Writes `report.json`, `report.txt` and (with matplotlib) `confusion_matrix.png` into `out`; returns
     the paths written."""
-    from keras_transfer import plots
-    from keras_transfer.checkpoints import write_text_atomic
+    from keras_transfer.serving import plots
+
+    from keras_transfer.training.state import write_text_atomic
 
     os.makedirs(out, exist_ok=True)
     written = [os.path.join(out, REPORT_JSON), os.path.join(out, REPORT_TXT)]
@@ -215,8 +216,8 @@ def _relabel(labels, names_of_labels, class_names, source):
 def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
     """`(paths, labels, description)` to evaluate a run on: the images in `data_dir`, else the run's
     `splits.json` split `split` (default: `"test"` if it holds images, else `"val"`). Labels follow `class_names`."""
-    from keras_transfer.data import find_images
-    from keras_transfer.runs import SPLITS, read_json
+    from keras_transfer.data.sources import find_images
+    from keras_transfer.runs.train import SPLITS, read_json
 
     if data_dir is not None:
         if split is not None:

@@ -12,7 +12,7 @@ import warnings
 
 import keras
 
-from keras_transfer.checkpoints import LAST_MODEL, RUN_FORMAT, remove_temp_files
+from keras_transfer.training.state import LAST_MODEL, RUN_FORMAT, remove_temp_files
 from keras_transfer.errors import KerasTransferError
 
 CONFIG = "config.json"
@@ -108,7 +108,7 @@ def resume_run(out, **requested):
     >>> train_from_folder("photos", "runs/a", backbone="vgg16", weights=None, input_size=32)  # killed
     >>> model, result = resume_run("runs/a")
     """
-    from keras_transfer.runs import train_from_folder
+    from keras_transfer.runs.train import train_from_folder
 
     stored = _read_config(out)
     check_compatible(out, stored)

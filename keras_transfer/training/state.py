@@ -173,7 +173,7 @@ def _save_arrays(path, arrays):
 def _set_weights(model, arrays):
     """Sets `model`'s weights, or its head's: EarlyStopping in a cached-features phase saw the head model only."""
     if len(arrays) != len(model.weights):
-        from keras_transfer.caching import head_model
+        from keras_transfer.training.caching import head_model
 
         model = head_model(model)  # shares the model's head layers
     model.set_weights(arrays)

@@ -7,10 +7,10 @@ recompiled before it trains again.
 import dataclasses
 import functools
 
-from keras_transfer.caching import check_cacheable, train_phase_cached
+from keras_transfer.training.caching import check_cacheable, train_phase_cached
 from keras_transfer.errors import unknown_name
-from keras_transfer.freezing import check_strategy, freeze
-from keras_transfer.presets import compile_model, get_preset, phase_callbacks, run_callbacks
+from keras_transfer.models.freezing import check_strategy, freeze
+from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks, run_callbacks
 
 UNFREEZE = ("top_blocks", "from_layer", "full", "gradual")
 
