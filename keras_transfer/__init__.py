@@ -1,23 +1,56 @@
-"""keras_transfer: transfer learning with pretrained Keras 3 backbones, fast, correct and boring."""
+"""keras_transfer: transfer learning with pretrained Keras 3 backbones, fast, correct and boring.
 
-from keras_transfer.models.augmentation import make_augmentation
-from keras_transfer.models.registry import BackboneSpec, get_backbone_spec, list_backbones, split_blocks
-from keras_transfer.training.caching import extract_features, train_head_cached
-from keras_transfer.data.sources import ImageFolderData, LabelledImages, find_images, load_image_folder
-from keras_transfer.errors import KerasTransferError
-from keras_transfer.serving.evaluation import EvaluationReport, evaluate
-from keras_transfer.serving.export import ExportResult, export_saved_model
-from keras_transfer.models.freezing import FreezeReport, backbone_blocks, freeze
-from keras_transfer.models.classifier import (ClassifierHead, build_classifier, class_indices, get_backbone,
-                                  get_class_names)
+The package is layered; imports point down only:
+    errors, io, layout, history, version       the base: errors, atomic files, the run folder's file names
+    models/    the backbone registry, weights, the classifier, freezing, precision
+    data/      image decoding, folders and manifests, splits, the tf.data pipeline
+    training/  presets, callbacks, the per-epoch state, feature caching, the two-phase recipe
+    serving/   loading a trained model, predict, evaluate, plots, export
+    runs/      the run configuration, a run folder, train_from_folder, resume
+    cli, demo  the `keras-transfer` command and the offline demo
+"""
+
 from keras_transfer.data.pipeline import make_dataset
+from keras_transfer.data.sources import ImageFolderData, LabelledImages, find_images, load_image_folder
+from keras_transfer.data.splits import DataSummary, class_weights, split_images
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.models.augmentation import make_augmentation
+from keras_transfer.models.classifier import (ClassifierHead, build_classifier, class_indices, get_backbone,
+                                              get_class_names, head_model)
+from keras_transfer.models.freezing import FreezeReport, backbone_blocks, freeze
 from keras_transfer.models.preprocessing import ImagePreprocessing
+from keras_transfer.models.registry import BackboneSpec, get_backbone_spec, list_backbones, split_blocks
+from keras_transfer.models.weights import WeightsError, build_backbone, load_weights_by_order
+from keras_transfer.runs.config import RunConfig
+from keras_transfer.runs.resume import resume_run
+from keras_transfer.runs.train import train_from_folder
+from keras_transfer.serving.evaluation import EvaluationReport, evaluate
+from keras_transfer.serving.export import ExportResult, export, export_saved_model
+from keras_transfer.serving.loading import load_model
 from keras_transfer.serving.plots import plot_confusion_matrix, plot_history
 from keras_transfer.serving.predict import predict
+from keras_transfer.training.caching import extract_features, train_head_cached
 from keras_transfer.training.presets import PRESETS, Preset, compile_model, get_preset, phase_callbacks, run_callbacks
 from keras_transfer.training.recipes import FineTuneResult, fine_tune, run_phases
-from keras_transfer.runs.train import train_from_folder
-from keras_transfer.data.splits import DataSummary, class_weights, split_images
-from keras_transfer.models.weights import WeightsError, build_backbone, load_weights_by_order
+from keras_transfer.version import __version__
 
-__version__ = "0.1.0"
+__all__ = [
+    # models
+    "BackboneSpec", "ClassifierHead", "FreezeReport", "ImagePreprocessing", "WeightsError", "backbone_blocks",
+    "build_backbone", "build_classifier", "class_indices", "freeze", "get_backbone", "get_backbone_spec",
+    "get_class_names", "head_model", "list_backbones", "load_weights_by_order", "make_augmentation", "split_blocks",
+    # data
+    "DataSummary", "ImageFolderData", "LabelledImages", "class_weights", "find_images", "load_image_folder",
+    "make_dataset", "split_images",
+    # training
+    "PRESETS", "FineTuneResult", "Preset", "compile_model", "extract_features", "fine_tune", "get_preset",
+    "phase_callbacks", "run_callbacks", "run_phases", "train_head_cached",
+    # serving
+    "EvaluationReport", "ExportResult", "evaluate", "export", "export_saved_model", "load_model",
+    "plot_confusion_matrix", "plot_history", "predict",
+    # runs
+    "RunConfig", "resume_run", "train_from_folder",
+    # errors
+    "KerasTransferError",
+    "__version__",
+]

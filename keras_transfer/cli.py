@@ -4,51 +4,31 @@ Bad input is reported in one line (`error: ...`) with exit status 2; `--debug` s
 """
 
 import argparse
+import contextlib
+import csv
+import json
+import logging
 import sys
 
+from keras_transfer.demo import run_demo
 from keras_transfer.errors import KerasTransferError
-
-
-def _weights(value):
-    return None if value.lower() == "none" else value
+from keras_transfer.models.registry import list_backbones
+from keras_transfer.runs.config import add_flags, given_settings
+from keras_transfer.runs.resume import resume_run
+from keras_transfer.runs.train import train_from_folder
+from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
+from keras_transfer.serving.export import export
+from keras_transfer.serving.loading import default_class_names, load_model
+from keras_transfer.serving.predict import predict
 
 
 def _add_train(sub):
-    from keras_transfer.runs.train import STRATEGIES
-
     p = sub.add_parser("train", help="train a classifier on a folder of class subfolders")
-    p.add_argument("data_dir", nargs="?", default=None,
-                   help="folder with one subfolder of images per class (or train/ val/ test/ "
-                   "subfolders of those), or a CSV/JSON manifest of path,label rows (with --resume: optional)")
-    p.add_argument("--backbone", default="mobilenetv2", help="registry name (see `keras-transfer backbones`)")
-    p.add_argument("--weights", default="imagenet", type=_weights, help="imagenet | none | PATH to a weights file")
-    p.add_argument("--input-size", type=int, default=None, help="square input side (default: the backbone's)")
-    p.add_argument("--strategy", default="top_blocks", choices=STRATEGIES,
-                   help="head_only trains the head; the others run head first, then unfreeze this way")
-    p.add_argument("--blocks", type=int, default=2, help="top blocks to unfreeze (top_blocks, gradual)")
-    p.add_argument("--layer", default=None, help="first backbone layer to unfreeze (from_layer)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs of the head phase")
-    p.add_argument("--fine-tune-epochs", type=int, default=None, help="epochs of the fine-tuning phase (default: --epochs)")
-    p.add_argument("--learning-rate", type=float, default=None, help="head phase rate (default 1e-3)")
-    p.add_argument("--fine-tune-learning-rate", type=float, default=None, help="fine-tuning rate (default 1e-5)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--validation-split", type=float, default=0.2)
-    p.add_argument("--test-split", type=float, default=0.0, help="share of each class held out for testing")
-    p.add_argument("--strict", action="store_true", help="stop before training if any image file is unreadable")
-    p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh classes by n / (k * count)")
-    p.add_argument("--augmentation", default="light", help="none | flip | light | geometric")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=1337)
+    add_flags(p)  # one flag per RunConfig field, its default and help from there
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out with its own settings (options given must match)")
-    p.add_argument("--cache-features", action="store_true",
-                   help="train the head phase on backbone features computed once (needs --augmentation none)")
-    p.add_argument("--cache-dir", default=None, help="stream cached features to this folder (default: in memory)")
-    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
-    p.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
-                   help="XLA compilation (auto: off on a CPU-only TensorFlow, on for JAX)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,8 +56,6 @@ def _build_parser():
 
 def backbones_table():
     """The registry as a text table."""
-    from keras_transfer.models.registry import list_backbones
-
     rows = [("name", "family", "preprocess", "default", "min", "params", "blocks")]
     for spec in list_backbones():
         rows.append((spec.name, spec.family, spec.preprocess, str(spec.default_size), str(spec.min_size),
@@ -96,8 +74,6 @@ def _add_export(sub):
 
 
 def _export(args):
-    from keras_transfer.serving.export import export
-
     print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
 
 
@@ -117,9 +93,6 @@ def _add_evaluate(sub):
 
 
 def _evaluate(args):
-    from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
-    from keras_transfer.serving.predict import default_class_names, load_model
-
     model, names = load_model(args.run_dir)
     names = default_class_names(model, names)
     paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
@@ -142,11 +115,6 @@ def _add_predict(sub):
 
 
 def _predict(args):
-    import csv
-    import json
-
-    from keras_transfer.serving.predict import predict
-
     results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
@@ -162,57 +130,48 @@ def _predict(args):
             print(f"{r['path']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in r["top"]))
 
 
-def _given(args):
-    """The train options given on the command line (those that differ from the defaults), by argument name."""
-    parser = _build_parser()
-    defaults = vars(parser.parse_args(["train", "--out", args.out]))
-    names = {"blocks": "n"}
-    skip = {"command", "debug", "out", "resume", "overwrite"}
-    return {names.get(k, k): v for k, v in vars(args).items() if k not in skip and v != defaults.get(k)}
-
-
 def _train(args):
-    from keras_transfer.runs.train import train_from_folder
-
+    settings = given_settings(args)
     if args.resume:
-        from keras_transfer.runs.resume import resume_run
-
-        resume_run(args.out, **_given(args))
-        print(f"Run folder: {args.out}")
-        return
-    if args.data_dir is None:
-        raise KerasTransferError("train needs data_dir (a folder of class subfolders or a manifest), unless "
-                                 "--resume continues the run in --out. Received: data_dir=None")
-
-    train_from_folder(
-        args.data_dir, args.out, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
-        strategy=args.strategy, n=args.blocks, layer=args.layer, epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, validation_split=args.validation_split,
-        augmentation=args.augmentation, dropout=args.dropout, learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, seed=args.seed, overwrite=args.overwrite,
-        test_split=args.test_split, strict=args.strict, class_weight=args.class_weight,
-        cache_features=args.cache_features, cache_dir=args.cache_dir, precision=args.precision,
-        jit_compile=args.jit_compile)
+        resume_run(args.out, **settings)
+    else:
+        train_from_folder(settings.pop("data_dir", None), args.out, overwrite=args.overwrite, **settings)
     print(f"Run folder: {args.out}")
+
+
+@contextlib.contextmanager
+def _log_to_stdout():
+    """Shows keras_transfer's log lines (data summary, progress notes) on stdout while a command runs."""
+    logger = logging.getLogger("keras_transfer")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _backbones(args):
+    print(backbones_table())
+
+
+def _demo(args):
+    run_demo(args.out, labels_per_class=args.labels_per_class, seed=args.seed)
+
+
+COMMANDS = {"backbones": _backbones, "train": _train, "evaluate": _evaluate, "predict": _predict,
+            "export": _export, "demo": _demo}
 
 
 def main(argv=None):
     args = _build_parser().parse_args(argv)
     try:
-        if args.command == "backbones":
-            print(backbones_table())
-        elif args.command == "train":
-            _train(args)
-        elif args.command == "evaluate":
-            _evaluate(args)
-        elif args.command == "predict":
-            _predict(args)
-        elif args.command == "export":
-            _export(args)
-        elif args.command == "demo":
-            from keras_transfer.demo import run_demo
-
-            run_demo(args.out, labels_per_class=args.labels_per_class, seed=args.seed)
+        with _log_to_stdout():
+            COMMANDS[args.command](args)
     except (KerasTransferError, OSError) as error:
         if args.debug:
             raise

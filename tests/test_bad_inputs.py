@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import write_image_folder
-from keras_transfer.training.state import NonFiniteLossError, TrainingState
+from keras_transfer.training.callbacks import NonFiniteLossError
+from keras_transfer.training.state import TrainingState
 from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import build_classifier

@@ -60,12 +60,13 @@ def test_disk_cache_equals_memory_cache_and_the_full_model_predicts_like_the_hea
     np.testing.assert_allclose(as_numpy(disk.predict(x, verbose=0)), on_features, rtol=1e-4, atol=1e-6)
 
 
-def test_fine_tune_with_cached_head_phase_keeps_history_val_metrics_and_checkpoint(tmp_path, capsys):
+def test_fine_tune_with_cached_head_phase_keeps_history_val_metrics_and_checkpoint(tmp_path, caplog):
+    caplog.set_level("INFO", logger="keras_transfer")
     model = _model(dropout=0.2)
     ckpt, csv = str(tmp_path / "best.keras"), str(tmp_path / "log.csv")
     result = fine_tune(model, _dataset(), _dataset(6, 3), head_epochs=2, fine_tune_epochs=1, unfreeze="full", verbose=0,
                        checkpoint_path=ckpt, csv_path=csv, cache_features=True)
-    assert "cached features" in capsys.readouterr().out
+    assert "cached features" in caplog.text
     assert result.phases == ["head", "fine_tune"] and "val_loss" in result.head.history
     assert len(result.history["epoch"]) == 3
     saved = keras.models.load_model(ckpt)
@@ -94,7 +95,7 @@ def test_cli_train_with_cached_features_and_refusal_with_augmentation(tmp_path, 
     assert main(base + ["--augmentation", "none", "--cache-dir", str(tmp_path / "cache"),
                         "--out", str(tmp_path / "run")]) == 0
     assert "cached features" in capsys.readouterr().out
-    config = json.load(open(tmp_path / "run" / "config.json"))
+    config = json.load(open(tmp_path / "run" / "config.json"))["settings"]
     assert config["cache_features"] is True and config["jit_compile"] is False and config["precision"] == "float32"
     assert os.path.exists(tmp_path / "cache" / "train.features.f32")
     assert keras.models.load_model(tmp_path / "run" / "best.keras").get_layer("backbone") is not None

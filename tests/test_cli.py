@@ -60,7 +60,7 @@ def test_backbones_table_lists_every_registry_entry_with_its_min_size(capsys):
 
 def test_console_script_backbones_runs_in_a_real_process():
     script = shutil.which("keras-transfer")
-    command = [script] if script else [sys.executable, "-m", "keras_transfer.cli"]
+    command = [script] if script else [sys.executable, "-m", "keras_transfer_launcher"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command + ["backbones"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -79,11 +79,11 @@ def test_train_writes_a_complete_run_folder(image_folder, tmp_path, capsys):
     class_names = sorted(os.listdir(image_folder))
 
     config = read_json(out / "config.json")
-    assert config["backbone"] == "vgg16"
-    assert config["input_size"] == 32
-    assert config["weights"] is None
-    assert config["strategy"] == "top_blocks"
-    assert config["keras_backend"] == keras.backend.backend()
+    assert config["settings"]["backbone"] == "vgg16"
+    assert config["settings"]["input_size"] == 32
+    assert config["settings"]["weights"] is None
+    assert config["settings"]["strategy"] == "top_blocks"
+    assert config["environment"]["keras_backend"] == keras.backend.backend()
 
     history = read_json(out / "history.json")
     assert history["phase"] == ["head", "fine_tune"]
@@ -109,7 +109,7 @@ def test_train_head_only_runs_only_head_phases(image_folder, tmp_path):
     assert cli.main(train_args(image_folder, out, "--strategy", "head_only")) == 0
     history = read_json(out / "history.json")
     assert history["phase"] == ["head"]
-    assert read_json(out / "config.json")["strategy"] == "head_only"
+    assert read_json(out / "config.json")["settings"]["strategy"] == "head_only"
     assert os.path.isfile(out / "best.keras")
 
 

@@ -321,7 +321,7 @@ def test_training_on_a_messy_folder_reports_every_skipped_file(tmp_path, capsys)
     assert len(listed) == 9 and not set(listed) & set(bad)
     with open(out / "config.json") as f:
         config = json.load(f)
-    assert config["class_weight"] == "balanced" and config["test_split"] == 0.2
+    assert config["settings"]["class_weight"] == "balanced" and config["settings"]["test_split"] == 0.2
     assert config["class_weights"] == {"0": 5 / (2 * 2), "1": 5 / (2 * 3)}  # train: 2 cats, 3 dogs
     assert (out / "best.keras").exists()
 

@@ -159,10 +159,11 @@ def test_accuracy_matches_a_manual_count():
 # --- end to end ---------------------------------------------------------------------------------------------
 
 
-def test_run_demo_end_to_end_with_tiny_settings(tmp_path, capsys):
+def test_run_demo_end_to_end_with_tiny_settings(tmp_path, caplog):
+    caplog.set_level("INFO", logger="keras_transfer")
     out = tmp_path / "demo"
     results = demo.run_demo(str(out), labels_per_class=2, test_per_class=2, head_epochs=1, fine_tune_epochs=1)
-    printed = capsys.readouterr().out
+    printed = caplog.text
 
     with open(out / "results.json") as f:
         saved = json.load(f)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from keras_transfer import plot_confusion_matrix, plot_history
-from keras_transfer.training.state import write_history
+from keras_transfer.history import write_history
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.evaluation import report_from_probabilities, write_report
 from keras_transfer.runs.train import write_history_plot
@@ -74,7 +74,8 @@ def test_run_folder_gets_history_png(tmp_path):
     assert_real_png(tmp_path / "history.png")
 
 
-def test_without_matplotlib_the_message_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+def test_without_matplotlib_the_message_says_how_to_install_it(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="keras_transfer")
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] or ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)
 
@@ -86,7 +87,7 @@ def test_without_matplotlib_the_message_says_how_to_install_it(tmp_path, monkeyp
     # a run and a report go on without the plots, and say so
     write_history(str(tmp_path), ROWS)
     assert write_history_plot(str(tmp_path)) is None
-    assert 'pip install "keras-transfer[plots]"' in capsys.readouterr().out
+    assert 'pip install "keras-transfer[plots]"' in caplog.text
     report = report_from_probabilities(np.eye(2), [0, 1], ["a", "b"])
     written = write_report(report, str(tmp_path / "eval"))
     assert [os.path.basename(p) for p in written] == ["report.json", "report.txt"]

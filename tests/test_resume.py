@@ -25,6 +25,7 @@ STEPS = 3  # 12 training images / batch_size 4
 # Runs `train_from_folder` with slow batches; argument 4 (N > 0) stops the Nth write of last.keras half-way.
 WORKER = textwrap.dedent("""
     import json, os, sys, time
+    import keras_transfer.io as io
     import keras_transfer.training.state as checkpoints
     from keras_transfer.runs.train import train_from_folder
 
@@ -34,7 +35,7 @@ WORKER = textwrap.dedent("""
         time.sleep(0.15)
         return batch_end(self, batch, logs)
     checkpoints.TrainingState.on_train_batch_end = slow
-    write, calls = checkpoints._write_model, []
+    write, calls = io._write_model, []
     def half_write(model, tmp, extra):
         write(model, tmp, extra)
         calls.extend([tmp] if extra else [])  # last.keras carries the state; best.keras does not
@@ -43,7 +44,7 @@ WORKER = textwrap.dedent("""
                 f.truncate(os.path.getsize(tmp) // 2)
             open(marker, "w").close()
             time.sleep(600)
-    checkpoints._write_model = half_write
+    io._write_model = half_write
     train_from_folder(data, out, **json.loads(sys.argv[5]))
 """)
 

@@ -30,10 +30,11 @@ def test_train_from_folder_writes_the_run_folder(image_folder, tmp_path):
         "best.keras", "class_names.json", "config.json", "data_summary.json", "history.csv", "history.json",
         "last.keras", "splits.json", "state.json"}
     config = _json(os.path.join(out, "config.json"))
-    assert config["backbone"] == "vgg16" and config["strategy"] == "top_blocks" and config["n"] == 1
-    assert config["input_size"] == 32 and config["weights"] is None
-    assert config["keras_backend"] == keras.backend.backend()
-    assert config["data_dir"] == os.path.abspath(image_folder)
+    settings, environment = config["settings"], config["environment"]
+    assert settings["backbone"] == "vgg16" and settings["strategy"] == "top_blocks" and settings["n"] == 1
+    assert settings["input_size"] == 32 and settings["weights"] is None
+    assert environment["keras_backend"] == keras.backend.backend()
+    assert settings["data_dir"] == os.path.abspath(image_folder)
     assert _json(os.path.join(out, "class_names.json")) == sorted(FOLDER_CLASSES)
 
     history = _json(os.path.join(out, "history.json"))

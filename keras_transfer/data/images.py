@@ -10,6 +10,7 @@ import os
 import struct
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from keras_transfer.errors import KerasTransferError
 
@@ -33,8 +34,6 @@ def is_image_name(name):
 
 def _to_rgb(image):
     """Converts any PIL mode to 8-bit RGB; 16-bit and float images are scaled, not clipped."""
-    from PIL import Image
-
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -65,8 +64,6 @@ def read_image(path):
     >>> read_image("/tmp/gray.png").shape
     (4, 5, 3)
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not os.path.isfile(path):
         raise ImageDecodeError(path, "no such file")
     try:
@@ -83,17 +80,25 @@ def read_image(path):
         raise ImageDecodeError(path, f"damaged or truncated ({error})") from None
 
 
-def resize_image(array, size):
-    """Resizes an RGB uint8 array to `size` x `size` (bilinear), returning float32 values in [0, 255]."""
-    from PIL import Image
+def image_shape(size):
+    """`(height, width)` from a square side or a `(height, width)` pair."""
+    if isinstance(size, (tuple, list)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
 
-    if array.shape[:2] == (size, size):
+
+def resize_image(array, size):
+    """Resizes an RGB uint8 array to `size` (a square side or `(height, width)`; bilinear), returning float32
+    values in [0, 255]."""
+    height, width = image_shape(size)
+    if array.shape[:2] == (height, width):
         return array.astype(np.float32)
-    resized = Image.fromarray(array).resize((size, size), Image.BILINEAR)
+    resized = Image.fromarray(array).resize((width, height), Image.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
 
 
 def load_images(paths, size):
-    """Reads and resizes many files into one float32 batch `(len(paths), size, size, 3)`."""
+    """Reads and resizes many files into one float32 batch `(len(paths), height, width, 3)`; `size` is a square
+    side or `(height, width)`."""
     return np.stack([resize_image(read_image(p), size) for p in paths]) if len(paths) else \
-        np.zeros((0, size, size, 3), np.float32)
+        np.zeros((0, *image_shape(size), 3), np.float32)

@@ -10,15 +10,18 @@ which only feeds batches, so that it does not claim the memory JAX needs.
 import os
 import warnings
 
+import keras
+
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.data.images import read_image, resize_image
+from keras_transfer.data.images import image_shape, read_image, resize_image
 
 
 def _check(paths, labels, image_size, batch_size, cache):
     if len(paths) != len(labels) or not len(paths):
         raise KerasTransferError(f"paths and labels must be non-empty and of the same length. "
                                  f"Received: len(paths)={len(paths)}, len(labels)={len(labels)}")
-    for name, value in (("image_size", image_size), ("batch_size", batch_size)):
+    sides = image_size if isinstance(image_size, (tuple, list)) and len(image_size) == 2 else (image_size,)
+    for name, value in [("image_size", side) for side in sides] + [("batch_size", batch_size)]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
     if cache is not None and not isinstance(cache, (str, os.PathLike)):
@@ -28,8 +31,6 @@ def _check(paths, labels, image_size, batch_size, cache):
 def _keep_tensorflow_off_the_gpu(tf):
     """On the JAX backend tf.data only feeds batches; a TensorFlow that initialises the GPU would claim the
     memory JAX needs. Hide the GPU from TensorFlow (before its first op; later, warn: it is too late)."""
-    import keras
-
     if keras.backend.backend() == "tensorflow":
         return
     try:
@@ -41,13 +42,13 @@ def _keep_tensorflow_off_the_gpu(tf):
 
 
 def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1337, cache=None):
-    """A `tf.data.Dataset` of `(images, labels)` batches: float32 RGB in [0, 255] at `image_size` x
-    `image_size` (bilinear), int32 labels.
+    """A `tf.data.Dataset` of `(images, labels)` batches: float32 RGB in [0, 255] at `image_size` (bilinear),
+    int32 labels.
 
     Args:
         paths: image file paths.
         labels: an int label per path.
-        image_size: square side of the output images.
+        image_size: the output images' square side, or `(height, width)`.
         batch_size: batch size (the last batch may be smaller).
         shuffle: reshuffle the examples each epoch; the order follows from `seed`.
         seed: seed of the shuffle.
@@ -64,7 +65,7 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
     >>> tuple(images.shape), labels.dtype.name
     ((1, 4, 4, 3), 'int32')
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     paths, labels = [os.fspath(p) for p in paths], [int(label) for label in labels]
     _check(paths, labels, image_size, batch_size, cache)
@@ -75,7 +76,7 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
 
     def load(path, label):
         image = tf.numpy_function(read, [path], tf.float32, stateful=False)
-        image.set_shape((image_size, image_size, 3))
+        image.set_shape((*image_shape(image_size), 3))
         return image, label
 
     autotune = tf.data.AUTOTUNE

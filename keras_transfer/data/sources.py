@@ -12,11 +12,11 @@ import json
 import os
 import warnings
 
-from keras_transfer.errors import KerasTransferError
-from keras_transfer.data.images import IMAGE_EXTENSIONS  # noqa: F401 (kept importable from here)
 from keras_transfer.data.images import ImageDecodeError, is_image_name, read_image
+from keras_transfer.data.pipeline import make_dataset
+from keras_transfer.data.splits import SPLITS, split_images, summarize
+from keras_transfer.errors import KerasTransferError
 
-SPLITS = ("train", "val", "test")
 MANIFEST_EXTENSIONS = (".csv", ".json")
 _HEADER_PATH, _HEADER_LABEL = ("path", "file", "filename", "image", "filepath"), ("label", "class", "class_name")
 
@@ -290,9 +290,6 @@ def load_image_folder(directory, *, image_size, batch_size=32, validation_split=
     Example:
     >>> data = load_image_folder("/tmp/kt_find", image_size=8, validation_split=0)  # doctest: +SKIP
     """
-    from keras_transfer.data.pipeline import make_dataset
-    from keras_transfer.data.splits import split_images, summarize
-
     splits = split_images(find_images(directory, strict=strict), validation_split=validation_split,
                           test_split=test_split, seed=seed)
     sets = {}

@@ -56,19 +56,21 @@ def _class_counts(n, validation_split, test_split):
     return n_val, n_test
 
 
-def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337):
+def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337, per_class=None):
     """Splits a `LabelledImages` per class into train/val/test; the same seed gives the same split.
 
     A `train/` `val/` `test/` layout (`images.splits` set) is kept as it is. Otherwise each class is
     shuffled by `numpy.random.default_rng(seed)` and `round(n * test_split)` images go to test,
     `round(n * validation_split)` to validation, the rest to training; a class of two or more images
-    always keeps at least one training image.
+    always keeps at least one training image. With `per_class=(train, val, test)` counts instead, each
+    class gives exactly that many images to each split (a few-label experiment) and the rest is left out.
 
     Args:
         images: a `LabelledImages` from `data.find_images`.
         validation_split: share of each class for validation, in [0, 1).
         test_split: share of each class for testing, in [0, 1).
         seed: seed of the shuffle.
+        per_class: `(train, val, test)` image counts per class, replacing the two fractions.
 
     Returns:
         A `Splits`.
@@ -80,6 +82,8 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337):
     >>> [len(part) for part in split_images(found, validation_split=0.2, seed=0).parts.values()]
     [8, 2, 0]
     """
+    if per_class is not None:
+        return _split_counts(images, per_class, seed)
     _check_fraction("validation_split", validation_split)
     _check_fraction("test_split", test_split)
     if validation_split + test_split >= 1:
@@ -92,8 +96,7 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337):
     else:
         rng = np.random.default_rng(seed)
         for label in range(len(images.class_names)):
-            members = sorted(p for p, lab in zip(images.paths, images.labels) if lab == label)
-            members = [members[i] for i in rng.permutation(len(members))]
+            members = _shuffled_class(images, label, rng)
             n_val, n_test = _class_counts(len(members), validation_split, test_split)
             parts["test"] += [(p, label) for p in members[:n_test]]
             parts["val"] += [(p, label) for p in members[n_test:n_test + n_val]]
@@ -102,6 +105,33 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337):
     layout = images.splits is not None  # the fractions were not used: say so in the summary
     return Splits(class_names=list(images.class_names), parts=parts, images=images, seed=seed,
                   validation_split=None if layout else validation_split, test_split=None if layout else test_split)
+
+
+def _shuffled_class(images, label, rng):
+    members = sorted(p for p, lab in zip(images.paths, images.labels) if lab == label)
+    return [members[i] for i in rng.permutation(len(members))]
+
+
+def _split_counts(images, per_class, seed):
+    """`split_images` with `(train, val, test)` image counts per class."""
+    if not (isinstance(per_class, (tuple, list)) and len(per_class) == 3
+            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in per_class) and per_class[0]):
+        raise KerasTransferError("per_class must be (train, val, test) counts of images per class, train >= 1. "
+                                 f"Received: per_class={per_class!r}")
+    n_train, n_val, n_test = per_class
+    need = n_train + n_val + n_test
+    rng = np.random.default_rng(seed)
+    shuffled = [_shuffled_class(images, label, rng) for label in range(len(images.class_names))]
+    short = {name: len(members) for name, members in zip(images.class_names, shuffled) if len(members) < need}
+    if short:
+        raise KerasTransferError(f"Each class needs {need} images for per_class={tuple(per_class)}; too few in: "
+                                 f"{short}. Received: per_class={per_class!r}")
+    parts = {split: [] for split in SPLITS}
+    for label, members in enumerate(shuffled):
+        parts["train"] += [(p, label) for p in members[:n_train]]
+        parts["val"] += [(p, label) for p in members[n_train:n_train + n_val]]
+        parts["test"] += [(p, label) for p in members[n_train + n_val:need]]
+    return Splits(class_names=list(images.class_names), parts=parts, images=images, seed=seed)
 
 
 def class_weights(labels, num_classes):

@@ -183,3 +183,39 @@ def class_indices(probabilities):
     if probabilities.shape[-1] == 1:
         return (probabilities[..., 0] > 0.5).astype("int64")
     return probabilities.argmax(-1)
+
+
+def head_layers(model):
+    """The classifier's own `dropout` (if any) and head layers, in order."""
+    names = [layer.name for layer in model.layers]
+    return [model.get_layer(name) for name in ("dropout", HEAD_LAYER) if name in names]
+
+
+def feature_extractor(model):
+    """The model up to the head's input: preprocessing, backbone and pooling (inference mode)."""
+    first = head_layers(model)[0]
+    return keras.Model(model.inputs, first.input, name=f"{model.name}_features")
+
+
+def head_model(model):
+    """`Input(features) -> model's own dropout and head layers`: training it trains `model`'s head."""
+    layers = head_layers(model)
+    inputs = keras.Input(tuple(layers[0].input.shape[1:]), name="features")
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def input_size(model):
+    """`(height, width)` of a single-input image model taking `(None, height, width, 3)`.
+
+    Example:
+    >>> input_size(build_classifier("mobilenetv2", 3, weights=None, input_size=32))
+    (32, 32)
+    """
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[2]):
+        raise KerasTransferError(f"Expected a model taking images of a fixed size, (None, height, width, 3). "
+                                 f"Received: model.input_shape={shape}")
+    return int(shape[1]), int(shape[2])

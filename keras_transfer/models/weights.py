@@ -4,7 +4,6 @@
 a VGG16 saved inside another model) by matching variables in order and by shape.
 """
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -65,48 +64,34 @@ def _build_imagenet(spec, input_size, shape, kwargs):
             f"The ImageNet weights of '{spec.name}' only load at input size {spec.fixed_size_for_imagenet}. "
             f"Use input_size={spec.fixed_size_for_imagenet} or weights=None. Received: input_size={input_size}"
         )
-    asked = []
+    fname = spec.weights_file_for(input_size)
+    placed = os.path.join(keras_models_dir(), fname)
+    if os.path.isfile(placed):
+        return _load_placed(spec, input_size, shape, kwargs, placed)
     try:
-        with _cache_first_get_file(asked):
-            return spec.build(weights="imagenet", include_top=False, input_shape=shape, **kwargs)
-    except Exception as error:  # Keras raises a bare Exception for a failed download.
-        fname, origin = asked[-1] if asked else (spec.weights_file_for(input_size), None)
-        cached = os.path.join(keras_models_dir(), fname)
-        if os.path.exists(cached):
-            raise WeightsError(
-                f"The ImageNet weights file {cached} does not fit backbone '{spec.name}' at input size "
-                f"{input_size}: {str(error).splitlines()[0]}. Replace it with the no-top file from {origin or 'Keras'}, "
-                f"or pass weights=None. Received: weights='imagenet'"
-            ) from None
+        return spec.build(weights="imagenet", include_top=False, input_shape=shape, **kwargs)
+    except Exception as error:  # Keras raises a bare Exception for a failed download (its text names the URL).
         raise WeightsError(
             f"Could not fetch the ImageNet weights of '{spec.name}' ({fname}): {str(error).splitlines()[0]}. "
-            f"On an offline machine, download {origin or fname} elsewhere and place it as {cached} "
+            f"On an offline machine, download that file elsewhere and place it as {placed} "
             f"(the folder is $KERAS_HOME/models, default ~/.keras/models), or pass weights=None or a weights "
             f"file path. Received: weights='imagenet'"
         ) from None
 
 
-@contextlib.contextmanager
-def _cache_first_get_file(asked):
-    """While Keras builds an application with `weights="imagenet"`, serve a file already placed in
-    `$KERAS_HOME/models` as it is: Keras would delete one whose hash differs and retry the download.
-    Files not there are downloaded (and hash-checked) by Keras as usual. Records `(fname, origin)`."""
-    from keras.src.utils import file_utils
-
-    real = file_utils.get_file
-
-    def get_file(fname=None, origin=None, *args, cache_subdir="datasets", **kw):
-        asked.append((fname or os.path.basename(origin or ""), origin))
-        placed = os.path.join(keras_models_dir(), fname or "")
-        if cache_subdir == "models" and fname and os.path.isfile(placed):
-            return placed
-        return real(fname, origin, *args, cache_subdir=cache_subdir, **kw)
-
-    file_utils.get_file = get_file
+def _load_placed(spec, input_size, shape, kwargs, placed):
+    """Loads a file already placed in `$KERAS_HOME/models` as Keras would after downloading it, but without
+    Keras's hash check: Keras would delete a placed file whose hash differs and retry the download."""
+    model = spec.build(weights=None, include_top=False, input_shape=shape, **kwargs)
     try:
-        yield
-    finally:
-        file_utils.get_file = real
+        model.load_weights(placed)
+    except Exception as error:  # h5py, Keras: ValueError, KeyError, OSError for a file of another model
+        raise WeightsError(
+            f"The ImageNet weights file {placed} does not fit backbone '{spec.name}' at input size "
+            f"{input_size}: {str(error).splitlines()[0]}. Replace it with Keras's no-top file of that name, "
+            f"or pass weights=None. Received: weights='imagenet'"
+        ) from None
+    return model
 
 
 def load_weights_file(model, path):

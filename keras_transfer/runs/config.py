@@ -1,14 +1,35 @@
-"""Argument checks at the edges: `train_from_folder` and the CLI check everything before any work starts.
+"""One run configuration: every setting of a training run, declared once.
 
-Each problem is one `KerasTransferError` line that says what was wrong, what is allowed, and what was
-received; nothing is loaded, built or written before these pass.
+`RunConfig` is a frozen dataclass. Each field carries its default, its check and its command-line help, so:
+- `train_from_folder(data_dir, out, **settings)` takes exactly its fields as keywords;
+- `validate()` is the one place a run's settings are checked (one `KerasTransferError` line each: what was
+  wrong, what is allowed, what was received), before anything is loaded, built or written;
+- `config.json` is written from it (`to_json`) and read back into it (`from_json`), with the environment the
+  run ran in (Keras, backend, package version) in a block of its own;
+- resume is "the saved config, with these overrides" (`runs.resume`);
+- `keras-transfer train`'s flags are generated from its fields (`add_flags`, `given_settings`): a flag the
+  user gave is a key that is present, and the CLI's defaults are the dataclass's.
+
+Adding a training option is one field here plus its use.
 """
 
+import argparse
+import dataclasses
 import os
 
-from keras_transfer.models.augmentation import AUGMENTATIONS
-from keras_transfer.errors import KerasTransferError, unknown_name
+import keras
 
+from keras_transfer.errors import KerasTransferError, did_you_mean, unknown_name
+from keras_transfer.layout import RUN_FORMAT
+from keras_transfer.version import __version__
+from keras_transfer.models.augmentation import AUGMENTATIONS
+from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
+from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.training.recipes import UNFREEZE
+
+TASKS = ("classification",)  # single-label; regression and multi-label plug in here
+MODALITIES = ("image",)  # text plugs in here
+RUN_STRATEGIES = ("head_only",) + UNFREEZE
 WEIGHTS = ("imagenet", None)
 
 
@@ -21,80 +42,259 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_positive_int(name, value, *, minimum=1, allow_none=False):
-    """Raises unless `value` is an int >= `minimum` (or `None` where allowed)."""
-    if value is None and allow_none:
-        return
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Field checks: each takes (name, value) and raises a one-line KerasTransferError.
+
+def check_positive_int(name, value, minimum=1):
     if not _is_int(value) or value < minimum:
         raise _fail(f"{name} must be an integer >= {minimum}.", **{name: value})
 
 
+def check_optional_positive_int(name, value):
+    if value is not None:
+        check_positive_int(name, value)
+
+
+def check_non_negative_int(name, value):
+    check_positive_int(name, value, minimum=0)
+
+
 def check_fraction(name, value):
-    """Raises unless `0 <= value < 1`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    if not _is_number(value) or not 0 <= value < 1:
         raise _fail(f"{name} must be a fraction in [0, 1).", **{name: value})
 
 
+def check_dropout(name, value):
+    if not _is_number(value) or not 0 <= value < 1:
+        raise _fail(f"{name} must be in [0, 1).", **{name: value})
+
+
 def check_learning_rate(name, value):
-    """Raises unless `value` is `None` or a positive finite number."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+    if value is not None and (not _is_number(value) or not 0 < value < float("inf")):
         raise _fail(f"{name} must be a positive number (e.g. 1e-3).", **{name: value})
 
 
-def check_data_source(data_dir):
-    """Raises unless `data_dir` is an existing folder or a .csv/.json manifest file."""
-    if not os.path.exists(data_dir):
-        raise _fail(f"Data folder or manifest not found: {data_dir}.", data_dir=data_dir)
-    if os.path.isfile(data_dir) and not data_dir.lower().endswith((".csv", ".json")):
-        raise _fail("data_dir must be a folder of class subfolders or a .csv/.json manifest.", data_dir=data_dir)
+def check_flag(name, value):
+    if not isinstance(value, bool):
+        raise _fail(f"{name} must be True or False.", **{name: value})
 
 
-def check_weights(weights):
-    """Raises unless `weights` is "imagenet", `None` or an existing file."""
-    if weights in WEIGHTS:
+def check_data_source(name, value):
+    if value is None:
+        raise _fail("train needs data_dir (a folder of class subfolders or a manifest), unless --resume continues "
+                    "the run in --out.", data_dir=value)
+    if not isinstance(value, (str, os.PathLike)) or not os.path.exists(value):
+        raise _fail(f"Data folder or manifest not found: {value}.", data_dir=value)
+    if os.path.isfile(value) and not os.fspath(value).lower().endswith((".csv", ".json")):
+        raise _fail("data_dir must be a folder of class subfolders or a .csv/.json manifest.", data_dir=value)
+
+
+def check_weights_source(name, value):
+    if value in WEIGHTS:
         return
-    if not isinstance(weights, str) or not os.path.isfile(weights):
-        raise _fail(f"Weights file not found: {weights}. weights must be 'imagenet', None ('none' on the command "
-                    "line) or the path of an existing weights file.", weights=weights)
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+        raise _fail(f"Weights file not found: {value}. weights must be 'imagenet', None ('none' on the command "
+                    "line) or the path of an existing weights file.", weights=value)
 
 
-def check_train_args(data_dir, *, spec, input_size, strategy, n, layer, epochs, fine_tune_epochs, batch_size,
-                     validation_split, test_split, augmentation, dropout, learning_rate, fine_tune_learning_rate,
-                     seed, cache_features, weights):
-    """Checks `train_from_folder`'s arguments; raises the first problem as a one-line `KerasTransferError`.
+def check_backbone_name(name, value):
+    get_backbone_spec(value)  # raises with "Did you mean"
 
-    Example:
-    >>> check_train_args("photos", spec=get_backbone_spec("vgg16"), input_size=16, ...)
-    Traceback (most recent call last):
-    KerasTransferError: input_size 16 is below vgg16's minimum of 32. ...
+
+def check_optional_text(name, value):
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise _fail(f"{name} must be text or None.", **{name: value})
+
+
+def check_augmentation_name(name, value):
+    if value not in AUGMENTATIONS:
+        raise unknown_name(name, value, AUGMENTATIONS)
+
+
+def check_jit_compile_value(name, value):
+    parse_jit_compile(value)
+
+
+def _none_or(text):
+    return None if text.lower() == "none" else text
+
+
+def setting(default, help, *, check=None, choices=None, cli=None, type=None, cli_choices=None):
+    """A `RunConfig` field: its default, its check (or allowed `choices`) and its command-line flag.
+
+    Args:
+        default: the default value (the CLI's too).
+        help: the flag's help text.
+        check: `check(name, value)` raising a `KerasTransferError`; `choices` makes one.
+        choices: the allowed values (the CLI lets argparse enforce them, `None` aside).
+        cli: the flag's name when it is not `--<field-name>`, or `"positional"`.
+        type: parses the flag's text (default: the type of `default`; a bool default makes a switch).
+        cli_choices: the texts argparse allows, where they are not `choices`.
     """
-    check_data_source(data_dir)
-    check_weights(weights)
-    check_positive_int("input_size", input_size)
-    if spec.min_size and input_size < spec.min_size:
-        raise _fail(f"input_size {input_size} is below {spec.name}'s minimum of {spec.min_size} pixels.",
-                    input_size=input_size)
-    check_positive_int("epochs", epochs)
-    check_positive_int("fine_tune_epochs", fine_tune_epochs, allow_none=True)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("n", n)
-    check_positive_int("seed", seed, minimum=0)
-    check_fraction("validation_split", validation_split)
-    check_fraction("test_split", test_split)
-    if validation_split + test_split >= 1:
-        raise _fail("validation_split + test_split must leave images to train on (sum < 1).",
-                    validation_split=validation_split, test_split=test_split)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise _fail("dropout must be in [0, 1).", dropout=dropout)
-    check_learning_rate("learning_rate", learning_rate)
-    check_learning_rate("fine_tune_learning_rate", fine_tune_learning_rate)
-    if augmentation not in AUGMENTATIONS:
-        raise unknown_name("augmentation", augmentation, AUGMENTATIONS)
-    if strategy == "from_layer" and not layer:
-        raise _fail("strategy='from_layer' needs layer, the first backbone layer to unfreeze.", layer=layer)
-    if cache_features and augmentation != "none":
-        raise _fail("cache_features computes each image's features once, so it cannot see augmented images: "
-                    "pass augmentation='none' (--augmentation none) or drop cache_features.",
-                    cache_features=cache_features, augmentation=augmentation)
+    return dataclasses.field(default=default, metadata=dict(help=help, check=check, choices=choices, cli=cli,
+                                                            type=type, cli_choices=cli_choices))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a training run (see `train_from_folder` for what each does)."""
+
+    data_dir: str = setting(None, "folder with one subfolder of images per class (or train/ val/ test/ subfolders "
+                            "of those), or a CSV/JSON manifest of path,label rows (with --resume: optional)",
+                            check=check_data_source, cli="positional")
+    task: str = setting("classification", "what the head predicts", choices=TASKS)
+    modality: str = setting("image", "what the inputs are", choices=MODALITIES)
+    backbone: str = setting("mobilenetv2", "registry name (see `keras-transfer backbones`)", check=check_backbone_name)
+    weights: str = setting("imagenet", "imagenet | none | PATH to a weights file", check=check_weights_source,
+                           type=_none_or)
+    input_size: int = setting(None, "square input side (default: the backbone's)", check=check_optional_positive_int,
+                              type=int)
+    strategy: str = setting("top_blocks", "head_only trains the head; the others run head first, then unfreeze "
+                            "this way", choices=RUN_STRATEGIES)
+    n: int = setting(2, "top blocks to unfreeze (top_blocks, gradual)", check=check_positive_int, cli="--blocks")
+    layer: str = setting(None, "first backbone layer to unfreeze (from_layer)", check=check_optional_text, type=str)
+    epochs: int = setting(5, "epochs of the head phase", check=check_positive_int)
+    fine_tune_epochs: int = setting(None, "epochs of the fine-tuning phase (default: --epochs)",
+                                    check=check_optional_positive_int, type=int)
+    batch_size: int = setting(32, "batch size", check=check_positive_int)
+    validation_split: float = setting(0.2, "share of each class held out for validation", check=check_fraction)
+    test_split: float = setting(0.0, "share of each class held out for testing", check=check_fraction)
+    strict: bool = setting(False, "stop before training if any image file is unreadable", check=check_flag)
+    class_weight: str = setting(None, "balanced: weigh classes by n / (k * count)", choices=(None, "balanced"),
+                                type=str)
+    augmentation: str = setting("light", "none | flip | light | geometric", check=check_augmentation_name)
+    dropout: float = setting(0.2, "dropout rate before the head, in [0, 1)", check=check_dropout)
+    learning_rate: float = setting(None, "head phase rate (default 1e-3)", check=check_learning_rate, type=float)
+    fine_tune_learning_rate: float = setting(None, "fine-tuning rate (default 1e-5)", check=check_learning_rate,
+                                             type=float)
+    seed: int = setting(1337, "seed of the split, shuffling, augmentation and initial head", check=check_non_negative_int)
+    cache_features: bool = setting(False, "train the head phase on backbone features computed once (needs "
+                                   "--augmentation none)", check=check_flag)
+    cache_dir: str = setting(None, "stream cached features to this folder (default: in memory)", check=check_optional_text,
+                             type=str)
+    precision: str = setting("float32", "numeric precision of the model", choices=PRECISIONS)
+    jit_compile: object = setting("auto", "XLA compilation (auto: off on a CPU-only TensorFlow, on for JAX)",
+                                  check=check_jit_compile_value, type=parse_jit_compile,
+                                  cli_choices=("auto", "true", "false"))
+
+    @classmethod
+    def fields(cls):
+        """The settings' `dataclasses.Field`s, in order."""
+        return dataclasses.fields(cls)
+
+    @classmethod
+    def check_names(cls, settings):
+        """Raises a one-line error, naming the closest field, for a key of `settings` that is not a field."""
+        names = [f.name for f in cls.fields()]
+        for key, value in settings.items():
+            if key not in names:
+                raise KerasTransferError(f"Unknown training setting '{key}'.{did_you_mean(key, names)} Allowed: "
+                                         f"{', '.join(names)}. Received: {key}={value!r}")
+
+    @classmethod
+    def create(cls, **settings):
+        """A `RunConfig` from keyword settings (an unknown name is a one-line error)."""
+        cls.check_names(settings)
+        return cls(**settings)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, *, resume=False):
+        """Checks every setting, then the settings that depend on each other; raises the first problem.
+
+        `resume=True`: the weights come from the run's `last.keras`, so a weights file need not exist any more.
+
+        Returns:
+            The config with `"auto"`-style values resolved: the backbone's canonical name, its default
+            `input_size`, absolute `data_dir` / `cache_dir`, `jit_compile` parsed.
+
+        Example:
+        >>> RunConfig(data_dir="photos", backbone="vgg16", input_size=16).validate()  # doctest: +SKIP
+        KerasTransferError: input_size 16 is below vgg16's minimum of 32 pixels. Received: input_size=16
+        """
+        for field in self.fields():
+            value, meta = getattr(self, field.name), field.metadata
+            if meta["choices"] is not None and value not in meta["choices"]:
+                raise unknown_name(field.name, value, [str(c) for c in meta["choices"]])
+            if meta["check"] is not None and not (resume and field.name == "weights"):
+                meta["check"](field.name, value)
+        spec = get_backbone_spec(self.backbone)
+        input_size = self.input_size or spec.default_size
+        if spec.min_size and input_size < spec.min_size:
+            raise _fail(f"input_size {input_size} is below {spec.name}'s minimum of {spec.min_size} pixels.",
+                        input_size=input_size)
+        if self.validation_split + self.test_split >= 1:
+            raise _fail("validation_split + test_split must leave images to train on (sum < 1).",
+                        validation_split=self.validation_split, test_split=self.test_split)
+        if self.strategy == "from_layer" and not self.layer:
+            raise _fail("strategy='from_layer' needs layer, the first backbone layer to unfreeze.", layer=self.layer)
+        if self.cache_features and self.augmentation != "none":
+            raise _fail("cache_features computes each image's features once, so it cannot see augmented images: "
+                        "pass augmentation='none' (--augmentation none) or drop cache_features.",
+                        cache_features=self.cache_features, augmentation=self.augmentation)
+        return self.replace(backbone=spec.name, input_size=input_size, data_dir=os.path.abspath(self.data_dir),
+                            cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
+                            jit_compile=parse_jit_compile(self.jit_compile))
+
+    def differences(self, other):
+        """`{name: (self's value, other's value)}` for the settings that differ."""
+        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in self.fields()
+                if getattr(self, f.name) != getattr(other, f.name)}
+
+    def to_json(self, **extra):
+        """The `config.json` form: `{"run_format", "settings", "environment", **extra}`."""
+        return dict(run_format=RUN_FORMAT, settings=dataclasses.asdict(self), environment=environment(), **extra)
+
+    @classmethod
+    def from_json(cls, stored):
+        """`(RunConfig, environment)` from a `config.json` dict (also the flat form keras_transfer 0.1.0 wrote)."""
+        if "settings" in stored:
+            settings, env = stored["settings"], dict(stored.get("environment") or {}, run_format=stored.get("run_format"))
+        else:  # 0.1.0: settings and environment side by side
+            names = {f.name for f in cls.fields()}
+            settings = {k: v for k, v in stored.items() if k in names}
+            env = {k: v for k, v in stored.items() if k not in names}
+        known = {f.name for f in cls.fields()}
+        return cls(**{k: v for k, v in settings.items() if k in known}), env
+
+
+def environment():
+    """What the run ran in: Keras, its backend, keras_transfer (compared on resume, not settings)."""
+    return dict(keras_backend=keras.backend.backend(), keras_version=keras.__version__,
+                keras_transfer_version=__version__)
+
+
+def _flag_name(field):
+    return field.metadata["cli"] or "--" + field.name.replace("_", "-")
+
+
+def add_flags(parser):
+    """Adds one flag per `RunConfig` field to an argparse parser; a flag not given leaves no attribute."""
+    for field in RunConfig.fields():
+        meta, name = field.metadata, _flag_name(field)
+        kwargs = dict(help=f"{meta['help']} (default: {field.default})", default=argparse.SUPPRESS)
+        if name == "positional":
+            parser.add_argument(field.name, nargs="?", help=meta["help"], default=argparse.SUPPRESS)
+            continue
+        if isinstance(field.default, bool):
+            parser.add_argument(name, dest=field.name, action="store_true", **kwargs)
+            continue
+        parse = meta["type"] or type(field.default)
+        choices = meta["cli_choices"] or meta["choices"]
+        if choices is not None:
+            kwargs["choices"] = [c for c in choices if c is not None]
+            parse = str
+        parser.add_argument(name, dest=field.name, type=parse, **kwargs)
+
+
+def given_settings(args):
+    """The settings given on the command line, by field name (flags not given are absent)."""
+    names = {f.name for f in RunConfig.fields()}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if "jit_compile" in given:
+        given["jit_compile"] = parse_jit_compile(given["jit_compile"])
+    return given

@@ -12,11 +12,15 @@ import os
 
 import numpy as np
 
+from keras_transfer import io
+from keras_transfer.data.pipeline import make_dataset
+from keras_transfer.data.sources import find_images
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.serving.predict import class_probabilities, default_class_names, input_size
-
-REPORT_JSON, REPORT_TXT, CONFUSION_PNG = "report.json", "report.txt", "confusion_matrix.png"
-
+from keras_transfer.layout import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, SPLITS_FILE
+from keras_transfer.models.classifier import input_size
+from keras_transfer.serving import plots
+from keras_transfer.serving.loading import default_class_names
+from keras_transfer.serving.predict import class_probabilities
 
 @dataclasses.dataclass
 class EvaluationReport:
@@ -174,8 +178,6 @@ def predictions(model, data, *, batch_size=32):
                                  f"an (x, y) pair of arrays. Received: data of type {type(data).__name__}")
     x, y = data
     if _is_paths(x):
-        from keras_transfer.data.pipeline import make_dataset
-
         paths = [os.fspath(p) for p in x]
         dataset = make_dataset(paths, y, image_size=input_size(model), batch_size=batch_size)
         return (*_dataset_predictions(model, dataset), paths)
@@ -189,14 +191,10 @@ def predictions(model, data, *, batch_size=32):
 def write_report(report, out):
     """Writes `report.json`, `report.txt` and (with matplotlib) `confusion_matrix.png` into `out`; returns
     the paths written."""
-    from keras_transfer.serving import plots
-
-    from keras_transfer.training.state import write_text_atomic
-
     os.makedirs(out, exist_ok=True)
     written = [os.path.join(out, REPORT_JSON), os.path.join(out, REPORT_TXT)]
-    write_text_atomic(written[0], json.dumps(report.to_dict(), indent=2) + "\n")
-    write_text_atomic(written[1], report.summary())
+    io.write_text(written[0], json.dumps(report.to_dict(), indent=2) + "\n")
+    io.write_text(written[1], report.summary())
     if plots.matplotlib_available():
         written.append(plots.plot_confusion_matrix(report.confusion_matrix, report.class_names,
                                                    os.path.join(out, CONFUSION_PNG)))
@@ -216,20 +214,17 @@ def _relabel(labels, names_of_labels, class_names, source):
 def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
     """`(paths, labels, description)` to evaluate a run on: the images in `data_dir`, else the run's
     `splits.json` split `split` (default: `"test"` if it holds images, else `"val"`). Labels follow `class_names`."""
-    from keras_transfer.data.sources import find_images
-    from keras_transfer.runs.train import SPLITS, read_json
-
     if data_dir is not None:
         if split is not None:
-            raise KerasTransferError(f"split picks a split of the run's {SPLITS}; with a data folder every image "
+            raise KerasTransferError(f"split picks a split of the run's {SPLITS_FILE}; with a data folder every image "
                                      f"there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
         found = find_images(data_dir)
         return found.paths, _relabel(found.labels, found.class_names, class_names, data_dir), data_dir
-    file = os.path.join(run_dir, SPLITS)
+    file = os.path.join(run_dir, SPLITS_FILE)
     if not os.path.isfile(file):
-        raise KerasTransferError(f"No {SPLITS} in {run_dir}: pass the images to evaluate on (DATA_DIR), or a run "
+        raise KerasTransferError(f"No {SPLITS_FILE} in {run_dir}: pass the images to evaluate on (DATA_DIR), or a run "
                                  f"folder written by `keras-transfer train`. Received: run_dir={run_dir!r}")
-    splits = read_json(file)
+    splits = io.read_json(file)
     if split not in (None, "test", "val"):
         raise KerasTransferError(f"split must be 'test' or 'val'. Received: split={split!r}")
     split = split or ("test" if splits.get("test") else "val")

@@ -39,12 +39,13 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
 from keras_transfer.serving.export_tflite import check_quantize, convert_to_tflite, run_tflite
-from keras_transfer.models.classifier import class_indices, get_class_names
+from keras_transfer import io
+from keras_transfer.models.classifier import class_indices
+from keras_transfer.serving.loading import load_model
 
 FORMATS = ("saved_model", "keras", "tflite")
 TOLERANCES = {"saved_model": 1e-4, "keras": 1e-4, "tflite": 1e-3, "tflite_dynamic": 0.05}
-CLASS_NAMES_FILE = "class_names.json"
-RUN_MODEL = "best.keras"
+CLASS_NAMES_FILE = "class_names.json"  # inside a SavedModel folder
 CHECK_IMAGES = 8
 SUFFIXES = {"keras": ".keras", "tflite": ".tflite"}
 
@@ -96,7 +97,7 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
     elif quantize is not None:
         raise KerasTransferError(f"quantize applies to format='tflite' only. Received: quantize={quantize!r}")
     path = _check_target(path, format)
-    model, class_names = load_export_model(model_or_run_dir)
+    model, class_names = load_model(model_or_run_dir)
     _check_writable(path)
     tolerance = atol if atol is not None else TOLERANCES["tflite_dynamic" if quantize else format]
     if format == "keras":
@@ -135,27 +136,6 @@ def export_saved_model(model, path, *, check=True, atol=1e-4, uint8=True, resize
     """
     result = export(model, path, format="saved_model", atol=atol, uint8=uint8, resize=resize)
     return result.max_abs_difference if check else None
-
-
-def load_export_model(source):
-    """Returns `(model, class_names)` for a Keras model, a run folder (its `best.keras`) or a `.keras` file."""
-    if isinstance(source, keras.Model):
-        return source, get_class_names(source)
-    folder = None
-    file = os.fspath(source)
-    if os.path.isdir(file):
-        folder, file = file, os.path.join(file, RUN_MODEL)
-    if not (file.endswith(".keras") and os.path.isfile(file)):
-        raise KerasTransferError(
-            f"Nothing to export at {file}: pass a Keras model, a run folder holding {RUN_MODEL} (written by "
-            f"`keras-transfer train`) or a .keras file. Received: model_or_run_dir={os.fspath(source)!r}"
-        )
-    model = keras.saving.load_model(file)
-    names = get_class_names(model)
-    if names is None and folder and os.path.isfile(os.path.join(folder, CLASS_NAMES_FILE)):
-        with open(os.path.join(folder, CLASS_NAMES_FILE)) as f:
-            names = json.load(f)
-    return model, names
 
 
 def check_serialisable(model):
@@ -266,9 +246,7 @@ def _write_tflite(model, path, class_names, images, expected, tolerance, quantiz
         got = run_tflite(tmp, images)
         difference = _compare("TFLite model", path, got, expected, tolerance)
         if names_path:
-            from keras_transfer.runs.train import write_json  # atomic
-
-            write_json(names_path, list(class_names))
+            io.write_json(names_path, list(class_names))
         try:
             os.replace(tmp, path)
         except BaseException:

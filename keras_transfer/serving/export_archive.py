@@ -21,16 +21,13 @@ Endpoints (signature names), all returning class probabilities `(batch, classes)
 import keras
 import numpy as np
 
+from keras_transfer.models.classifier import input_size
+
 SERVING_ENDPOINT = "serve"
 UINT8_ENDPOINT = "serve_uint8"
 RESIZE_ENDPOINT = "serve_any_size"
 CLASS_NAMES_ENDPOINT = "class_names"
 JAX_PLATFORMS = ("cpu", "cuda")
-
-
-def input_size(model):
-    """The (height, width) of a single-input image model."""
-    return tuple(model.input_shape[1:3])
 
 
 def build_archive(model, *, class_names=None, uint8=True, resize=True, static=False):
@@ -85,7 +82,7 @@ def _spec(model, dtype):
 
 
 def _constant_fn(strings):
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     @tf.function(input_signature=[])
     def class_names():
@@ -101,7 +98,7 @@ def served_outputs(folder, images):
     `images` must hold whole numbers in 0-255 (so the uint8 endpoint sees the same pixels); the class
     names are `None` when the export has no `class_names` endpoint.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     served = tf.saved_model.load(folder)
     calls = {SERVING_ENDPOINT: images, UINT8_ENDPOINT: images.astype("uint8"), RESIZE_ENDPOINT: images}

@@ -48,7 +48,7 @@ def convert_to_tflite(model, *, quantize=None):
     >>> len(convert_to_tflite(model, quantize="dynamic")) > 0
     True
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     check_quantize(quantize)
     folder = tempfile.mkdtemp(prefix="keras-transfer-tflite-")
@@ -64,7 +64,7 @@ def convert_to_tflite(model, *, quantize=None):
 
 def run_tflite(path, images):
     """Runs the `serve` signature of the `.tflite` file at `path` on a float32 batch; returns probabilities."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert
         warnings.simplefilter("ignore")

@@ -11,7 +11,10 @@ import os
 
 import numpy as np
 
+from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.history import history_columns
+from keras_transfer.layout import HISTORY_JSON
 
 INSTALL_HINT = 'pip install "keras-transfer[plots]"'
 
@@ -27,7 +30,7 @@ def matplotlib_available():
 def _figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot), or the install hint."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # optional (the plots extra)
         from matplotlib.figure import Figure
     except ImportError:
         raise KerasTransferError(f"Plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
@@ -38,25 +41,20 @@ def _figure(width, height):
 
 def _save(figure, path):
     """Writes `figure` to `path` as a PNG through a temporary file renamed into place."""
-    from keras_transfer.training.state import atomic_path
-
     path = os.fspath(path)
-    with atomic_path(path, ".png") as tmp:
+    with io.atomic_path(path, ".png") as tmp:
         figure.savefig(tmp, format="png")
     return path
 
 
 def _history_columns(history):
     """`{"phase": [...], metric: [...]}` from a run folder, a `history.json` file, columns or per-epoch rows."""
-    from keras_transfer.training.state import history_columns
-
     if isinstance(history, (str, os.PathLike)):
-        file = os.path.join(history, "history.json") if os.path.isdir(history) else os.fspath(history)
+        file = os.path.join(history, HISTORY_JSON) if os.path.isdir(history) else os.fspath(history)
         if not os.path.isfile(file):
             raise KerasTransferError(f"No history at {file}: pass a run folder holding history.json, the file, "
                                      f"or its rows. Received: history={os.fspath(history)!r}")
-        with open(file) as f:
-            history = json.load(f)
+        history = io.read_json(file)
     if isinstance(history, (list, tuple)):
         history = history_columns(history)
     if not isinstance(history, dict) or "loss" not in history or not len(history["loss"]):
@@ -89,7 +87,7 @@ def plot_history(history, path):
     """
     columns = _history_columns(history)
     figure = _figure(11, 4)  # first: a missing matplotlib is reported before anything else
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # optional (the plots extra)
 
     n = len(columns["loss"])
     phases = list(columns.get("phase") or ["train"] * n)

@@ -12,30 +12,9 @@ import numpy as np
 
 from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.models.classifier import input_size
+from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.data.images import IMAGE_EXTENSIONS, load_images
-
-
-def load_model(model_or_run_dir):
-    """`(model, class_names)` from a Keras model, a run folder (its `best.keras`) or a `.keras` file."""
-    from keras_transfer.serving.export import RUN_MODEL, load_export_model
-
-    if not isinstance(model_or_run_dir, keras.Model):
-        source = os.fspath(model_or_run_dir)
-        file = os.path.join(source, RUN_MODEL) if os.path.isdir(source) else source
-        if not (file.endswith(".keras") and os.path.isfile(file)):
-            raise KerasTransferError(
-                f"No model at {file}: pass a Keras model, a run folder holding {RUN_MODEL} (written by "
-                f"`keras-transfer train`) or a .keras file. Received: model_or_run_dir={source!r}")
-    return load_export_model(model_or_run_dir)
-
-
-def input_size(model):
-    """The square input side of an image classifier."""
-    shape = model.input_shape
-    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[1] == shape[2]):
-        raise KerasTransferError(f"Expected a model taking square images of a fixed size, (None, s, s, 3). "
-                                 f"Received: model.input_shape={shape}")
-    return int(shape[1])
 
 
 def class_probabilities(outputs):
@@ -46,20 +25,6 @@ def class_probabilities(outputs):
     if outputs.shape[1] == 1:
         return np.concatenate([1.0 - outputs, outputs], axis=1)
     return outputs
-
-
-def default_class_names(model, class_names=None):
-    """`class_names`, else the model's own, else `"0"`, `"1"`, ... (one per class the model outputs)."""
-    from keras_transfer.models.classifier import get_class_names
-
-    units = model.output_shape[-1]
-    num_classes = 2 if units == 1 else units
-    names = list(class_names) if class_names is not None else get_class_names(model)
-    names = [str(i) for i in range(num_classes)] if names is None else list(names)
-    if len(names) != num_classes:
-        raise KerasTransferError(f"The model predicts {num_classes} classes but {len(names)} class names were "
-                                 f"given. Received: class_names={names!r}")
-    return names
 
 
 def find_inputs(inputs):

@@ -9,6 +9,7 @@ updates the full model's head in place and the full model then predicts exactly 
 """
 
 import json
+import logging
 import os
 
 import keras
@@ -16,10 +17,11 @@ import numpy as np
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.freezing import freeze
-from keras_transfer.models.classifier import HEAD_LAYER, get_backbone
+from keras_transfer.models.classifier import feature_extractor, get_backbone, head_model
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
 CACHE_MODES = ("memory", "a folder path")
+log = logging.getLogger(__name__)
 
 
 def check_cacheable(model, preset=None):
@@ -36,17 +38,6 @@ def check_cacheable(model, preset=None):
             "Feature caching needs a frozen backbone (the head-only phase); this phase trains backbone layers. "
             f"Use strategy='head_only' for the cached phase. Received: strategy={preset.strategy!r}"
         )
-
-
-def _head_layers(model):
-    names = [layer.name for layer in model.layers]
-    return [model.get_layer(name) for name in ("dropout", HEAD_LAYER) if name in names]
-
-
-def feature_extractor(model):
-    """The model up to the head's input: preprocessing, backbone and pooling (inference mode)."""
-    first = _head_layers(model)[0]
-    return keras.Model(model.inputs, first.input, name=f"{model.name}_features")
 
 
 def _batches(data, batch_size):
@@ -155,16 +146,6 @@ class _NoFile:
         return False
 
 
-def head_model(model):
-    """`Input(features) -> model's own dropout and head layers`: training it trains `model`'s head."""
-    layers = _head_layers(model)
-    inputs = keras.Input(tuple(layers[0].input.shape[1:]), name="features")
-    x = inputs
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(inputs, x, name=f"{model.name}_head")
-
-
 class _OnFullModel(keras.callbacks.Callback):
     """Runs a callback (a checkpoint) against the full model while the head model trains."""
 
@@ -202,8 +183,8 @@ def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callb
     report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
     compile_model(model, preset, jit_compile=jit_compile)  # the full model is returned compiled, as uncached
     model.optimizer.build(model.trainable_variables)  # so a checkpoint of it loads without an optimizer warning
-    print(f"Head phase: training on cached features ({'in memory' if cache == 'memory' else cache}); "
-          "the backbone runs once per image.")
+    log.info("Head phase: training on cached features (%s); the backbone runs once per image.",
+             "in memory" if cache == "memory" else cache)
     train = extract_features(model, train, cache=cache, name="train", shuffle=shuffle, seed=seed)
     val = None if val is None else extract_features(model, val, cache=cache, name="val")
     head = head_model(model)

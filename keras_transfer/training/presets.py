@@ -9,7 +9,7 @@ import os
 import keras
 from keras import ops
 
-from keras_transfer.training.state import AtomicModelCheckpoint
+from keras_transfer.training.callbacks import AtomicModelCheckpoint
 from keras_transfer.errors import KerasTransferError, unknown_name
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")

@@ -9,6 +9,7 @@ import functools
 
 from keras_transfer.training.caching import check_cacheable, train_phase_cached
 from keras_transfer.errors import unknown_name
+from keras_transfer.history import history_columns
 from keras_transfer.models.freezing import check_strategy, freeze
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks, run_callbacks
 
@@ -37,10 +38,8 @@ class FineTuneResult:
     @property
     def history(self):
         """Per-epoch metrics of all phases, concatenated, with a `phase` column."""
-        rows = [dict(phase=phase, epoch=epoch, **{k: float(v[i]) for k, v in h.history.items()})
-                for phase, h in zip(self.phases, self.histories) for i, epoch in enumerate(h.epoch)]
-        keys = ["phase", "epoch"] + sorted({k for row in rows for k in row} - {"phase", "epoch"})
-        return {key: [row.get(key) for row in rows] for key in keys}
+        return history_columns([dict(phase=phase, epoch=epoch, **{k: float(v[i]) for k, v in h.history.items()})
+                                for phase, h in zip(self.phases, self.histories) for i, epoch in enumerate(h.epoch)])
 
 
 def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,

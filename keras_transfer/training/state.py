@@ -1,103 +1,26 @@
-"""Checkpoints that survive a kill: atomic model saves, the per-epoch training state, the NaN guard.
-
-Every file is written under a temporary name in its own folder and renamed into place (`os.replace`),
-so a kill at any moment leaves the old file or the new one, never half of one.
+"""The per-epoch training state that lets an interrupted run resume.
 
 After every epoch `TrainingState` writes `last.keras` (the model with its optimizer state) with the
 training state stored inside the same file (`keras_transfer_state.json` in the zip: phase, epochs done,
 EarlyStopping / ReduceLROnPlateau counters, learning rate, best value, history rows), then a readable
-copy `state.json`. `last.keras` is the truth on resume: the model and its state cannot disagree.
+copy `state.json`, then the history files; every file atomically (`keras_transfer.io`). `last.keras` is the
+truth on resume: the model and its state cannot disagree.
 """
 
-import contextlib
 import glob
 import json
-import math
 import os
-import tempfile
 import zipfile
 
 import keras
 import numpy as np
 
+from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
-
-LAST_MODEL, STATE, STATE_IN_ZIP = "last.keras", "state.json", "keras_transfer_state.json"
-RUN_FORMAT = 1
-
-
-def _temp_path(path, suffix):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    return tmp
-
-
-@contextlib.contextmanager
-def atomic_path(path, suffix):
-    """Yields a temporary file name beside `path`; renames it to `path` when the block ends, removes it on error.
-
-    Example:
-    >>> with atomic_path("/tmp/plot.png", ".png") as tmp:
-    ...     open(tmp, "wb").write(b"...")
-    """
-    tmp = _temp_path(path, suffix)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync(path):
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _write_model(model, tmp, extra):
-    """Writes `model` (and `extra` files into its zip) to `tmp`; tests replace this to die mid-write."""
-    model.save(tmp, overwrite=True)
-    if extra:
-        with zipfile.ZipFile(tmp, "a") as z:
-            for name, text in extra.items():
-                z.writestr(name, text)
-
-
-def save_model_atomic(model, path, *, extra=None):
-    """Saves `model` to the `.keras` file `path` through a temporary file renamed into place.
-
-    Args:
-        model: a Keras model.
-        path: the `.keras` file to (over)write.
-        extra: optional `{name: text}` files added to the zip (Keras ignores them on load).
-
-    Example:
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> save_model_atomic(model, "/tmp/m.keras")
-    """
-    with atomic_path(path, ".keras") as tmp:
-        _write_model(model, tmp, extra)
-        _fsync(tmp)
-
-
-def write_text_atomic(path, text):
-    """Writes `text` to `path` through a temporary file renamed into place."""
-    with atomic_path(path, ".tmp") as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def remove_temp_files(folder):
-    """Removes `.tmp-*` files a killed write left behind in `folder`; returns their names."""
-    stale = glob.glob(os.path.join(folder, ".tmp-*"))
-    for path in stale:
-        os.unlink(path)
-    return [os.path.basename(p) for p in stale]
+from keras_transfer.layout import LAST_MODEL, PHASE_BEST_GLOB, RUN_FORMAT, STATE, STATE_IN_ZIP
+from keras_transfer.models.classifier import head_model
+from keras_transfer.training.callbacks import is_finite, first_non_finite, non_finite_error
+from keras_transfer.history import write_history
 
 
 def read_checkpoint_state(path):
@@ -107,51 +30,6 @@ def read_checkpoint_state(path):
             return json.loads(z.read(STATE_IN_ZIP)) if STATE_IN_ZIP in z.namelist() else None
     except (OSError, zipfile.BadZipFile) as error:
         raise KerasTransferError(f"Cannot read the checkpoint {path}: {error}. Received: path={path!r}") from None
-
-
-def _finite(value):
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True
-
-
-def first_non_finite(model):
-    """`(variable path, value)` of the first NaN/inf trainable weight of `model`, or `None`."""
-    for variable in model.trainable_variables:
-        values = keras.ops.convert_to_numpy(variable)
-        if not np.isfinite(values).all():
-            return variable.path, values[~np.isfinite(values)].flat[0]
-    return None
-
-
-class NonFiniteLossError(KerasTransferError):
-    """The loss became NaN or infinite; the run folder keeps the last good checkpoint."""
-
-
-def non_finite_error(value, *, phase, phase_number, phases, epoch, step, what="loss"):
-    return NonFiniteLossError(
-        f"Training stopped: the {what} became {float(value)} in phase '{phase}' ({phase_number} of {phases}), "
-        f"epoch {epoch + 1}, step {step + 1}. Likely causes: a learning rate too high (try 10x lower), "
-        f"input values that are NaN or infinite, or float16 overflow under precision='mixed_float16' "
-        f"(try 'float32' or 'mixed_bfloat16'). No NaN weights were saved: best.keras and last.keras hold "
-        f"the last good epoch. Received: {what}={float(value)}"
-    )
-
-
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint` that writes through a temporary file and never saves on a NaN/inf monitored value."""
-
-    def _save_model(self, epoch, batch, logs):
-        current = (logs or {}).get(self.monitor)
-        if (current is not None and not _finite(current)) or first_non_finite(self.model) is not None:
-            return  # `TrainingState` stops the run with a message; the last good file stays
-        filepath = self._get_file_path(epoch, batch, logs)
-        if self._should_save_model(epoch, batch, logs, filepath):
-            if self.save_weights_only:
-                self.model.save_weights(filepath, overwrite=True)
-            else:
-                save_model_atomic(self.model, filepath)
 
 
 def _counters(callback, names):
@@ -165,7 +43,7 @@ ES_FIELDS, RLR_FIELDS = ("wait", "best", "best_epoch", "stopped_epoch"), ("wait"
 
 
 def _save_arrays(path, arrays):
-    with atomic_path(path, ".npz") as tmp:
+    with io.atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, *arrays)
 
@@ -173,8 +51,6 @@ def _save_arrays(path, arrays):
 def _set_weights(model, arrays):
     """Sets `model`'s weights, or its head's: EarlyStopping in a cached-features phase saw the head model only."""
     if len(arrays) != len(model.weights):
-        from keras_transfer.training.caching import head_model
-
         model = head_model(model)  # shares the model's head layers
     model.set_weights(arrays)
 
@@ -311,13 +187,13 @@ class TrainingState(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._last_step = batch
         loss = (logs or {}).get("loss")
-        if loss is not None and not _finite(loss):
+        if loss is not None and not is_finite(loss):
             self._raise(loss, batch, "loss")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         for key in ("loss", "val_loss"):
-            if key in logs and not _finite(logs[key]):
+            if key in logs and not is_finite(logs[key]):
                 self._raise(logs[key], self._last_step, key)
         bad = first_non_finite(self.model)  # a last update can overflow after a finite loss
         if bad is not None:
@@ -347,24 +223,9 @@ class TrainingState(keras.callbacks.Callback):
             else float(self._checkpoint.best),
             phase_best_file=self._best_file, history=self.rows)
         text = json.dumps(state, indent=1)
-        save_model_atomic(self.full_model, os.path.join(self.folder, LAST_MODEL), extra={STATE_IN_ZIP: text})
-        write_text_atomic(os.path.join(self.folder, STATE), text)
+        io.save_model(self.full_model, os.path.join(self.folder, LAST_MODEL), extra={STATE_IN_ZIP: text})
+        io.write_text(os.path.join(self.folder, STATE), text)
         write_history(self.folder, self.rows)
-        for path in glob.glob(os.path.join(self.folder, "phase_best-*.npz")):
+        for path in glob.glob(os.path.join(glob.escape(self.folder), PHASE_BEST_GLOB)):
             if os.path.basename(path) != self._best_file:
                 os.unlink(path)
-
-
-def history_columns(rows):
-    """`{"phase": [...], "epoch": [...], metric: [...]}` from per-epoch rows."""
-    keys = ["phase", "epoch"] + sorted({k for row in rows for k in row} - {"phase", "epoch"})
-    return {key: [row.get(key) for row in rows] for key in keys}
-
-
-def write_history(folder, rows):
-    """Writes `history.json` (columns) and `history.csv` (one row per epoch), each atomically."""
-    columns = history_columns(rows)
-    write_text_atomic(os.path.join(folder, "history.json"), json.dumps(columns, indent=2))
-    keys = ["epoch", "phase"] + list(columns)[2:]
-    lines = [",".join(keys)] + [",".join("" if row.get(k) is None else str(row[k]) for k in keys) for row in rows]
-    write_text_atomic(os.path.join(folder, "history.csv"), "\n".join(lines) + "\n")

@@ -1,0 +1,3 @@
+"""The package version, read by the package and by pyproject.toml."""
+
+__version__ = "0.1.0"
