@@ -86,8 +86,15 @@ def split_folder(directory, *, labels_per_class, test_per_class, seed):
     """Reads a class-subfolder image folder into arrays of a stratified few-label split (`split_images` with
     per-class counts): `labels_per_class` training and as many validation images per class, then
     `test_per_class` held-out test images per class; the same seed, the same split."""
-    splits = split_images(find_images(directory), per_class=(labels_per_class, labels_per_class, test_per_class),
-                          seed=seed)
+    received = f"Received: labels_per_class={labels_per_class!r}, test_per_class={test_per_class!r}"
+    if not isinstance(labels_per_class, int) or labels_per_class < 1:
+        raise KerasTransferError(f"labels_per_class must be >= 1 (each class needs {2 * labels_per_class + test_per_class} "
+                                 f"images: 2 x labels_per_class + test_per_class). {received}")
+    try:
+        splits = split_images(find_images(directory), per_class=(labels_per_class, labels_per_class, test_per_class),
+                              seed=seed)
+    except KerasTransferError as error:  # name the demo's arguments, not split_images'
+        raise KerasTransferError(f"{str(error).split(' Received:')[0]} {received}") from None
     arrays = [part for split in SPLITS
               for part in (load_images(splits.paths(split), DEMO_SIZE), np.asarray(splits.labels(split)))]
     return DemoSplit(*arrays, class_names=splits.class_names)

@@ -163,7 +163,7 @@ def test_run_demo_end_to_end_with_tiny_settings(tmp_path, caplog):
     caplog.set_level("INFO", logger="keras_transfer")
     out = tmp_path / "demo"
     results = demo.run_demo(str(out), labels_per_class=2, test_per_class=2, head_epochs=1, fine_tune_epochs=1)
-    printed = caplog.text
+    printed = "\n".join(record.getMessage() for record in caplog.records)
 
     with open(out / "results.json") as f:
         saved = json.load(f)

@@ -26,8 +26,8 @@ def resume_run(out, *, verbose="auto", **overrides):
     >>> train_from_folder("photos", "runs/a", backbone="vgg16", weights=None, input_size=32)  # killed
     >>> model, result = resume_run("runs/a")
     """
+    RunConfig.check_names(overrides)
     stored, env = read_config(out)
     check_compatible(out, env)
     overrides = {k: v for k, v in overrides.items() if not (k == "data_dir" and v is None)}
-    RunConfig.check_names(overrides)
     return run_training(stored.replace(**overrides), out, verbose=verbose, resume=True)

@@ -31,7 +31,7 @@ def _figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot), or the install hint."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # optional (the plots extra)
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # optional (the plots extra)
     except ImportError:
         raise KerasTransferError(f"Plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
     figure = Figure(figsize=(width, height), dpi=100)
