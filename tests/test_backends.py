@@ -8,6 +8,8 @@ import textwrap
 import keras
 import pytest
 
+pytestmark = pytest.mark.backend_free  # runs on the first backend only (tests/run.sh)
+
 SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras

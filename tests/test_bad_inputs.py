@@ -53,6 +53,7 @@ def folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("bad") / "data")
 
 
+@pytest.mark.backend_free
 @pytest.mark.parametrize("overrides, text", FUNCTION_CASES, ids=lambda v: str(v)[:40])
 def test_train_from_folder_rejects_before_any_work(folder, tmp_path, overrides, text):
     out = tmp_path / "run"
@@ -63,6 +64,7 @@ def test_train_from_folder_rejects_before_any_work(folder, tmp_path, overrides, 
     assert not out.exists()  # nothing written
 
 
+@pytest.mark.backend_free
 def test_data_source_errors(tmp_path):
     with pytest.raises(KerasTransferError, match="Data folder or manifest not found"):
         train_from_folder(str(tmp_path / "nowhere"), str(tmp_path / "run"), **BASE)
@@ -102,6 +104,7 @@ CLI_CASES = [  # (argv with {data} and {run} placeholders, text the one stderr l
 ]
 
 
+@pytest.mark.backend_free
 @pytest.mark.parametrize("argv, text", CLI_CASES, ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else v)
 def test_cli_reports_one_line_and_exit_2(folder, tmp_path, capsys, argv, text):
     argv = [a.format(data=folder, run=str(tmp_path / "run")) for a in argv]
@@ -115,6 +118,7 @@ def test_cli_reports_one_line_and_exit_2(folder, tmp_path, capsys, argv, text):
     assert text in err
 
 
+@pytest.mark.backend_free
 def test_cli_resume_with_changed_settings(folder, tmp_path, capsys):
     out = _fake_run(folder, tmp_path, epochs=2)
     (tmp_path / "run" / "last.keras").write_text("")

@@ -45,6 +45,7 @@ def assert_one_line_error(code, captured, *fragments):
 # --- backbones --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_free
 def test_backbones_table_lists_every_registry_entry_with_its_min_size(capsys):
     assert cli.main(["backbones"]) == 0
     out = capsys.readouterr().out
@@ -58,6 +59,7 @@ def test_backbones_table_lists_every_registry_entry_with_its_min_size(capsys):
     assert out.splitlines()[0].split()[:5] == ["name", "family", "preprocess", "default", "min"]
 
 
+@pytest.mark.backend_free
 def test_console_script_backbones_runs_in_a_real_process():
     script = shutil.which("keras-transfer")
     command = [script] if script else [sys.executable, "-m", "keras_transfer_launcher"]
@@ -118,6 +120,7 @@ def test_train_head_only_runs_only_head_phases(image_folder, tmp_path):
 # --- train: bad input, one line and exit status 2 ---------------------------------------------------------
 
 
+@pytest.mark.backend_free
 def test_unknown_backbone_suggests_the_close_name(image_folder, tmp_path, capsys):
     args = train_args(image_folder, tmp_path / "run")
     args[args.index("vgg16")] = "mobilnetv2"
@@ -125,12 +128,14 @@ def test_unknown_backbone_suggests_the_close_name(image_folder, tmp_path, capsys
     assert "keras-transfer backbones" in line
 
 
+@pytest.mark.backend_free
 def test_input_size_below_the_backbone_minimum_names_the_minimum(image_folder, tmp_path, capsys):
     args = train_args(image_folder, tmp_path / "run")
     args[args.index("vgg16")] = "inceptionv3"
     assert_one_line_error(cli.main(args), capsys.readouterr(), "inceptionv3", "75", "input_size=32")
 
 
+@pytest.mark.backend_free
 def test_missing_data_folder(tmp_path, capsys):
     missing = tmp_path / "no_such_folder"
     assert_one_line_error(cli.main(train_args(missing, tmp_path / "run")), capsys.readouterr(),
@@ -149,6 +154,7 @@ def test_empty_class_folder_is_named_and_left_out(image_folder, tmp_path, capsys
     assert dropped == [{"class": "zebra", "reason": "empty folder"}]
 
 
+@pytest.mark.backend_free
 def test_a_single_readable_class_is_refused(tmp_path, capsys):
     write_image_folder(tmp_path / "images", classes=("cat",))
     os.makedirs(tmp_path / "images" / "dog")
@@ -157,6 +163,7 @@ def test_a_single_readable_class_is_refused(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.backend_free
 def test_missing_weights_file(image_folder, tmp_path, capsys):
     weights = tmp_path / "nowhere.weights.h5"
     args = train_args(image_folder, tmp_path / "run")
@@ -175,6 +182,7 @@ def test_out_folder_holding_a_run_is_refused_without_overwrite(image_folder, tmp
 
 # Input size and weights are checked when the model is built: a run rejected there must leave no config.json
 # behind, or the corrected retry would be refused as "already holds a run".
+@pytest.mark.backend_free
 @pytest.mark.parametrize("flag, bad", [("--input-size", "16"), ("--weights", "missing.weights.h5")])
 def test_rejected_run_leaves_no_run_behind(image_folder, tmp_path, capsys, flag, bad):
     out = tmp_path / "run"
@@ -184,6 +192,7 @@ def test_rejected_run_leaves_no_run_behind(image_folder, tmp_path, capsys, flag,
     assert not os.path.exists(out / "config.json")
 
 
+@pytest.mark.backend_free
 def test_debug_reraises_the_error(tmp_path):
     with pytest.raises(KerasTransferError, match="not found"):
         cli.main(["--debug"] + train_args(tmp_path / "no_such_folder", tmp_path / "run"))

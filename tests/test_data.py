@@ -30,6 +30,7 @@ def _examples(dataset):
     return out
 
 
+@pytest.mark.backend_free
 def test_class_names_counts_and_sizes(image_folder):
     data = load_image_folder(image_folder, image_size=16, batch_size=4, validation_split=0.2, seed=7)
 
@@ -44,6 +45,7 @@ def test_class_names_counts_and_sizes(image_folder):
     assert [labels.count(k) for k in range(3)] == [IMAGES_PER_CLASS] * 3
 
 
+@pytest.mark.backend_free
 def test_images_are_raw_floats_at_the_requested_size(image_folder):
     data = load_image_folder(image_folder, image_size=16, batch_size=4, validation_split=0.2)
     images, labels = next(iter(data.train))
@@ -55,6 +57,7 @@ def test_images_are_raw_floats_at_the_requested_size(image_folder):
     assert np.asarray(labels).dtype.kind == "i"
 
 
+@pytest.mark.backend_free
 def test_the_same_seed_gives_the_same_split(image_folder):
     first = load_image_folder(image_folder, image_size=16, batch_size=4, seed=11)
     second = load_image_folder(image_folder, image_size=16, batch_size=4, seed=11)
@@ -65,6 +68,7 @@ def test_the_same_seed_gives_the_same_split(image_folder):
             np.testing.assert_array_equal(image_a, image_b)
 
 
+@pytest.mark.backend_free
 def test_train_and_val_do_not_overlap(image_folder):
     data = load_image_folder(image_folder, image_size=20, batch_size=4, seed=3)  # native size: no resampling
     train = {image.tobytes() for _, image in _examples(data.train)}
@@ -72,12 +76,14 @@ def test_train_and_val_do_not_overlap(image_folder):
     assert len(train) + len(val) == TOTAL and not train & val
 
 
+@pytest.mark.backend_free
 def test_no_validation_split(image_folder):
     data = load_image_folder(image_folder, image_size=16, batch_size=32, validation_split=0)
     assert data.val is None
     assert len(_examples(data.train)) == TOTAL
 
 
+@pytest.mark.backend_free
 def test_non_images_and_hidden_folders_are_ignored(image_folder):
     with open(os.path.join(image_folder, "cat", "notes.txt"), "w") as f:
         f.write("not an image")
@@ -85,6 +91,7 @@ def test_non_images_and_hidden_folders_are_ignored(image_folder):
     assert scan_image_folder(image_folder) == {name: IMAGES_PER_CLASS for name in FOLDER_CLASSES}
 
 
+@pytest.mark.backend_free
 def test_a_missing_folder(tmp_path):
     missing = str(tmp_path / "nowhere")
     with pytest.raises(KerasTransferError) as info:
@@ -92,6 +99,7 @@ def test_a_missing_folder(tmp_path):
     assert missing in str(info.value)
 
 
+@pytest.mark.backend_free
 def test_one_class_only(image_folder):
     for name in FOLDER_CLASSES[1:]:
         shutil.rmtree(os.path.join(image_folder, name))
@@ -101,6 +109,7 @@ def test_one_class_only(image_folder):
     assert "at least two" in message and "found 1 (cat)" in message
 
 
+@pytest.mark.backend_free
 def test_an_empty_class_folder_is_skipped_with_a_warning_naming_it(image_folder):
     os.makedirs(os.path.join(image_folder, "fox"))
     with pytest.warns(UserWarning, match="'fox'.*empty folder"):
@@ -109,6 +118,7 @@ def test_an_empty_class_folder_is_skipped_with_a_warning_naming_it(image_folder)
     assert data.summary.dropped_classes == [{"class": "fox", "reason": "empty folder"}]
 
 
+@pytest.mark.backend_free
 @pytest.mark.parametrize("split", [1.0, -0.1])
 def test_a_bad_validation_split(image_folder, split):
     with pytest.raises(KerasTransferError, match=f"Received: validation_split={split}"):
@@ -124,6 +134,7 @@ def _quiet_find(source, **kwargs):
         return find_images(source, **kwargs)
 
 
+@pytest.mark.backend_free
 def test_find_images_skips_bad_files_and_ignores_hidden_and_non_images(tmp_path):
     root, bad = write_messy_folder(tmp_path / "messy")
     with pytest.warns(UserWarning) as record:
@@ -139,6 +150,7 @@ def test_find_images_skips_bad_files_and_ignores_hidden_and_non_images(tmp_path)
     assert found.dropped == [("empty", "empty folder")] and found.splits is None
 
 
+@pytest.mark.backend_free
 def test_strict_lists_every_bad_file(tmp_path):
     root, bad = write_messy_folder(tmp_path / "messy")
     with pytest.raises(KerasTransferError) as info:
@@ -147,6 +159,7 @@ def test_strict_lists_every_bad_file(tmp_path):
     assert all(path in message for path in bad) and "Received: strict=True" in message
 
 
+@pytest.mark.backend_free
 def test_a_class_whose_files_are_all_bad_is_dropped_unless_too_few_remain(tmp_path):
     root = write_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=2)
     for name in os.listdir(os.path.join(root, "c")):
@@ -159,6 +172,7 @@ def test_a_class_whose_files_are_all_bad_is_dropped_unless_too_few_remain(tmp_pa
     assert "at least two classes" in str(info.value) and "found 1 (a)" in str(info.value)
 
 
+@pytest.mark.backend_free
 def test_train_val_test_layout_is_used_as_it_is(tmp_path):
     root = tmp_path / "layout"
     for split, per_class in (("train", 3), ("val", 2), ("test", 1)):
@@ -184,6 +198,7 @@ def _manifest_folder(tmp_path):
     return images, rows
 
 
+@pytest.mark.backend_free
 @pytest.mark.parametrize("header", [True, False])
 def test_csv_manifest(tmp_path, header):
     images, rows = _manifest_folder(tmp_path)
@@ -199,6 +214,7 @@ def test_csv_manifest(tmp_path, header):
     assert sum(int(np.asarray(y).shape[0]) for _, y in data.train) == 6
 
 
+@pytest.mark.backend_free
 def test_json_manifest_and_numeric_labels_sort_as_numbers(tmp_path):
     _, rows = _manifest_folder(tmp_path)
     labels = {"cat": "10", "dog": "2"}
@@ -214,6 +230,7 @@ def test_json_manifest_and_numeric_labels_sort_as_numbers(tmp_path):
     ("imgs/cat/missing.png,cat", "line 3: file not found"), ("imgs/cat/img_1.png,", "line 3: empty label"),
     ("imgs/cat/img_1.png,cat,extra", "line 3: expected 2 columns"),
     ("imgs/dog/img_0.png,cat", "is listed again (first at line 2)")])
+@pytest.mark.backend_free
 def test_bad_csv_rows_are_named(tmp_path, row, fragment):
     _manifest_folder(tmp_path)
     manifest = tmp_path / "labels.csv"
@@ -223,6 +240,7 @@ def test_bad_csv_rows_are_named(tmp_path, row, fragment):
     assert fragment in str(info.value) and str(manifest) in str(info.value)
 
 
+@pytest.mark.backend_free
 def test_bad_json_entry_and_missing_source(tmp_path):
     manifest = tmp_path / "labels.json"
     manifest.write_text(json.dumps([{"path": "a.png"}]))
@@ -248,6 +266,7 @@ def _labelled(counts):
                           sizes=[(10 + i % 3, 20) for i in range(len(labels))])
 
 
+@pytest.mark.backend_free
 def test_split_is_stratified_reproducible_and_keeps_a_training_image():
     images = _labelled([20, 10, 3, 2, 1])
     first = split_images(images, validation_split=0.2, test_split=0.1, seed=3)
@@ -265,11 +284,13 @@ def test_split_is_stratified_reproducible_and_keeps_a_training_image():
 @pytest.mark.parametrize("kwargs, received", [
     (dict(validation_split=1.0), "validation_split=1.0"), (dict(test_split=-0.1), "test_split=-0.1"),
     (dict(validation_split=0.5, test_split=0.5), "test_split=0.5")])
+@pytest.mark.backend_free
 def test_bad_split_fractions(kwargs, received):
     with pytest.raises(KerasTransferError, match=f"Received: .*{received}"):
         split_images(_labelled([4, 4]), **kwargs)
 
 
+@pytest.mark.backend_free
 def test_summary_counts_sizes_and_imbalance():
     images = _labelled([9, 3])
     images.skipped, images.ignored = [("/data/bad.jpg", "truncated")], 2
@@ -283,6 +304,7 @@ def test_summary_counts_sizes_and_imbalance():
     json.dumps(data)  # JSON-ready
 
 
+@pytest.mark.backend_free
 def test_class_weights_are_balanced():
     weights = class_weights([0, 0, 0, 1, 2, 2], 4)
     assert weights == {0: 6 / (4 * 3), 1: 6 / 4, 2: 6 / (4 * 2), 3: 1.0}
@@ -326,6 +348,7 @@ def test_training_on_a_messy_folder_reports_every_skipped_file(tmp_path, capsys)
     assert (out / "best.keras").exists()
 
 
+@pytest.mark.backend_free
 def test_strict_stops_before_training_and_writes_nothing(tmp_path, capsys):
     root, bad = write_messy_folder(tmp_path / "messy")
     out = tmp_path / "run"
@@ -337,6 +360,7 @@ def test_strict_stops_before_training_and_writes_nothing(tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and all(path in err for path in bad) and not out.exists()
 
 
+@pytest.mark.backend_free
 def test_unknown_class_weight_is_refused(tmp_path, image_folder):
     with pytest.raises(KerasTransferError, match="Received: class_weight='even'"):
         train_from_folder(image_folder, str(tmp_path / "run"), class_weight="even", **TINY)

@@ -58,6 +58,7 @@ def first_kernel(model):
 # --- data ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_free
 def test_digits_folder_holds_real_distinct_digits(digits_dir):
     classes = sorted(os.listdir(digits_dir))
     assert classes == [str(d) for d in range(10)]
@@ -81,6 +82,7 @@ def test_digits_folder_holds_real_distinct_digits(digits_dir):
     assert min(distances) > 5, min(distances)
 
 
+@pytest.mark.backend_free
 def test_split_sizes_labels_and_disjointness(digits_dir, digits_by_hash):
     split = demo.split_folder(digits_dir, labels_per_class=3, test_per_class=5, seed=7)
     assert split.class_names == [str(d) for d in range(10)]
@@ -97,6 +99,7 @@ def test_split_sizes_labels_and_disjointness(digits_dir, digits_by_hash):
     assert not hashes["val"] & hashes["test"]
 
 
+@pytest.mark.backend_free
 def test_split_is_seeded(digits_dir):
     kwargs = dict(labels_per_class=2, test_per_class=2)
     a = demo.split_folder(digits_dir, seed=3, **kwargs)
@@ -108,6 +111,7 @@ def test_split_is_seeded(digits_dir):
     assert not np.array_equal(a.x_test, c.x_test)
 
 
+@pytest.mark.backend_free
 @pytest.mark.parametrize("labels_per_class, test_per_class, need", [(100, 10, 210), (0, 5, 5)])
 def test_split_with_too_few_images_names_the_need(digits_dir, labels_per_class, test_per_class, need):
     with pytest.raises(KerasTransferError, match=f"needs {need} images") as info:
@@ -118,6 +122,7 @@ def test_split_with_too_few_images_names_the_need(digits_dir, labels_per_class, 
 # --- weights and models -------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend_free
 def test_hed_weights_file_ships_a_vgg16_first_kernel(hed_first_kernel):
     assert os.path.isfile(demo.hed_weights_path())
     assert hed_first_kernel.shape == (3, 3, 3, 64)

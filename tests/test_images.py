@@ -11,6 +11,8 @@ from PIL import Image
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.data.images import ImageDecodeError, is_image_name, load_images, read_image, resize_image
 
+pytestmark = pytest.mark.backend_free  # runs on the first backend only (tests/run.sh)
+
 
 def test_png_round_trip(tmp_path):
     path = write_png(tmp_path / "a.png", seed=3)

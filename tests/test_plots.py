@@ -14,6 +14,8 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.evaluation import report_from_probabilities, write_report
 from keras_transfer.runs.train import write_history_plot
 
+pytestmark = pytest.mark.backend_free  # runs on the first backend only (tests/run.sh)
+
 ROWS = [{"phase": "head", "epoch": 0, "loss": 1.2, "val_loss": 1.3, "accuracy": 0.4, "val_accuracy": 0.35},
         {"phase": "head", "epoch": 1, "loss": 0.9, "val_loss": 1.1, "accuracy": 0.6, "val_accuracy": 0.5},
         {"phase": "fine_tune", "epoch": 2, "loss": 0.5, "val_loss": 0.8, "accuracy": 0.8, "val_accuracy": 0.7},
