@@ -83,3 +83,16 @@ def test_a_bad_data_folder_leaves_no_run_folder(tmp_path):
     with pytest.raises(KerasTransferError, match="not found"):
         train_from_folder(str(tmp_path / "nowhere"), out, **SMALL)
     assert not os.path.exists(out)
+
+
+def test_label_smoothing_reaches_the_loss_of_every_phase(image_folder, tmp_path):
+    """The option added as one RunConfig field: it is in config.json and in the loss best.keras was compiled with."""
+    out = str(tmp_path / "run")
+    model, _ = train_from_folder(image_folder, out, strategy="top_blocks", n=1, fine_tune_epochs=1,
+                                 label_smoothing=0.1, **SMALL)
+    assert _json(os.path.join(out, "config.json"))["settings"]["label_smoothing"] == 0.1
+    assert model.loss.label_smoothing == 0.1  # the fine-tuning phase's loss
+    best = keras.saving.load_model(os.path.join(out, "best.keras"))
+    assert best.loss.label_smoothing == 0.1
+    with pytest.raises(KerasTransferError, match="label_smoothing must be a fraction in"):
+        train_from_folder(image_folder, str(tmp_path / "bad"), label_smoothing=1.5, **SMALL)

@@ -15,7 +15,7 @@ from keras_transfer.models.registry import split_blocks
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import backbone_spec_of, get_backbone
 
-STRATEGIES = ("head_only", "top_blocks", "from_layer", "full")
+FREEZE_STRATEGIES = ("head_only", "top_blocks", "from_layer", "full")
 
 
 @dataclasses.dataclass
@@ -70,8 +70,8 @@ def freeze(model, strategy="head_only", *, n=None, layer=None, train_batchnorm=F
     >>> freeze(model, "top_blocks", n=1).trainable_blocks
     ('block5',)
     """
-    if strategy not in STRATEGIES:
-        raise unknown_name("freeze strategy", strategy, STRATEGIES)
+    if strategy not in FREEZE_STRATEGIES:
+        raise unknown_name("freeze strategy", strategy, FREEZE_STRATEGIES)
     before = (len(model.trainable_weights), _params(model))
     backbone = get_backbone(model)
     blocks = backbone_blocks(model)
@@ -105,8 +105,8 @@ def freeze(model, strategy="head_only", *, n=None, layer=None, train_batchnorm=F
 
 def check_strategy(model, strategy, *, n=None, layer=None):
     """Raises the error `freeze` would raise for these arguments, without changing the model."""
-    if strategy not in STRATEGIES:
-        raise unknown_name("freeze strategy", strategy, STRATEGIES)
+    if strategy not in FREEZE_STRATEGIES:
+        raise unknown_name("freeze strategy", strategy, FREEZE_STRATEGIES)
     _trainable_layers(get_backbone(model), backbone_blocks(model), strategy, n, layer)
 
 

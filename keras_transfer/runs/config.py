@@ -167,6 +167,8 @@ class RunConfig:
                                 type=str)
     augmentation: str = setting("light", "none | flip | light | geometric", check=check_augmentation_name)
     dropout: float = setting(0.2, "dropout rate before the head, in [0, 1)", check=check_dropout)
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy loss in every phase",
+                                     check=check_fraction)
     learning_rate: float = setting(None, "head phase rate (default 1e-3)", check=check_learning_rate, type=float)
     fine_tune_learning_rate: float = setting(None, "fine-tuning rate (default 1e-5)", check=check_learning_rate,
                                              type=float)

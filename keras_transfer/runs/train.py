@@ -123,12 +123,14 @@ def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
                   cache_dir=config.cache_dir, jit_compile=config.jit_compile, state=state, verbose=verbose,
                   class_weight=weights_by_class)
     if config.strategy == "head_only":
-        head = get_preset("feature_extraction", epochs=config.epochs, learning_rate=config.learning_rate)
+        head = get_preset("feature_extraction", epochs=config.epochs, learning_rate=config.learning_rate,
+                          label_smoothing=config.label_smoothing)
         return run_phases(model, data.train, data.val, [("head", head)], **common)
     return fine_tune(model, data.train, data.val, head_epochs=config.epochs,
                      fine_tune_epochs=config.fine_tune_epochs or config.epochs, unfreeze=config.strategy, n=config.n,
                      layer=config.layer, head_learning_rate=config.learning_rate,
-                     fine_tune_learning_rate=config.fine_tune_learning_rate, **common)
+                     fine_tune_learning_rate=config.fine_tune_learning_rate, label_smoothing=config.label_smoothing,
+                     **common)
 
 
 def evaluate_test_split(out, data, *, batch_size, fallback):

@@ -67,7 +67,7 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
               n=2, layer=None, head_preset="feature_extraction", fine_tune_preset="fine_tune",
               head_learning_rate=None, fine_tune_learning_rate=None, checkpoint_path=None, csv_path=None,
               callbacks=(), class_weight=None, verbose="auto", cache_features=False, cache_dir=None,
-              jit_compile="auto", state=None):
+              jit_compile="auto", state=None, label_smoothing=None):
     """Trains the head first, then unfreezes the backbone's top and continues at a lower rate.
 
     1. freeze the backbone, compile with `head_preset`, fit `head_epochs`;
@@ -82,6 +82,7 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
         train, val: `tf.data.Dataset`s of (images, labels), or `(images, labels)` tuples of arrays.
         head_epochs, fine_tune_epochs: epochs of each phase (default: the presets').
         head_learning_rate, fine_tune_learning_rate: override the presets' rates.
+        label_smoothing: overrides both presets' label smoothing.
         checkpoint_path: optional `.keras` path for the best model over all phases.
         csv_path: optional CSV log over all phases.
         callbacks: extra Keras callbacks for every phase.
@@ -104,8 +105,10 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
     """
     if unfreeze not in UNFREEZE:
         raise unknown_name("unfreeze", unfreeze, UNFREEZE)
-    head = get_preset(head_preset, epochs=head_epochs, learning_rate=head_learning_rate)
-    fine = get_preset(fine_tune_preset, epochs=fine_tune_epochs, learning_rate=fine_tune_learning_rate)
+    head = get_preset(head_preset, epochs=head_epochs, learning_rate=head_learning_rate,
+                      label_smoothing=label_smoothing)
+    fine = get_preset(fine_tune_preset, epochs=fine_tune_epochs, learning_rate=fine_tune_learning_rate,
+                      label_smoothing=label_smoothing)
     if unfreeze == "gradual":
         stages = [(f"fine_tune_{k}", dataclasses.replace(fine, strategy="top_blocks", n=k)) for k in range(1, n + 1)]
     else:
