@@ -1,0 +1,101 @@
+"""The run folder on disk: creating it, reading its config back, and checking that it can be resumed as asked."""
+
+import os
+import warnings
+
+import keras
+
+from keras_transfer import io
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.layout import CONFIG, LAST_MODEL, RUN_FORMAT, SPLITS_FILE, TRAINING_FILES
+from keras_transfer.runs.config import RunConfig
+from keras_transfer.version import __version__
+
+
+def check_run_folder(out, overwrite=False):
+    """Refuses a folder that already holds a run unless `overwrite`."""
+    if os.path.exists(os.path.join(out, CONFIG)) and not overwrite:
+        raise KerasTransferError(
+            f"Run folder {out} already holds a run ({CONFIG}). Choose another --out or pass --overwrite. "
+            f"Received: out={out!r}"
+        )
+
+
+def prepare_run_folder(out, overwrite=False):
+    """Creates `out`; refuses a folder that already holds a run unless `overwrite`, which removes its files."""
+    check_run_folder(out, overwrite)
+    if overwrite:
+        for name in TRAINING_FILES:
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def read_config(out):
+    """`(RunConfig, environment)` of the run in `out`, from its `config.json`."""
+    path = os.path.join(out, CONFIG)
+    if not os.path.isfile(path):
+        raise KerasTransferError(f"Nothing to resume: {out} holds no run ({CONFIG} missing). "
+                                 f"Received: out={out!r}")
+    try:
+        stored = io.read_json(path)
+        return RunConfig.from_json(stored)
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise KerasTransferError(f"Cannot read {path}: {error}. Received: out={out!r}") from None
+
+
+def check_compatible(out, env):
+    """Raises unless the run in `out` was written by this run format on this Keras backend."""
+    backend = keras.backend.backend()
+    if env.get("run_format") != RUN_FORMAT:
+        raise KerasTransferError(
+            f"The run in {out} was written by keras_transfer {env.get('keras_transfer_version', 'before 0.1.0')} "
+            f"(run_format {env.get('run_format')}); this keras_transfer {__version__} resumes "
+            f"run_format {RUN_FORMAT} only. Start a new run. Received: run_format={env.get('run_format')!r}")
+    if env.get("keras_backend") != backend:
+        raise KerasTransferError(
+            f"This run was trained under {env.get('keras_backend')}; resume it with "
+            f"KERAS_BACKEND={env.get('keras_backend')}. Received: keras_backend={backend!r}")
+    if env.get("keras_version") != keras.__version__:
+        warnings.warn(f"The run in {out} was trained with Keras {env.get('keras_version')}; resuming with "
+                      f"Keras {keras.__version__}.", stacklevel=3)
+
+
+def check_resume(out, config):
+    """Checks that `out` holds a resumable run whose settings equal `config` (validated); returns the stored
+    config."""
+    stored, env = read_config(out)
+    check_compatible(out, env)
+    differ = stored.differences(config)
+    if differ:
+        shown = ", ".join(f"{k}: run {run!r}, requested {asked!r}" for k, (run, asked) in differ.items())
+        raise KerasTransferError(
+            f"--resume continues the run in {out} with its own settings, and these differ ({shown}). "
+            f"Resume without them, or start a new run with another --out. "
+            f"Received: {', '.join(f'{k}={asked!r}' for k, (_, asked) in differ.items())}")
+    if not os.path.isfile(os.path.join(out, LAST_MODEL)):
+        raise KerasTransferError(
+            f"Nothing to resume in {out}: it has no {LAST_MODEL} (the run stopped before its first epoch ended). "
+            f"Start it again with --overwrite. Received: out={out!r}")
+    io.remove_temp_files(out)
+    return stored
+
+
+def check_same_data(out, splits, class_names):
+    """Raises unless the data found now splits as it did when the run started."""
+    path = os.path.join(out, SPLITS_FILE)
+    if not os.path.isfile(path):
+        return
+    stored = io.read_json(path)
+    if stored.get("class_names") != list(class_names):
+        raise KerasTransferError(
+            f"The data's classes changed since the run started ({len(stored.get('class_names', []))} classes "
+            f"{stored.get('class_names')}, now {len(class_names)}: {list(class_names)}); the model's head cannot "
+            f"be resumed on them. Received: class_names={list(class_names)!r}")
+    for split in ("train", "val", "test"):
+        if stored.get(split, []) != splits.get(split, []):
+            raise KerasTransferError(
+                f"The {split} split changed since the run started ({len(stored.get(split, []))} images, now "
+                f"{len(splits.get(split, []))}): files were added, removed or became unreadable. Restore the data "
+                f"or start a new run. Received: {split}={len(splits.get(split, []))} images")
