@@ -278,7 +278,8 @@ def add_flags(parser):
     """Adds one flag per `RunConfig` field to an argparse parser; a flag not given leaves no attribute."""
     for field in RunConfig.fields():
         meta, name = field.metadata, _flag_name(field)
-        kwargs = dict(help=f"{meta['help']} (default: {field.default})", default=argparse.SUPPRESS)
+        shown = "" if "default" in meta["help"] or field.default in (None, False) else f" (default: {field.default})"
+        kwargs = dict(help=meta["help"] + shown, default=argparse.SUPPRESS)
         if name == "positional":
             parser.add_argument(field.name, nargs="?", help=meta["help"], default=argparse.SUPPRESS)
             continue
