@@ -10,7 +10,6 @@ import re
 import warnings
 
 import h5py
-import keras
 import numpy as np
 from keras.src.utils import naming
 

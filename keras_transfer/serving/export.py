@@ -36,11 +36,11 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_transfer import io
 from keras_transfer.errors import KerasTransferError, unknown_name
+from keras_transfer.models.classifier import class_indices
 from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
 from keras_transfer.serving.export_tflite import check_quantize, convert_to_tflite, run_tflite
-from keras_transfer import io
-from keras_transfer.models.classifier import class_indices
 from keras_transfer.serving.loading import load_model
 
 FORMATS = ("saved_model", "keras", "tflite")

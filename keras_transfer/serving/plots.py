@@ -6,7 +6,6 @@ each PNG is written to a temporary name and renamed into place.
 """
 
 import importlib.util
-import json
 import os
 
 import numpy as np

@@ -10,11 +10,11 @@ import os
 import keras
 import numpy as np
 
+from keras_transfer.data.images import IMAGE_EXTENSIONS, load_images
 from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import input_size
 from keras_transfer.serving.loading import default_class_names, load_model
-from keras_transfer.data.images import IMAGE_EXTENSIONS, load_images
 
 
 def class_probabilities(outputs):
