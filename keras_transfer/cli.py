@@ -1,6 +1,7 @@
 """The `keras-transfer` command: `backbones`, `train`, `evaluate`, `predict`, `export`, `demo`.
 
-Bad input is reported in one line (`error: ...`) with exit status 2; `--debug` shows the traceback.
+Every failure is reported in one line (`error: ...`): exit status 2 for bad input (an argument, a file or folder
+given), 1 for a failure during work, 130 when interrupted; `--debug` shows the traceback.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import sys
 
 from keras_transfer.demo import run_demo
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.runs.config import add_flags, given_settings
 from keras_transfer.runs.resume import resume_run
@@ -93,6 +95,7 @@ def _add_evaluate(sub):
 
 
 def _evaluate(args):
+    check_writable(args.out or args.run_dir, "the report")  # before the work, not after it
     model, names = load_model(args.run_dir)
     names = default_class_names(model, names)
     paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
@@ -167,16 +170,40 @@ COMMANDS = {"backbones": _backbones, "train": _train, "evaluate": _evaluate, "pr
             "export": _export, "demo": _demo}
 
 
+def _one_line(text, limit=600):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def describe(error, command):
+    """`(one line, exit status)` for any exception: 2 for bad input, 1 for a failure during work."""
+    if isinstance(error, KerasTransferError):
+        return _one_line(error), error.exit_code
+    if isinstance(error, OSError) and error.filename is not None:
+        return _one_line(f"{error.strerror or error}: {error.filename}"), 2  # a file or folder given cannot be used
+    again = " Continue with --resume: the last finished epoch is kept." if command == "train" else ""
+    return (_one_line(f"{command} failed: {type(error).__name__}: {error}", 400)
+            + f" (run with --debug for the traceback).{again}"), 1
+
+
 def main(argv=None):
+    """Runs the command line; every failure ends in one line on stderr (`--debug` shows the traceback)."""
     args = _build_parser().parse_args(argv)
     try:
         with _log_to_stdout():
             COMMANDS[args.command](args)
-    except (KerasTransferError, OSError) as error:
+    except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        print("error: interrupted. A training run continues with --resume (the last finished epoch is kept).",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # the one error boundary: no traceback without --debug
+        if args.debug:
+            raise
+        line, code = describe(error, args.command)
+        print(f"error: {line}", file=sys.stderr)
+        return code
     return 0
 
 

@@ -4,7 +4,19 @@ import difflib
 
 
 class KerasTransferError(ValueError):
-    """A bad input that keras_transfer reports in one line (the CLI prints it without a traceback)."""
+    """A bad input that keras_transfer reports in one line (the CLI prints it without a traceback, exit status 2)."""
+
+    exit_code = 2
+
+
+class WorkFailedError(KerasTransferError):
+    """Work that started failed (a full disk, a file that went away mid-run, a NaN loss): one line, exit status 1."""
+
+    exit_code = 1
+
+
+class DamagedFileError(KerasTransferError):
+    """A file keras_transfer wrote (or reads) is damaged: truncated, overwritten or not what its name says."""
 
 
 def did_you_mean(value, allowed):

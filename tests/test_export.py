@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_transfer
+from keras_transfer import io as kt_io
 from keras_transfer.serving import export as export_module
 from keras_transfer.errors import KerasTransferError
 
@@ -209,7 +210,7 @@ def test_an_unwritable_folder_is_reported_before_writing(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(export_module.tempfile, "mkdtemp", refuse)  # root ignores chmod: simulate the refusal
+    monkeypatch.setattr(kt_io.tempfile, "mkdtemp", refuse)  # root ignores chmod: simulate the refusal
     with pytest.raises(KerasTransferError, match="Cannot write an export into .*Permission denied"):
         export_module.export(tiny_model(), tmp_path / "exported")
     assert os.listdir(tmp_path) == []

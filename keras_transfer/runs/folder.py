@@ -29,6 +29,7 @@ def prepare_run_folder(out, overwrite=False):
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
     os.makedirs(out, exist_ok=True)
+    io.remove_temp_files(out)
     return out
 
 

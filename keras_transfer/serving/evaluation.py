@@ -264,6 +264,8 @@ def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32,
             raise KerasTransferError(f"{name} must be a {'non-negative' if name == 'worst' else 'positive'} int. "
                                      f"Received: {name}={value!r}")
     names = default_class_names(model, class_names)
+    if out is not None:
+        io.check_writable(out, "the report")  # before the work, not after it
     probabilities, labels, paths = predictions(model, data, batch_size=batch_size)
     report = report_from_probabilities(probabilities, labels, names, top_k=top_k, worst=worst, paths=paths)
     if out is not None:

@@ -28,10 +28,7 @@ shape (-1, size, size, 3), raw RGB 0-255; output `output_0`, float32 (-1, classe
 """
 
 import dataclasses
-import json
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -172,13 +169,10 @@ def _check_target(path, format):
 
 
 def _check_writable(path):
+    """Refuses (before any work) a target folder that cannot be written; removes what killed exports left there."""
     parent = os.path.dirname(path)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".export-"))
-    except OSError as error:
-        raise KerasTransferError(f"Cannot write an export into {parent}: {error.strerror or error}. Choose a "
-                                 f"writable folder. Received: path={path!r}") from None
+    io.check_writable(parent, "an export", received=f"path={path!r}")
+    io.remove_temp_files(parent)
 
 
 def _names_beside(path):
@@ -198,28 +192,20 @@ def _compare(format, path, outputs, expected, tolerance):
 
 
 def _write_saved_model(model, path, class_names, images, expected, tolerance, *, uint8, resize):
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".export-")
-    try:
+    with io.atomic_folder(path) as tmp:
         build_archive(model, class_names=class_names, uint8=uint8, resize=resize).write_out(tmp, verbose=False)
         if class_names:
-            with open(os.path.join(tmp, CLASS_NAMES_FILE), "w") as f:
-                json.dump(list(class_names), f)
+            io.write_json(os.path.join(tmp, CLASS_NAMES_FILE), list(class_names))
         outputs, served_names = served_outputs(tmp, images)
         difference = _compare("SavedModel", path, list(outputs.values()), expected, tolerance)
         if class_names and served_names != list(class_names):
             raise KerasTransferError(f"The exported {CLASS_NAMES_ENDPOINT} endpoint does not serve {class_names}; "
                                      f"nothing was written to {path}. Received: class_names={class_names!r}")
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return difference, outputs[SERVING_ENDPOINT], os.path.join(path, CLASS_NAMES_FILE) if class_names else None
 
 
 def _write_keras(model, path, images, expected, tolerance):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".export-", suffix=".keras")
-    os.close(fd)
-    try:
+    with io.atomic_path(path, ".keras") as tmp:
         model.save(tmp)
         try:
             reloaded = keras.saving.load_model(tmp)
@@ -228,33 +214,21 @@ def _write_keras(model, path, images, expected, tolerance):
                                      f"Received: path={path!r}") from error
         got = keras.ops.convert_to_numpy(reloaded(images, training=False))
         difference = _compare(".keras file", path, got, expected, tolerance)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return difference, got, None
 
 
 def _write_tflite(model, path, class_names, images, expected, tolerance, quantize):
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".tflite")
     names_path = _names_beside(path) if class_names else None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(convert_to_tflite(model, quantize=quantize))
-        got = run_tflite(tmp, images)
-        difference = _compare("TFLite model", path, got, expected, tolerance)
-        if names_path:
-            io.write_json(names_path, list(class_names))
-        try:
-            os.replace(tmp, path)
-        except BaseException:
+        with io.atomic_path(path, ".tflite") as tmp:
+            with open(tmp, "wb") as f:
+                f.write(convert_to_tflite(model, quantize=quantize))
+            got = run_tflite(tmp, images)
+            difference = _compare("TFLite model", path, got, expected, tolerance)
             if names_path:
-                os.remove(names_path)
-            raise
+                io.write_json(names_path, list(class_names))  # before the model: a model never lacks its names
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if names_path and os.path.exists(names_path):  # ours: _check_target refused an existing one
+            os.remove(names_path)
         raise
     return difference, got, names_path

@@ -7,7 +7,7 @@ import keras
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import BEST_MODEL, CLASS_NAMES
-from keras_transfer.models.classifier import get_class_names
+from keras_transfer.models.classifier import get_class_names, load_keras_file
 
 
 def load_model(source):
@@ -28,7 +28,7 @@ def load_model(source):
         raise KerasTransferError(
             f"No model at {file}: pass a Keras model, a run folder holding {BEST_MODEL} (written by "
             f"`keras-transfer train`) or a .keras file. Received: model_or_run_dir={os.fspath(source)!r}")
-    model = keras.saving.load_model(file)
+    model = load_keras_file(file)
     names = get_class_names(model)
     if names is None and folder and os.path.isfile(os.path.join(folder, CLASS_NAMES)):
         names = io.read_json(os.path.join(folder, CLASS_NAMES))

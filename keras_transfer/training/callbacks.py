@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_transfer import io
-from keras_transfer.errors import KerasTransferError
+from keras_transfer.errors import WorkFailedError
 
 
 def is_finite(value):
@@ -25,17 +25,24 @@ def first_non_finite(model):
     return None
 
 
-class NonFiniteLossError(KerasTransferError):
+class NonFiniteLossError(WorkFailedError):
     """The loss became NaN or infinite; the run folder keeps the last good checkpoint."""
 
 
-def non_finite_error(value, *, phase, phase_number, phases, epoch, step, what="loss"):
+def non_finite_error(value, *, phase, phase_number, phases, epoch, step, what="loss", kept=None):
+    """The error for a non-finite `value`; `kept` names the checkpoint files that hold the last good epoch (`[]`:
+    none was written yet; `None`: not known here)."""
+    if kept is None:
+        saved = "No NaN weights were saved."
+    elif kept:
+        saved = f"No NaN weights were saved: {' and '.join(kept)} hold the last good epoch."
+    else:
+        saved = "No epoch had finished, so no checkpoint was written."
     return NonFiniteLossError(
         f"Training stopped: the {what} became {float(value)} in phase '{phase}' ({phase_number} of {phases}), "
         f"epoch {epoch + 1}, step {step + 1}. Likely causes: a learning rate too high (try 10x lower), "
         f"input values that are NaN or infinite, or float16 overflow under precision='mixed_float16' "
-        f"(try 'float32' or 'mixed_bfloat16'). No NaN weights were saved: best.keras and last.keras hold "
-        f"the last good epoch. Received: {what}={float(value)}"
+        f"(try 'float32' or 'mixed_bfloat16'). {saved} Received: {what}={float(value)}"
     )
 
 

@@ -16,11 +16,17 @@ import keras
 import numpy as np
 
 from keras_transfer import io
-from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import LAST_MODEL, PHASE_BEST_GLOB, RUN_FORMAT, STATE, STATE_IN_ZIP
-from keras_transfer.models.classifier import head_model
+from keras_transfer.errors import DamagedFileError, KerasTransferError
+from keras_transfer.layout import BEST_MODEL, LAST_MODEL, PHASE_BEST_GLOB, RUN_FORMAT, STATE, STATE_IN_ZIP
+from keras_transfer.models.classifier import head_model, load_keras_file
 from keras_transfer.training.callbacks import is_finite, first_non_finite, non_finite_error
 from keras_transfer.history import write_history
+
+
+# last.keras is replaced whole after every epoch (never half-written), so a damaged one was changed afterwards,
+# and no older state is kept to fall back to.
+NO_FALLBACK = ("--resume cannot continue from it, and no earlier state is kept: best.keras (the best model so far) "
+               "can still be evaluated, predicted with and exported, or start the run again with --overwrite.")
 
 
 def read_checkpoint_state(path):
@@ -28,8 +34,9 @@ def read_checkpoint_state(path):
     try:
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read(STATE_IN_ZIP)) if STATE_IN_ZIP in z.namelist() else None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise KerasTransferError(f"Cannot read the checkpoint {path}: {error}. Received: path={path!r}") from None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as error:
+        raise DamagedFileError(f"The checkpoint {path} is damaged ({error}); {NO_FALLBACK} "
+                               f"Received: path={path!r}") from None
 
 
 def _counters(callback, names):
@@ -132,7 +139,10 @@ class TrainingState(keras.callbacks.Callback):
         if self.saved is None:
             return
         s, self.saved = self.saved, None
-        loaded = keras.models.load_model(os.path.join(self.folder, LAST_MODEL))
+        try:
+            loaded = load_keras_file(os.path.join(self.folder, LAST_MODEL))
+        except DamagedFileError as error:
+            raise DamagedFileError(f"{str(error).split(' Received:')[0]} {NO_FALLBACK}") from None
         model.set_weights(loaded.get_weights())
         if s["phase_done"] and not s["best_restored"] and s.get("phase_best_file"):  # EarlyStopping's end
             _set_weights(model, _load_arrays(os.path.join(self.folder, s["phase_best_file"])))
@@ -181,8 +191,9 @@ class TrainingState(keras.callbacks.Callback):
         self.epoch, self._last_step = epoch, 0
 
     def _raise(self, value, step, what):
+        kept = [name for name in (BEST_MODEL, LAST_MODEL) if os.path.isfile(os.path.join(self.folder, name))]
         raise non_finite_error(value, phase=self.name, phase_number=self.index + 1, phases=len(self.phase_names),
-                               epoch=self.epoch, step=step, what=what)
+                               epoch=self.epoch, step=step, what=what, kept=kept)
 
     def on_train_batch_end(self, batch, logs=None):
         self._last_step = batch
