@@ -6,6 +6,7 @@ A run folder holds:
     class_names.json     the class names, in label order
     splits.json          which file went to which split
     data_summary.json    images per class per split, image sizes, files left out
+    data_fingerprint.json  each data file's size and content hash (resume refuses changed data)
     history.csv / .json  every epoch with its phase (written after each epoch)
     history.png          their plot (with matplotlib)
     best.keras           the best model over all phases
@@ -19,6 +20,7 @@ CONFIG = "config.json"
 CLASS_NAMES = "class_names.json"
 SPLITS_FILE = "splits.json"
 DATA_SUMMARY = "data_summary.json"
+DATA_FINGERPRINT = "data_fingerprint.json"  # each file's size and content hash, compared on resume
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 HISTORY_PLOT = "history.png"

@@ -230,3 +230,18 @@ def test_a_killed_export_leaves_nothing_behind_after_the_next_export(tmp_path):
     export_module.export(model, tmp_path / "model.keras", format="keras")
     assert sorted(os.listdir(tmp_path)) == ["model.keras", "notes.txt"]
     assert zipfile.is_zipfile(tmp_path / "model.keras")
+
+
+def test_resume_refuses_data_whose_content_changed_under_the_same_names(tmp_path, capsys):
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data")
+    out = str(tmp_path / "run")
+    train_from_folder(data, out, **SMALL)
+    victim = os.path.join(data, "dog", "img_2.png")
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(victim)  # same name, other pixels
+    assert cli.main(["train", "--resume", "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "content of 1 data file(s) changed" in err and victim in err

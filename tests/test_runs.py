@@ -27,7 +27,8 @@ def test_train_from_folder_writes_the_run_folder(image_folder, tmp_path):
 
     # history.png appears where matplotlib is installed; no temp or per-phase files are left behind.
     assert set(os.listdir(out)) - {"history.png"} == {
-        "best.keras", "class_names.json", "config.json", "data_summary.json", "history.csv", "history.json",
+        "best.keras", "class_names.json", "config.json", "data_fingerprint.json", "data_summary.json", "history.csv",
+        "history.json",
         "last.keras", "splits.json", "state.json"}
     config = _json(os.path.join(out, "config.json"))
     settings, environment = config["settings"], config["environment"]

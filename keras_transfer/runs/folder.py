@@ -7,7 +7,8 @@ import keras
 
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import CONFIG, LAST_MODEL, RUN_FORMAT, SPLITS_FILE, TRAINING_FILES
+from keras_transfer.data.fingerprint import changed_files
+from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, LAST_MODEL, RUN_FORMAT, SPLITS_FILE, TRAINING_FILES
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.version import __version__
 
@@ -83,8 +84,9 @@ def check_resume(out, config):
     return stored
 
 
-def check_same_data(out, splits, class_names):
-    """Raises unless the data found now splits as it did when the run started."""
+def check_same_data(out, splits, class_names, prints=None):
+    """Raises unless the data found now splits as it did when the run started and, where the run stored a
+    fingerprint (`prints`, from `data.fingerprint`), its files hold the same content."""
     path = os.path.join(out, SPLITS_FILE)
     if not os.path.isfile(path):
         return
@@ -100,3 +102,11 @@ def check_same_data(out, splits, class_names):
                 f"The {split} split changed since the run started ({len(stored.get(split, []))} images, now "
                 f"{len(splits.get(split, []))}): files were added, removed or became unreadable. Restore the data "
                 f"or start a new run. Received: {split}={len(splits.get(split, []))} images")
+    stored_path = os.path.join(out, DATA_FINGERPRINT)
+    if prints is not None and os.path.isfile(stored_path):
+        changed = changed_files(io.read_json(stored_path), prints)
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise KerasTransferError(
+                f"The content of {len(changed)} data file(s) changed since the run started, under the same names: "
+                f"{shown}. Restore the data or start a new run. Received: {len(changed)} changed file(s)")

@@ -8,9 +8,10 @@ import keras
 
 from keras_transfer import io
 from keras_transfer.data.sources import load_image_folder
-from keras_transfer.data.splits import class_weights
+from keras_transfer.data.fingerprint import fingerprint
+from keras_transfer.data.splits import SPLITS, class_weights
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_SUMMARY, HISTORY_JSON, HISTORY_PLOT,
+from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON, HISTORY_PLOT,
                                    REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier
@@ -90,8 +91,9 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
                              validation_split=config.validation_split, seed=config.seed, test_split=config.test_split,
                              strict=config.strict)
     log.info("%s", data.summary)
+    prints = fingerprint(path for split in SPLITS for path in data.splits.paths(split))
     if resume:
-        check_same_data(out, data.splits.as_dict(), data.class_names)
+        check_same_data(out, data.splits.as_dict(), data.class_names, prints)
     weights_by_class = class_weights(data.splits.labels("train"), data.num_classes) if config.class_weight else None
     keras.utils.set_random_seed(config.seed)
     model = build_classifier(config.backbone, data.num_classes, weights=None if resume else config.weights,
@@ -108,6 +110,7 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
         io.write_json(os.path.join(out, CLASS_NAMES), data.class_names)
         io.write_json(os.path.join(out, SPLITS_FILE), data.splits.as_dict())
         io.write_json(os.path.join(out, DATA_SUMMARY), data.summary.as_dict())
+        io.write_json(os.path.join(out, DATA_FINGERPRINT), prints)
     result = _run_recipe(config, model, data, out, state, weights_by_class, verbose)
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
