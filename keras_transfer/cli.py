@@ -115,10 +115,19 @@ def _add_predict(sub):
     p.add_argument("--format", default="table", choices=("table", "json", "csv"))
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--strict", action="store_true", help="stop at an unreadable image file instead of skipping it")
 
 
 def _predict(args):
-    results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size)
+    results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size,
+                      strict=args.strict)
+    for r in results:
+        if "skipped" in r:  # named on stderr, as training names them; the predictions go to stdout
+            print(f"skipped {r['path']}: {r['skipped']}", file=sys.stderr)
+    results = [r for r in results if "skipped" not in r]
+    if not results:
+        raise KerasTransferError("No readable image among the inputs (each is named above). "
+                                 f"Received: inputs={args.inputs!r}")
     if args.format == "json":
         print(json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
                           for r in results], indent=2))

@@ -102,7 +102,7 @@ def test_errors_name_what_was_given(run_dir, tmp_path):
         predict(run_dir, str(tmp_path / "empty"))
     bad = write_text_as_jpeg(tmp_path / "bad.jpg")
     with pytest.raises(ImageDecodeError, match="Cannot read image .*bad.jpg"):
-        predict(run_dir, [bad])
+        predict(run_dir, [bad], strict=True)
     with pytest.raises(KerasTransferError, match="No model at .*best.keras"):
         predict(str(tmp_path / "empty"), [bad])
     with pytest.raises(KerasTransferError, match="top_k must be a positive int"):
@@ -132,3 +132,21 @@ def test_cli_predict_formats(run_dir, inputs, capsys):
     assert main(["predict", run_dir, "no_such.png"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No such file or folder: no_such.png") and len(err.strip().splitlines()) == 1
+
+
+def test_an_unreadable_file_is_named_and_skipped_unless_strict(run_dir, inputs, tmp_path, capsys):
+    given, expected = inputs
+    bad = write_text_as_jpeg(tmp_path / "bad.jpg")
+    results = predict(run_dir, [bad, *given], top_k=1)
+    assert results[0] == {"path": bad, "top": [], "skipped": results[0]["skipped"]} and results[0]["skipped"]
+    assert [r["path"] for r in results[1:]] == expected and all(r["top"] for r in results[1:])
+
+    assert main(["predict", run_dir, bad, *given, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["path"] for r in json.loads(captured.out)] == expected
+    assert captured.err.startswith(f"skipped {bad}: ")
+    assert main(["predict", run_dir, bad, *given, "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot read image") and bad in err and err.count("\n") == 1
+    assert main(["predict", run_dir, bad]) == 2
+    assert "No readable image among the inputs" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import os
 import keras
 import numpy as np
 
-from keras_transfer.data.images import IMAGE_EXTENSIONS, load_images
+from keras_transfer.data.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image, resize_image
 from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import input_size
@@ -53,7 +53,7 @@ def predict_probabilities(model, images, *, tta=False):
     return probabilities
 
 
-def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32):
+def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, strict=False):
     """Predicts the top classes of image files.
 
     Args:
@@ -63,14 +63,15 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32):
         top_k: classes listed per image (at most the number of classes).
         tta: also predict each horizontally flipped image and average the two probabilities.
         batch_size: images read and predicted at a time.
+        strict: raise on the first file that cannot be read, instead of naming and skipping it (as training does).
 
     Returns:
-        A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`,
-        most probable first.
+        A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`, most probable
+        first; a file that cannot be read gets `{"path": str, "top": [], "skipped": reason}`.
 
     Raises:
-        KerasTransferError: no model there, a missing input, no image found; `ImageDecodeError` names
-            a file that cannot be read.
+        KerasTransferError: no model there, a missing input, no image found; with `strict`, `ImageDecodeError`
+            names a file that cannot be read.
 
     Example:
     >>> from keras_transfer import build_classifier
@@ -89,9 +90,26 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32):
     k = min(top_k, len(names))
     results = []
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        probabilities = predict_probabilities(model, load_images(chunk, size), tta=tta)
-        for path, row in zip(chunk, probabilities):
+        images, skipped = _read_chunk(paths[start:start + batch_size], size, strict)
+        rows = iter(predict_probabilities(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
+        for path in paths[start:start + batch_size]:
+            if path in skipped:
+                results.append({"path": path, "top": [], "skipped": skipped[path]})
+                continue
+            row = next(rows)
             order = np.argsort(-row, kind="stable")[:k]
             results.append({"path": path, "top": [(names[i], float(row[i])) for i in order]})
     return results
+
+
+def _read_chunk(paths, size, strict):
+    """`({path: image}, {path: reason})`: the readable files' pixels and why the others were skipped."""
+    images, skipped = {}, {}
+    for path in paths:
+        try:
+            images[path] = resize_image(read_image(path), size)
+        except ImageDecodeError as error:
+            if strict:
+                raise
+            skipped[path] = error.reason
+    return images, skipped
