@@ -187,7 +187,14 @@ def test_train_val_test_layout_is_used_as_it_is(tmp_path):
     assert data.summary.kind == "layout" and data.summary.validation_split is None
     shutil.rmtree(root / "val")
     shutil.rmtree(root / "test")
-    assert load_image_folder(str(root), image_size=8).val is None  # train/ alone is still a layout: no re-split
+    # train/ alone: the missing splits are carved out of it by their fractions, stratified (it was silently
+    # trained with no validation and no test data)
+    alone = split_images(find_images(str(root)), validation_split=0.34, test_split=0.34, seed=0)
+    assert {s: alone.counts(s) for s in ("train", "val", "test")} == {
+        "train": {"a": 1, "b": 1}, "val": {"a": 1, "b": 1}, "test": {"a": 1, "b": 1}}
+    assert alone.validation_split == 0.34 and alone.test_split == 0.34
+    data = load_image_folder(str(root), image_size=8, validation_split=0.34)
+    assert data.val is not None and data.test is None
     write_image_folder(root, classes=("cat",), per_class=1)  # "train" beside a class: a plain class folder
     assert find_images(str(root)).class_names == ["cat", "train"]
 

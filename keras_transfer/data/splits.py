@@ -59,7 +59,8 @@ def _class_counts(n, validation_split, test_split):
 def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337, per_class=None):
     """Splits a `LabelledImages` per class into train/val/test; the same seed gives the same split.
 
-    A `train/` `val/` `test/` layout (`images.splits` set) is kept as it is. Otherwise each class is
+    A `train/` `val/` `test/` layout (`images.splits` set) is kept as it is; a split it lacks (`val/`, `test/`)
+    is carved out of `train/` by its fraction, like a plain class folder. Otherwise each class is
     shuffled by `numpy.random.default_rng(seed)` and `round(n * test_split)` images go to test,
     `round(n * validation_split)` to validation, the rest to training; a class of two or more images
     always keeps at least one training image. With `per_class=(train, val, test)` counts instead, each
@@ -90,21 +91,25 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337, per
         raise KerasTransferError(f"validation_split + test_split must be below 1, to leave training images. "
                                  f"Received: validation_split={validation_split!r}, test_split={test_split!r}")
     parts = {split: [] for split in SPLITS}
-    if images.splits is not None:
+    pool = images
+    if images.splits is not None:  # a layout: its splits as they are; one it lacks is carved out of train/
         for path, label, split in zip(images.paths, images.labels, images.splits):
             parts[split].append((path, label))
-    else:
-        rng = np.random.default_rng(seed)
-        for label in range(len(images.class_names)):
-            members = _shuffled_class(images, label, rng)
-            n_val, n_test = _class_counts(len(members), validation_split, test_split)
-            parts["test"] += [(p, label) for p in members[:n_test]]
-            parts["val"] += [(p, label) for p in members[n_test:n_test + n_val]]
-            parts["train"] += [(p, label) for p in members[n_test + n_val:]]
+        validation_split = validation_split if not parts["val"] else None
+        test_split = test_split if not parts["test"] else None
+        train, parts["train"] = parts["train"], []
+        pool = dataclasses.replace(images, paths=[p for p, _ in train], labels=[lab for _, lab in train], splits=None)
+    rng = np.random.default_rng(seed)
+    for label in range(len(images.class_names)):
+        members = _shuffled_class(pool, label, rng)
+        n_val, n_test = _class_counts(len(members), validation_split or 0.0, test_split or 0.0)
+        parts["test"] += [(p, label) for p in members[:n_test]]
+        parts["val"] += [(p, label) for p in members[n_test:n_test + n_val]]
+        parts["train"] += [(p, label) for p in members[n_test + n_val:]]
     parts = {split: sorted(pairs, key=lambda pair: (pair[1], pair[0])) for split, pairs in parts.items()}
-    layout = images.splits is not None  # the fractions were not used: say so in the summary
+    # None: the layout gave that split, the fraction was not used (the summary says so)
     return Splits(class_names=list(images.class_names), parts=parts, images=images, seed=seed,
-                  validation_split=None if layout else validation_split, test_split=None if layout else test_split)
+                  validation_split=validation_split, test_split=test_split)
 
 
 def _shuffled_class(images, label, rng):
