@@ -245,3 +245,35 @@ def test_resume_refuses_data_whose_content_changed_under_the_same_names(tmp_path
     assert cli.main(["train", "--resume", "--out", out]) == 2
     err = _one_line_error(capsys)
     assert "content of 1 data file(s) changed" in err and victim in err
+
+
+@pytest.mark.backend_free
+def test_a_file_name_that_is_not_utf8_is_named_and_skipped(image_folder):
+    from keras_transfer.data.sources import find_images
+
+    odd = os.path.join(os.fsencode(image_folder), b"cat", b"\xff\xfe odd.png")
+    with open(os.path.join(image_folder, "cat", "img_0.png"), "rb") as f, open(odd, "wb") as g:
+        g.write(f.read())
+    with pytest.warns(UserWarning, match="not valid UTF-8"):
+        found = find_images(image_folder)
+    assert len(found.paths) == 18 and [reason for _, reason in found.skipped] == [
+        "its name is not valid UTF-8 (rename the file)"]
+
+
+@pytest.mark.backend_free
+@pytest.mark.parametrize("content, fragment", [
+    ("\ufeffpath,label\ncat/img_0.png,cat\ndog/img_0.png,dog\n".encode("utf-8"), None),  # a BOM is fine
+    ("cat/caf\xe9.png,cat\n".encode("latin-1"), "not UTF-8 text"),
+    (b'cat/img_0.png,"cat\n', None),  # an unclosed quote: csv reads to the end, then the row is named
+])
+def test_manifest_encodings(image_folder, content, fragment):
+    from keras_transfer.data.sources import find_images
+
+    manifest = os.path.join(image_folder, "list.csv")
+    open(manifest, "wb").write(content)
+    if fragment is None and content.startswith(b"\xef\xbb\xbf"):
+        assert find_images(manifest).class_names == ["cat", "dog"]
+        return
+    with pytest.raises(KerasTransferError) as info:
+        find_images(manifest)
+    assert "list.csv" in str(info.value) and (fragment is None or fragment in str(info.value))

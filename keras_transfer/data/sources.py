@@ -100,10 +100,13 @@ def _manifest_rows(manifest):
     """`[(where, path, label)]` from a CSV (optional `path,label` header) or a JSON list."""
     if manifest.lower().endswith(".json"):
         try:
-            with open(manifest) as f:
+            with open(manifest, encoding="utf-8-sig") as f:  # a byte-order mark is allowed
                 data = json.load(f)
         except json.JSONDecodeError as error:
             raise _manifest_error(manifest, "not valid JSON", str(error)) from None
+        except UnicodeDecodeError as error:
+            raise _manifest_error(manifest, "encoding", f"not UTF-8 text ({error.reason} at byte {error.start})") \
+                from None
         if not isinstance(data, list):
             raise _manifest_error(manifest, "top level", f"expected a list of rows, got {type(data).__name__}")
         rows = []
@@ -116,9 +119,14 @@ def _manifest_rows(manifest):
                 raise _manifest_error(manifest, f"entry {i}", f"expected {{'path': ..., 'label': ...}} or "
                                       f"[path, label], got {row!r}")
         return rows
-    with open(manifest, newline="") as f:
-        reader = csv.reader(f)
-        rows = [(f"line {reader.line_num}", row) for row in reader if any(cell.strip() for cell in row)]
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is allowed
+            reader = csv.reader(f)
+            rows = [(f"line {reader.line_num}", row) for row in reader if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as error:
+        raise _manifest_error(manifest, "encoding", f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise _manifest_error(manifest, f"line {reader.line_num}", str(error)) from None
     if rows and len(rows[0][1]) == 2 and rows[0][1][0].strip().lower() in _HEADER_PATH \
             and rows[0][1][1].strip().lower() in _HEADER_LABEL:
         rows = rows[1:]
@@ -163,6 +171,10 @@ def _sorted_classes(names):
 def _decode_all(paths):
     """`{path: (height, width) or ImageDecodeError}`, decoding in a few threads (PIL releases the GIL)."""
     def probe(path):
+        try:
+            path.encode("utf-8")  # tf.data and JSON carry paths as UTF-8 text
+        except UnicodeEncodeError:
+            return ImageDecodeError(path, "its name is not valid UTF-8 (rename the file)")
         try:
             return read_image(path).shape[:2]
         except ImageDecodeError as error:

@@ -31,6 +31,9 @@ TASKS = ("classification",)  # single-label; regression and multi-label plug in 
 MODALITIES = ("image",)  # text plugs in here
 RUN_STRATEGIES = ("head_only",) + UNFREEZE
 WEIGHTS = ("imagenet", None)
+# Upper limits: past them a run cannot work (seeds are 32-bit) or would exhaust memory before saying why.
+MAXIMUM = dict(input_size=2048, epochs=100_000, fine_tune_epochs=100_000, batch_size=65_536, n=1000,
+               seed=2 ** 32 - 1)
 
 
 def _fail(message, **received):
@@ -51,6 +54,8 @@ def _is_number(value):
 def check_positive_int(name, value, minimum=1):
     if not _is_int(value) or value < minimum:
         raise _fail(f"{name} must be an integer >= {minimum}.", **{name: value})
+    if name in MAXIMUM and value > MAXIMUM[name]:
+        raise _fail(f"{name} must be an integer <= {MAXIMUM[name]}.", **{name: value})
 
 
 def check_optional_positive_int(name, value):
