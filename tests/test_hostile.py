@@ -277,3 +277,18 @@ def test_manifest_encodings(image_folder, content, fragment):
     with pytest.raises(KerasTransferError) as info:
         find_images(manifest)
     assert "list.csv" in str(info.value) and (fragment is None or fragment in str(info.value))
+
+
+@pytest.mark.backend_free
+def test_a_keras_file_needs_keras_transfer_imported_exactly_as_the_readme_says(trained_run):
+    import subprocess
+    import sys
+
+    _, out = trained_run
+    load = f"import keras; keras.saving.load_model({os.path.join(out, 'best.keras')!r}); print('loaded')"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    without = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, timeout=300)
+    assert without.returncode != 0 and "ImagePreprocessing" in without.stderr
+    after = subprocess.run([sys.executable, "-c", "import keras_transfer; " + load], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert after.returncode == 0 and after.stdout.strip() == "loaded", after.stderr[-2000:]
