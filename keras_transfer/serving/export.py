@@ -161,10 +161,11 @@ def _check_target(path, format):
     suffix = SUFFIXES.get(format)
     if suffix and not path.endswith(suffix):
         raise KerasTransferError(f"format={format!r} needs a path ending in {suffix}. Received: path={path!r}")
-    for taken in (path, _names_beside(path) if format == "tflite" else None):
-        if taken and os.path.lexists(taken):
-            raise KerasTransferError(f"Export path {taken} already exists; choose a new one (nothing was changed). "
-                                     f"Received: path={path!r}")
+    if os.path.lexists(path):
+        raise KerasTransferError(f"Export path {path} already exists; choose a new one (nothing was changed). "
+                                 f"Received: path={path!r}")
+    # A TFLite export writes its class names beside the model, then the model: a names file without its model
+    # is what a killed export left, and is replaced.
     return path
 
 
@@ -228,7 +229,7 @@ def _write_tflite(model, path, class_names, images, expected, tolerance, quantiz
             if names_path:
                 io.write_json(names_path, list(class_names))  # before the model: a model never lacks its names
     except BaseException:
-        if names_path and os.path.exists(names_path):  # ours: _check_target refused an existing one
+        if names_path and os.path.exists(names_path):  # ours, or a killed export's leftover without its model
             os.remove(names_path)
         raise
     return difference, got, names_path

@@ -1,0 +1,120 @@
+"""Fault injection: SIGKILL at the N-th file write of a training run and of an export, then check the folder.
+
+A worker process counts the writes that go through `keras_transfer.io` (each ends in `io._fsync`, after the
+temporary file is complete and before it is renamed into place) and kills itself with SIGKILL at the N-th. After
+each kill: every file in the run folder is whole (JSON parses, `.keras` files are sound zips); then `train
+--resume` either finishes the run (all epochs in the history, no temporary file left) or refuses in one line
+that says what to do. These are the file layer's promises, the same under both backends, so this runs on the
+first backend only; `test_resume.py` kills runs mid-epoch and mid-write and resumes them on both.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import keras
+import pytest
+
+from keras_transfer import cli
+
+pytestmark = pytest.mark.backend_free
+
+WORKER = textwrap.dedent("""
+    import json, os, signal, sys
+    from keras_transfer import io
+    from keras_transfer.cli import main
+
+    kill_at, calls = int(sys.argv[1]), [0]
+    fsync = io._fsync
+    def counting_fsync(path):
+        fsync(path)
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    io._fsync = counting_fsync
+    code = main(json.loads(sys.argv[2]))
+    print(f"writes={calls[0]}")
+    sys.exit(code)
+""")
+TRAIN = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "top_blocks", "--blocks",
+         "1", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8", "--augmentation", "none"]
+# Kill points over the run's writes: the run folder's first files, then each epoch's checkpoint, training state
+# and history (about 6 writes an epoch), and the end of the run.
+KILL_POINTS = (1, 4, 7, 10, 13, 17, 21, 25)
+
+
+def _work(kill_at, argv, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", WORKER, str(kill_at), json.dumps(argv)], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=tmp_path)
+
+
+def _assert_every_file_whole(folder):
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(".tmp-"):
+            continue  # a killed write's temporary file: never read, removed on the next start
+        if name.endswith(".json"):
+            with open(path) as f:
+                json.load(f)
+        elif name.endswith(".keras"):
+            with zipfile.ZipFile(path) as z:
+                assert z.testzip() is None, path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from conftest import write_image_folder
+
+    return write_image_folder(tmp_path_factory.mktemp("faults") / "data", per_class=5)
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_a_run_killed_at_any_write_resumes_or_says_why_not(data_dir, tmp_path, capsys, kill_at):
+    out = str(tmp_path / "run")
+    done = _work(kill_at, ["train", data_dir, *TRAIN, "--out", out], tmp_path)
+    assert done.returncode in (-signal.SIGKILL, 0), done.stderr[-2000:]
+    if os.path.isdir(out):
+        _assert_every_file_whole(out)
+
+    code = cli.main(["train", "--resume", "--out", out])
+    captured = capsys.readouterr()
+    if code == 0:
+        with open(os.path.join(out, "history.json")) as f:
+            assert json.load(f)["phase"] == ["head", "fine_tune"]  # every epoch, once
+        assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]  # the killed write's leftover is gone
+        _assert_every_file_whole(out)
+    else:
+        err = captured.err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert any(hint in err for hint in ("already finished", "--overwrite", "holds no run")), err
+        assert cli.main(["train", data_dir, *TRAIN, "--out", out, "--overwrite"]) == 0  # and it can start again
+        capsys.readouterr()
+
+
+def test_the_kill_points_cover_the_whole_run(data_dir, tmp_path):
+    done = _work(10 ** 6, ["train", data_dir, *TRAIN, "--out", str(tmp_path / "run")], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    writes = int(done.stdout.strip().splitlines()[-1].split("=")[1])
+    assert max(KILL_POINTS) <= writes < max(KILL_POINTS) + 4, writes  # the last point falls near the end
+
+
+@pytest.mark.parametrize("fmt, target, kill_at", [("saved_model", "exported", 1), ("keras", "model.keras", 1),
+                                                  ("tflite", "model.tflite", 1), ("tflite", "model.tflite", 2)])
+def test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up(data_dir, tmp_path, capsys, fmt,
+                                                                                target, kill_at):
+    run = str(tmp_path / "run")
+    assert cli.main(["train", data_dir, *TRAIN, "--out", run]) == 0
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    done = _work(kill_at, ["export", run, "--format", fmt, "--out", str(exports / target)], tmp_path)
+    assert done.returncode == -signal.SIGKILL, done.stdout[-2000:] + done.stderr[-2000:]
+    assert not os.path.exists(exports / target)
+    assert cli.main(["export", run, "--format", fmt, "--out", str(exports / target)]) == 0
+    left = sorted(os.listdir(exports))
+    assert left == sorted([target] + ([target.replace(".tflite", ".class_names.json")] if fmt == "tflite" else []))
+    capsys.readouterr()
