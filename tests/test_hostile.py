@@ -97,7 +97,6 @@ def test_damaged_json_is_named(tmp_path, content):
 # --- a run folder whose path holds glob characters ------------------------------------------------------------
 
 
-@pytest.mark.backend_free
 def test_a_run_folder_named_with_glob_characters_leaves_its_neighbour_alone(image_folder, tmp_path, umask_022):
     neighbour = tmp_path / "g" / "a"
     neighbour.mkdir(parents=True)
@@ -279,7 +278,6 @@ def test_manifest_encodings(image_folder, content, fragment):
     assert "list.csv" in str(info.value) and (fragment is None or fragment in str(info.value))
 
 
-@pytest.mark.backend_free
 def test_a_keras_file_needs_keras_transfer_imported_exactly_as_the_readme_says(trained_run):
     import subprocess
     import sys
