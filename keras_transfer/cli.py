@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import logging
+import re
 import sys
 
 from keras_transfer.demo import run_demo
@@ -191,8 +192,15 @@ def describe(error, command):
     if isinstance(error, OSError) and error.filename is not None:
         return _one_line(f"{error.strerror or error}: {error.filename}"), 2  # a file or folder given cannot be used
     again = " Continue with --resume: the last finished epoch is kept." if command == "train" else ""
-    return (_one_line(f"{command} failed: {type(error).__name__}: {error}", 400)
-            + f" (run with --debug for the traceback).{again}"), 1
+    return _one_line(f"{command} failed: {_innermost(error)}", 400) + f" (run with --debug for the traceback).{again}", 1
+
+
+def _innermost(error):
+    """`Name: message` of the error that started it all: TensorFlow wraps an error raised inside tf.data (e.g. an
+    image file deleted mid-run) in its own, with the original's traceback as text."""
+    text = str(error).split("Traceback (most recent call last)")[0]
+    found = re.findall(r"\b([A-Z]\w*(?:Error|Exception)): (.*?)(?=\s+\b[A-Z]\w*(?:Error|Exception): |$)", text, re.S)
+    return "{}: {}".format(*found[-1]) if found else f"{type(error).__name__}: {text}"
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 """Hostile paths, damaged run folders, shared files and odd failures: nothing lost, one line, never a traceback."""
 
 import errno
+import json
 import os
 import stat
 import zipfile
@@ -290,3 +291,31 @@ def test_a_keras_file_needs_keras_transfer_imported_exactly_as_the_readme_says(t
     after = subprocess.run([sys.executable, "-c", "import keras_transfer; " + load], capture_output=True, text=True,
                            env=env, timeout=300)
     assert after.returncode == 0 and after.stdout.strip() == "loaded", after.stderr[-2000:]
+
+
+def test_data_moved_away_mid_run_fails_in_one_line_and_resumes_once_it_is_back(tmp_path, capsys, monkeypatch):
+    from conftest import write_image_folder
+
+    from keras_transfer.training import state as state_module
+
+    data = write_image_folder(tmp_path / "data")
+    away = str(tmp_path / "moved")
+    out = str(tmp_path / "run")
+    on_epoch_end = state_module.TrainingState.on_epoch_end
+
+    def move_data_after_epoch_1(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 0:
+            os.rename(data, away)
+
+    monkeypatch.setattr(state_module.TrainingState, "on_epoch_end", move_data_after_epoch_1)
+    argv = ["train", data, "--out", out, "--backbone", "vgg16", "--weights", "none", "--input-size", "32",
+            "--strategy", "head_only", "--epochs", "2", "--batch-size", "8", "--augmentation", "none"]
+    assert cli.main(argv) == 1
+    err = _one_line_error(capsys)
+    assert "train failed" in err and "--resume" in err
+    monkeypatch.setattr(state_module.TrainingState, "on_epoch_end", on_epoch_end)
+    os.rename(away, data)
+    assert cli.main(["train", "--resume", "--out", out]) == 0
+    with open(os.path.join(out, "history.json")) as f:
+        assert len(json.load(f)["epoch"]) == 2
