@@ -99,3 +99,21 @@ def _fresh_keras_state():
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/run.sh shares the `backend_free` tests between its two pytest processes (`KT_BACKEND_FREE`):
+    `first` runs those also marked `first_backend`, `second` runs the other ones, `none` runs none of them; unset
+    (a plain `pytest`), every test runs."""
+    share = os.environ.get("KT_BACKEND_FREE")
+    if share is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        free = item.get_closest_marker("backend_free") is not None
+        first = item.get_closest_marker("first_backend") is not None
+        runs = not free or (share == "first" and first) or (share == "second" and not first)
+        (keep if runs else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -21,7 +21,7 @@ import pytest
 
 from keras_transfer import cli
 
-pytestmark = pytest.mark.backend_free
+pytestmark = [pytest.mark.backend_free, pytest.mark.first_backend]  # its workers train: TensorFlow is faster here
 
 WORKER = textwrap.dedent("""
     import json, os, signal, sys
@@ -73,6 +73,13 @@ def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("faults") / "data", per_class=5)
 
 
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("faults") / "run")
+    assert cli.main(["train", data_dir, *TRAIN, "--out", run]) == 0
+    return run
+
+
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
 def test_a_run_killed_at_any_write_resumes_or_says_why_not(data_dir, tmp_path, capsys, kill_at):
     out = str(tmp_path / "run")
@@ -105,10 +112,9 @@ def test_the_kill_points_cover_the_whole_run(data_dir, tmp_path):
 
 @pytest.mark.parametrize("fmt, target, kill_at", [("saved_model", "exported", 1), ("keras", "model.keras", 1),
                                                   ("tflite", "model.tflite", 1), ("tflite", "model.tflite", 2)])
-def test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up(data_dir, tmp_path, capsys, fmt,
+def test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up(trained_run, tmp_path, capsys, fmt,
                                                                                 target, kill_at):
-    run = str(tmp_path / "run")
-    assert cli.main(["train", data_dir, *TRAIN, "--out", run]) == 0
+    run = trained_run  # exports only read it
     exports = tmp_path / "exports"
     exports.mkdir()
     done = _work(kill_at, ["export", run, "--format", fmt, "--out", str(exports / target)], tmp_path)

@@ -31,7 +31,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs import train as train_module
 from keras_transfer.runs.config import RunConfig
 
-pytestmark = pytest.mark.backend_free
+pytestmark = [pytest.mark.backend_free, pytest.mark.first_backend]  # trains a little: TensorFlow is faster here
 
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
