@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import pytest
 
 pytestmark = pytest.mark.backend_free  # runs on the first backend only (tests/run.sh)
@@ -28,9 +27,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="runs both backends in subprocesses itself; run it once, in the TensorFlow pass")
+@pytest.mark.slow  # runs both backends in subprocesses itself: backend_free (above), so tests/run.sh runs it once
 def test_the_same_user_script_trains_under_both_backends(tmp_path):
     script = tmp_path / "user_script.py"
     script.write_text(SCRIPT)
