@@ -17,6 +17,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.runs.config import add_flags, given_settings
+from keras_transfer.runs.folder import resize_rule
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
@@ -102,7 +103,7 @@ def _evaluate(args):
     paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
     print(f"Evaluating {args.run_dir} on {source} ({len(paths)} images)")
     report = evaluate(model, (paths, labels), class_names=names, top_k=args.top_k, worst=args.worst,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, antialias=resize_rule(args.run_dir))
     written = write_report(report, args.out or args.run_dir)
     print(report.summary(), end="")
     print(f"Wrote {', '.join(written)}")
@@ -121,7 +122,7 @@ def _add_predict(sub):
 
 def _predict(args):
     results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size,
-                      strict=args.strict)
+                      strict=args.strict, antialias=resize_rule(args.run_dir))
     for r in results:
         if "skipped" in r:  # named on stderr, as training names them; the predictions go to stdout
             print(f"skipped {r['path']}: {r['skipped']}", file=sys.stderr)

@@ -14,7 +14,7 @@ from conftest import FOLDER_CLASSES, IMAGES_PER_CLASS, write_image_folder
 from image_files import write_messy_folder, write_text_as_jpeg
 
 from keras_transfer import cli
-from keras_transfer.data.sources import LabelledImages, find_images, load_image_folder, scan_image_folder
+from keras_transfer.data.sources import LabelledImages, find_images, load_image_folder
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.data.splits import class_weights, split_images, summarize
@@ -88,7 +88,9 @@ def test_non_images_and_hidden_folders_are_ignored(image_folder):
     with open(os.path.join(image_folder, "cat", "notes.txt"), "w") as f:
         f.write("not an image")
     os.makedirs(os.path.join(image_folder, ".cache"))
-    assert scan_image_folder(image_folder) == {name: IMAGES_PER_CLASS for name in FOLDER_CLASSES}
+    found = find_images(image_folder)
+    assert found.class_names == list(FOLDER_CLASSES) and found.labels == [i for i in range(len(FOLDER_CLASSES))
+                                                                    for _ in range(IMAGES_PER_CLASS)]
 
 
 @pytest.mark.backend_free
@@ -135,19 +137,27 @@ def _quiet_find(source, **kwargs):
 
 
 @pytest.mark.backend_free
-def test_find_images_skips_bad_files_and_ignores_hidden_and_non_images(tmp_path):
+def test_find_images_skips_non_images_and_ignores_hidden_files_reading_headers_only(tmp_path):
+    """The scan reads headers: a file that is no image at all is skipped and named now; a damaged body
+    (corrupt.jpg, truncated.png) has a valid header, so it is found when the pipeline decodes it."""
     root, bad = write_messy_folder(tmp_path / "messy")
+    not_an_image = [path for path in bad if path.endswith("text.jpg")]
     with pytest.warns(UserWarning) as record:
         found = find_images(root)
     messages = " ".join(str(w.message) for w in record)
-    assert "'empty'" in messages and all(path in messages for path in bad)
+    assert "'empty'" in messages and not_an_image[0] in messages
     assert found.class_names == ["cat", "dog"]
-    assert sorted(path for path, _ in found.skipped) == bad
+    assert sorted(path for path, _ in found.skipped) == not_an_image
     assert found.ignored == 5  # notes.txt, .hidden.png, the .thumbs folder, README.txt, .DS_Store
     assert not any("/." in p or p.endswith(".txt") for p in found.paths)
-    assert len(found.paths) == 4 + 5 and all(os.path.isabs(p) for p in found.paths)
-    assert [found.labels[found.paths.index(p)] for p in found.paths if "/dog/" in p] == [1] * 5
+    assert len(found.paths) == 5 + 6 and all(os.path.isabs(p) for p in found.paths)
+    assert set(bad) - set(not_an_image) <= set(found.paths)
+    assert [found.labels[found.paths.index(p)] for p in found.paths if "/dog/" in p] == [1] * 6
     assert found.dropped == [("empty", "empty folder")] and found.splits is None
+    readers = dict(zip((os.path.basename(p) for p in found.paths), found.readers))
+    assert readers == {"ok_0.png": "png", "ok_1.png": "png", "ok_2.png": "png", "rgba.png": "png",
+                       "corrupt.jpg": "jpeg", "ok_0.jpg": "jpeg", "ok_1.jpg": "jpeg", "ok_2.jpg": "jpeg",
+                       "gray.jpg": "jpeg", "deep.png": "pil", "truncated.png": "png"}
 
 
 @pytest.mark.backend_free
@@ -329,8 +339,11 @@ TINY_CLI = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "-
 
 
 def test_training_on_a_messy_folder_reports_every_skipped_file(tmp_path, capsys):
-    """Through `keras-transfer train` (which calls train_from_folder), with --test-split and --class-weight."""
+    """Through `keras-transfer train` (which calls train_from_folder), with --test-split and --class-weight: the
+    file that is no image is skipped by the scan; the two damaged ones are named and skipped when decoded."""
     root, bad = write_messy_folder(tmp_path / "messy")
+    not_an_image = [path for path in bad if path.endswith("text.jpg")]
+    damaged = sorted(set(bad) - set(not_an_image))
     out = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -340,18 +353,20 @@ def test_training_on_a_messy_folder_reports_every_skipped_file(tmp_path, capsys)
     assert code == 0 and all(path in printed for path in bad) and "empty" in printed
     with open(out / "data_summary.json") as f:
         summary = json.load(f)
-    assert sorted(item["path"] for item in summary["skipped"]) == bad
+    assert [item["path"] for item in summary["skipped"]] == not_an_image
+    assert [item["path"] for item in summary["skipped_while_training"]] == damaged
+    assert all("damaged or truncated" in item["reason"] for item in summary["skipped_while_training"])
     assert summary["dropped_classes"] == [{"class": "empty", "reason": "empty folder"}]
-    assert summary["counts"]["test"] == {"cat": 1, "dog": 1}  # round(4 * 0.2), round(5 * 0.2)
+    assert summary["counts"]["test"] == {"cat": 1, "dog": 1}  # round(5 * 0.2), round(6 * 0.2)
     with open(out / "splits.json") as f:
         splits = json.load(f)
     assert splits["class_names"] == ["cat", "dog"] and len(splits["test"]) == 2
     listed = [path for part in ("train", "val", "test") for path, _ in splits[part]]
-    assert len(listed) == 9 and not set(listed) & set(bad)
+    assert len(listed) == 11 and not set(listed) & set(not_an_image)
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["settings"]["class_weight"] == "balanced" and config["settings"]["test_split"] == 0.2
-    assert config["class_weights"] == {"0": 5 / (2 * 2), "1": 5 / (2 * 3)}  # train: 2 cats, 3 dogs
+    assert config["class_weights"] == {"0": 1.0, "1": 1.0}  # train: 3 cats, 3 dogs
     assert (out / "best.keras").exists()
 
 

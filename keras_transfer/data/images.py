@@ -6,9 +6,13 @@ become 8-bit RGB; EXIF orientation is applied. A file that cannot be decoded rai
 `ImageDecodeError` naming it.
 """
 
+import collections
 import os
 import struct
 
+import warnings
+
+import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -80,6 +84,147 @@ def read_image(path):
         raise ImageDecodeError(path, f"damaged or truncated ({error})") from None
 
 
+# -- headers: what the scan reads instead of decoding ---------------------------------------------------------------
+
+ImageHeader = collections.namedtuple("ImageHeader", "format mode height width orientation reader")
+ImageHeader.__doc__ = """What a file's header says: format, PIL-style mode, size, EXIF orientation, and the reader
+that decodes it exactly like `read_image` (`"jpeg"` or `"png"`: TensorFlow's decoders; `"pil"`: `read_image`)."""
+
+READERS = ("jpeg", "png", "pil")  # the pipeline's decoder per file, in this order (its index is the branch)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+_CHUNK = 4096
+
+
+class _Bytes:
+    """The start of a file, read further only where a parser asks for it."""
+
+    def __init__(self, file):
+        self.file, self.data = file, file.read(_CHUNK)
+
+    def get(self, start, length):
+        while len(self.data) < start + length:
+            more = self.file.read(max(_CHUNK, start + length - len(self.data)))
+            if not more:
+                raise EOFError
+            self.data += more
+        return self.data[start:start + length]
+
+
+def _exif_orientation(tiff):
+    """The orientation tag (0x0112) of an EXIF TIFF block; 1 where absent or unreadable."""
+    try:
+        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
+        (offset,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[offset:offset + 2])
+        for i in range(count):
+            entry = tiff[offset + 2 + 12 * i:offset + 14 + 12 * i]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag == 0x0112 and kind == 3:
+                return struct.unpack(order + "H", entry[8:10])[0]
+    except (KeyError, struct.error):
+        pass
+    return 1
+
+
+def _jpeg_header(data):
+    position, orientation = 2, 1
+    while True:
+        prefix, marker = data.get(position, 2)
+        if prefix != 0xFF:
+            return None
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data.get(position + 2, 2))
+        if marker == 0xE1 and data.get(position + 4, 6) == b"Exif\x00\x00":
+            orientation = _exif_orientation(data.get(position + 10, length - 8))
+        elif marker in _JPEG_SOF:
+            bits, height, width, components = struct.unpack(">BHHB", data.get(position + 4, 6))
+            mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(components, f"{components} channels")
+            tf_reads = bits == 8 and components in (1, 3) and orientation == 1
+            return ImageHeader("JPEG", mode, height, width, orientation, "jpeg" if tf_reads else "pil")
+        elif marker == 0xDA:  # start of scan before any frame header
+            return None
+        position += 2 + length
+
+
+def _png_header(data):
+    length, kind = struct.unpack(">I4s", data.get(8, 8))
+    if kind != b"IHDR" or length != 13:
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", data.get(16, 10))
+    position, transparent, orientation = 8 + 12 + length, False, 1
+    while True:  # the chunks before the image data: tRNS, eXIf
+        length, kind = struct.unpack(">I4s", data.get(position, 8))
+        if kind in (b"IDAT", b"IEND"):
+            break
+        transparent |= kind == b"tRNS"
+        if kind == b"eXIf":
+            orientation = _exif_orientation(data.get(position + 8, length))
+        position += 12 + length
+    mode = "I;16" if depth == 16 and colour == 0 else _PNG_MODES.get(colour, f"colour type {colour}")
+    tf_reads = depth == 8 and orientation == 1 and (colour in (0, 2, 6) or (colour == 3 and not transparent))
+    return ImageHeader("PNG", mode, height, width, orientation, "png" if tf_reads else "pil")
+
+
+def _pil_header(path):
+    with Image.open(path) as image:  # reads the header only; decoding waits for load()
+        exif = image.info.get("exif")
+        orientation = _exif_orientation(exif[6:] if exif[:6] == b"Exif\x00\x00" else exif) \
+            if isinstance(exif, bytes) else 1
+        return ImageHeader(image.format, image.mode, image.height, image.width, orientation, "pil")
+
+
+def read_header(path):
+    """Reads `path`'s header (not its pixels): an `ImageHeader`, about 15x cheaper than `read_image`.
+
+    JPEG and PNG headers are parsed here; other formats through PIL's lazy `Image.open`. Files TensorFlow
+    decodes exactly like `read_image` (8-bit JPEG in RGB or grayscale, 8-bit PNG without a transparent palette,
+    no EXIF rotation) get the reader `"jpeg"`/`"png"`; CMYK, 16-bit, transparent palettes, rotated images and
+    every other format get `"pil"`. A damaged body is not seen here: it fails when decoded.
+
+    Raises:
+        ImageDecodeError: the file is missing, unreadable or not an image at all.
+
+    Example:
+    >>> Image.new("RGB", (5, 4)).save("/tmp/header.png")
+    >>> read_header("/tmp/header.png")
+    ImageHeader(format='PNG', mode='RGB', height=4, width=5, orientation=1, reader='png')
+    """
+    try:
+        with open(path, "rb") as file:
+            data = _Bytes(file)
+            if data.data[:3] == b"\xff\xd8\xff":
+                header = _jpeg_header(data)
+            elif data.data[:8] == _PNG_SIGNATURE:
+                header = _png_header(data)
+            else:
+                header = None
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "a folder, not a file") from None
+    except (EOFError, struct.error):
+        header = None  # cut short: PIL names what is wrong
+    except OSError as error:
+        raise ImageDecodeError(path, f"cannot open it ({error.strerror or error})") from None
+    if header is not None:
+        return header
+    try:
+        return _pil_header(path)
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, "not an image file (its content matches no known format)") from None
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(path, f"too large to decode safely ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as error:
+        raise ImageDecodeError(path, f"damaged or truncated ({error})") from None
+
+
 def image_shape(size):
     """`(height, width)` from a square side or a `(height, width)` pair."""
     if isinstance(size, (tuple, list)):
@@ -87,18 +232,33 @@ def image_shape(size):
     return int(size), int(size)
 
 
-def resize_image(array, size):
-    """Resizes an RGB uint8 array to `size` (a square side or `(height, width)`; bilinear), returning float32
-    values in [0, 255]."""
+def tensorflow():
+    """TensorFlow, imported on first use; on another Keras backend its GPU is hidden first, so that feeding
+    batches or resizing does not claim the memory that backend needs (later than TF's first op: a warning)."""
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline, a resize or an export
+
+    if keras.backend.backend() != "tensorflow":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as error:
+            if tf.config.get_visible_devices("GPU"):
+                warnings.warn(f"TensorFlow already uses the GPU, so it may take GPU memory that the "
+                              f"{keras.backend.backend()} backend needs ({error}).", stacklevel=3)
+    return tf
+
+
+def resize_image(array, size, antialias=False):
+    """Resizes an RGB uint8 array to `size` (a square side or `(height, width)`; bilinear, antialiased or not)
+    with the training pipeline's own TensorFlow resize, returning float32 values in [0, 255]; an image
+    already at `size` is returned as it is."""
     height, width = image_shape(size)
     if array.shape[:2] == (height, width):
         return array.astype(np.float32)
-    resized = Image.fromarray(array).resize((width, height), Image.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+    return tensorflow().image.resize(array, (height, width), method="bilinear", antialias=antialias).numpy()
 
 
-def load_images(paths, size):
+def load_images(paths, size, antialias=False):
     """Reads and resizes many files into one float32 batch `(len(paths), height, width, 3)`; `size` is a square
     side or `(height, width)`."""
-    return np.stack([resize_image(read_image(p), size) for p in paths]) if len(paths) else \
+    return np.stack([resize_image(read_image(p), size, antialias) for p in paths]) if len(paths) else \
         np.zeros((0, *image_shape(size), 3), np.float32)

@@ -1,22 +1,84 @@
 """The input pipeline: image paths and labels -> a batched, prefetched `tf.data.Dataset`.
 
-Files are read by `images.read_image` (inside `tf.numpy_function`), so training reads every image the
-way `predict` and the scan do: EXIF orientation applied, 16-bit, palette, RGBA and grayscale turned into
-8-bit RGB. Decoding runs in parallel (`num_parallel_calls=AUTOTUNE`; PIL releases the GIL while it
-decodes). Keras takes a `tf.data.Dataset` on the JAX backend too; there the GPU is hidden from TensorFlow,
-which only feeds batches, so that it does not claim the memory JAX needs.
+Decoding runs in TensorFlow ops (`tf.io.read_file`, `decode_jpeg`/`decode_png`, `tf.image.resize`), in
+parallel and outside the GIL, for the files that TensorFlow decodes exactly like `images.read_image` (the
+reader the scan chose from each file's header: 8-bit JPEG and PNG without EXIF rotation). The others (EXIF
+rotation, CMYK, 16-bit, transparent palettes, BMP, GIF, WebP) go through `read_image` (PIL, inside
+`tf.numpy_function`), so every file reads the way `predict` reads it. A file that fails to decode is skipped
+without stopping the epoch and named once, at the end of the pass, with the reason (`SkippedFiles`); a file
+that has vanished since the scan stops the run instead (the data changed under it).
+
+Keras takes a `tf.data.Dataset` on the JAX backend too; there the GPU is hidden from TensorFlow, which only
+feeds batches, so that it does not claim the memory JAX needs.
 """
 
+import logging
 import os
-import warnings
+import threading
 
-import keras
+import numpy as np
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.data.images import image_shape, read_image, resize_image
+from keras_transfer.data.images import READERS, ImageDecodeError, image_shape, read_header, read_image, tensorflow
+
+SHUFFLE_BUFFER = 1024  # images held by the shuffle that follows a cache: memory stays flat whatever the data size
+log = logging.getLogger(__name__)
 
 
-def _check(paths, labels, image_size, batch_size, cache):
+class SkippedFiles:
+    """The files of one dataset that failed to decode while it was iterated, and why.
+
+    The pipeline drops an image that fails to decode (`ignore_errors`; another image takes its place) and
+    records, per batch, the paths that arrived; at the end of each pass the ones missing are read again by
+    `read_image` for the reason, logged once by name and kept in `skipped` (`{path: reason}`). A missing
+    file is not skipped: the pass raises `KerasTransferError` naming it, since the data changed after the
+    scan; so does a pass where more than half the files failed.
+    """
+
+    def __init__(self, paths, name="data"):
+        self.name, self._expected = name, {os.fsencode(p) for p in paths}
+        self._arrived, self._lock, self.skipped = set(), threading.Lock(), {}
+
+    def _start(self):
+        with self._lock:
+            self._arrived = set()
+        return np.bool_(False)
+
+    def _arrive(self, paths, labels):
+        with self._lock:
+            self._arrived.update(paths.tolist())
+        return labels
+
+    def _end(self):
+        with self._lock:
+            missing = sorted(self._expected - self._arrived)
+        new = {}
+        for raw in missing:
+            path = os.fsdecode(raw)
+            if path in self.skipped:
+                continue
+            if not os.path.exists(path):
+                raise KerasTransferError(f"Image {path} of the {self.name} data is gone (no such file): the data "
+                                         f"changed since it was scanned. Put it back, or start a new run on the "
+                                         f"data as it is now.")
+            try:
+                read_image(path)
+                reason = "TensorFlow's decoder rejected it"
+            except ImageDecodeError as error:
+                reason = error.reason
+            new[path] = reason
+        if new:
+            self.skipped.update(new)
+            log.warning("Skipped %d file(s) of the %s data that failed to decode: %s", len(new), self.name,
+                        "; ".join(f"{path} ({reason})" for path, reason in new.items()))
+        if 2 * len(self.skipped) > len(self._expected):  # a second pass could not fill their places
+            raise KerasTransferError(f"{len(self.skipped)} of the {len(self._expected)} images of the {self.name} "
+                                     f"data failed to decode (named above): too few remain to train on. First: "
+                                     f"{next(iter(self.skipped.items()))}")
+        return np.bool_(False)
+
+
+def _check(paths, labels, image_size, batch_size, cache, readers):
     if len(paths) != len(labels) or not len(paths):
         raise KerasTransferError(f"paths and labels must be non-empty and of the same length. "
                                  f"Received: len(paths)={len(paths)}, len(labels)={len(labels)}")
@@ -26,22 +88,41 @@ def _check(paths, labels, image_size, batch_size, cache):
             raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
     if cache is not None and not isinstance(cache, (str, os.PathLike)):
         raise KerasTransferError(f"cache must be None, 'memory' or a file path prefix. Received: cache={cache!r}")
+    if readers is not None and (len(readers) != len(paths) or set(readers) - set(READERS)):
+        raise KerasTransferError(f"readers must hold one of {READERS} per path. Received: "
+                                 f"{len(readers)} readers for {len(paths)} paths")
 
 
-def _keep_tensorflow_off_the_gpu(tf):
-    """On the JAX backend tf.data only feeds batches; a TensorFlow that initialises the GPU would claim the
-    memory JAX needs. Hide the GPU from TensorFlow (before its first op; later, warn: it is too late)."""
-    if keras.backend.backend() == "tensorflow":
-        return
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError as error:
-        if tf.config.get_visible_devices("GPU"):
-            warnings.warn(f"TensorFlow already uses the GPU, so its tf.data pipeline may take GPU memory that the "
-                          f"{keras.backend.backend()} backend needs ({error}).", stacklevel=3)
+def choose_readers(paths):
+    """The reader of each path from its header (`images.read_header`); a file whose header cannot be read
+    gets `"pil"`, which names what is wrong with it when the pipeline reaches it."""
+    readers = []
+    for path in paths:
+        try:
+            readers.append(read_header(path).reader)
+        except ImageDecodeError:
+            readers.append("pil")
+    return readers
 
 
-def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1337, cache=None):
+def decode_and_resize(tf, path, reader, size, antialias):
+    """One file -> float32 RGB `(height, width, 3)` in [0, 255] at `size`, bilinear (TensorFlow ops, or
+    `read_image` for `reader == 2`); an image already at `size` is not resampled."""
+    def pil():
+        image = tf.numpy_function(lambda p: read_image(os.fsdecode(p)), [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, (None, None, 3))
+
+    image = tf.switch_case(reader, [
+        lambda: tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(tf.io.read_file(path), channels=3), pil])
+    same = tf.reduce_all(tf.shape(image)[:2] == size)
+    image = tf.cond(same, lambda: tf.cast(image, tf.float32),
+                    lambda: tf.image.resize(image, size, method="bilinear", antialias=antialias))
+    return tf.ensure_shape(image, (*size, 3))
+
+
+def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1337, cache=None, antialias=False,
+                 readers=None, skipped=None, include_paths=False, fill_skipped=True):
     """A `tf.data.Dataset` of `(images, labels)` batches: float32 RGB in [0, 255] at `image_size` (bilinear),
     int32 labels.
 
@@ -53,7 +134,16 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
         shuffle: reshuffle the examples each epoch; the order follows from `seed`.
         seed: seed of the shuffle.
         cache: None (decode every epoch), `"memory"` (keep decoded images in memory after the first
-            epoch) or a file path prefix (`tf.data` cache files there).
+            epoch) or a file path prefix (`tf.data` cache files there: memory stays flat). Cached images
+            are stored as uint8 (a quarter of the size; values rounded to whole levels).
+        antialias: antialiased (area-weighted) downscaling, as PIL's resize does; off by default, as in
+            Keras's own loader: it costs about twice the CPU per image (see BENCHMARKS.md).
+        readers: the reader per path (`"jpeg"`, `"png"`, `"pil"`, see `images.read_header`); by default
+            read from each file's header.
+        skipped: a `SkippedFiles` to record the files that fail to decode into; by default a new one.
+        include_paths: yield `(images, labels, paths)` batches (which files arrived, in order).
+        fill_skipped: give a skipped file's place to an image of a second pass, so that every epoch has its
+            full number of steps and Keras knows the count; off for an evaluation (no image counted twice).
 
     Returns:
         A `tf.data.Dataset`, prefetched.
@@ -65,27 +155,44 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
     >>> tuple(images.shape), labels.dtype.name
     ((1, 4, 4, 3), 'int32')
     """
-    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
-
+    tf = tensorflow()  # under JAX, TensorFlow loads only for a tf.data pipeline, a resize or an export
     paths, labels = [os.fspath(p) for p in paths], [int(label) for label in labels]
-    _check(paths, labels, image_size, batch_size, cache)
-    _keep_tensorflow_off_the_gpu(tf)
+    _check(paths, labels, image_size, batch_size, cache, readers)
+    readers = [READERS.index(r) for r in (readers if readers is not None else choose_readers(paths))]
+    skipped = skipped if skipped is not None else SkippedFiles(paths)
+    size = image_shape(image_size)
 
-    def read(path):
-        return resize_image(read_image(path.decode("utf-8")), image_size)
-
-    def load(path, label):
-        image = tf.numpy_function(read, [path], tf.float32, stateful=False)
-        image.set_shape((*image_shape(image_size), 3))
-        return image, label
+    def load(path, label, reader):
+        return decode_and_resize(tf, path, reader, size, antialias), label, path
 
     autotune = tf.data.AUTOTUNE
-    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int32)))
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int32),
+                                                  tf.constant(readers, tf.int32)))
     if shuffle and cache is None:  # shuffle the paths: cheap, and the buffer holds no images
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True)
+    dataset = dataset.map(load, num_parallel_calls=autotune, deterministic=True).ignore_errors()
     if cache is not None:
+        dataset = dataset.map(lambda x, y, p: (tf.cast(tf.round(x), tf.uint8), y, p))
         dataset = dataset.cache() if cache == "memory" else dataset.cache(os.fspath(cache))
-        if shuffle:
-            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(autotune)
+        if shuffle:  # a bounded buffer: the cache is read in its first order, mixed this far
+            dataset = dataset.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(lambda x, y, p: (tf.cast(x, tf.float32), y, p), num_parallel_calls=autotune)
+    # A skipped file's place is taken by an image of a second pass, so that every epoch has the same number of
+    # steps and Keras knows it (an unknown count makes Keras warn that the input "ran out of data").
+    if fill_skipped:
+        dataset = dataset.concatenate(dataset).take(len(paths))
+    dataset = dataset.batch(batch_size).map(
+        lambda x, y, p: (x, tf.ensure_shape(tf.numpy_function(skipped._arrive, [p, y], tf.int32), [None]), p))
+    dataset = _marker(tf, skipped._start, dataset).concatenate(dataset).concatenate(_marker(tf, skipped._end, dataset))
+    if fill_skipped:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(paths) // batch_size)))
+    if not include_paths:
+        dataset = dataset.map(lambda x, y, p: (x, y))
+    return dataset.prefetch(autotune)
+
+
+def _marker(tf, function, like):
+    """An empty dataset shaped like `like` that calls `function` when a pass reaches it (start or end)."""
+    dummy = tf.nest.map_structure(lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype), like.element_spec)
+    call = tf.data.Dataset.range(1).map(lambda _: tf.numpy_function(function, [], tf.bool, stateful=True))
+    return call.filter(lambda flag: flag).map(lambda _: dummy)

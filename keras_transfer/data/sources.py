@@ -1,8 +1,11 @@
 """Finds labelled images (a folder of class subfolders, a `train/` `val/` `test/` layout, or a CSV/JSON
-manifest), checks that every one decodes, splits them and loads them as `tf.data` pipelines.
+manifest), checks them, splits them and loads them as `tf.data` pipelines.
 
-Every candidate file is decoded once by `images.read_image` at scan time, so a bad file is named before
-training starts, never mid-epoch.
+The scan costs a listing plus a header read per file (`images.read_header`: format, size, mode, EXIF
+orientation, and which decoder reads it), never a decode: a file that is not an image at all is named and
+skipped here; one whose body is damaged is named and skipped when the pipeline first decodes it, without
+stopping the epoch (`pipeline.SkippedFiles`). `strict=True` decodes every file at scan time instead and stops
+before training on any failure.
 """
 
 import concurrent.futures
@@ -12,8 +15,8 @@ import json
 import os
 import warnings
 
-from keras_transfer.data.images import ImageDecodeError, is_image_name, read_image
-from keras_transfer.data.pipeline import make_dataset
+from keras_transfer.data.images import ImageDecodeError, is_image_name, read_header, read_image
+from keras_transfer.data.pipeline import SkippedFiles, make_dataset
 from keras_transfer.data.splits import SPLITS, split_images, summarize
 from keras_transfer.errors import KerasTransferError
 
@@ -26,11 +29,12 @@ class LabelledImages:
     """Readable images with their labels, and what was left out on the way.
 
     Attributes:
-        paths: absolute paths, each already decoded once by `read_image`.
+        paths: absolute paths, each with a readable image header (with `strict`, each decoded once).
         labels: int index into `class_names` per path.
         class_names: sorted class names.
-        skipped: `(path, reason)` of each file that could not be decoded.
-        sizes: `(height, width)` per path.
+        skipped: `(path, reason)` of each file that could not be read.
+        sizes: `(height, width)` per path (after EXIF rotation).
+        readers: the decoder per path (`"jpeg"`, `"png"` or `"pil"`, see `images.read_header`).
         ignored: count of hidden and non-image files left out unread.
         dropped: `(class_name, reason)` of each class left out (no readable image).
         splits: `"train"`/`"val"`/`"test"` per path for a `train/` `val/` `test/` layout, else None.
@@ -47,6 +51,7 @@ class LabelledImages:
     splits: list = None
     source: str = ""
     kind: str = "folder"
+    readers: list = None
 
 
 def _visible_dirs(folder):
@@ -168,21 +173,36 @@ def _sorted_classes(names):
     return sorted(names)
 
 
-def _decode_all(paths):
-    """`{path: (height, width) or ImageDecodeError}`, decoding in a few threads (PIL releases the GIL)."""
-    def probe(path):
-        try:
-            path.encode("utf-8")  # tf.data and JSON carry paths as UTF-8 text
-        except UnicodeEncodeError:
-            return ImageDecodeError(path, "its name is not valid UTF-8 (rename the file)")
-        try:
-            return read_image(path).shape[:2]
-        except ImageDecodeError as error:
-            return error
+_STRICT_CHUNK = 256  # files decoded at a time under strict: memory stays bounded whatever the data size
 
-    workers = min(8, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return dict(zip(paths, pool.map(probe, paths)))
+
+def _readable(path, decode):
+    """`(height, width, reader)` of `path`, or the `ImageDecodeError` saying why it cannot be read."""
+    try:
+        path.encode("utf-8")  # tf.data and JSON carry paths as UTF-8 text
+    except UnicodeEncodeError:
+        return ImageDecodeError(path, "its name is not valid UTF-8 (rename the file)")
+    try:
+        header = read_header(path)
+        if decode:
+            read_image(path)
+    except ImageDecodeError as error:
+        return error
+    rotated = header.orientation in (5, 6, 7, 8)  # a quarter turn swaps height and width
+    return (header.width, header.height, header.reader) if rotated else (header.height, header.width, header.reader)
+
+
+def _read_all(paths, strict):
+    """`{path: (height, width, reader) or ImageDecodeError}`: a header read per file, in one thread; `strict`
+    decodes every file too, in a few threads (PIL releases the GIL), a bounded chunk at a time."""
+    if not strict:
+        return {path: _readable(path, False) for path in paths}
+    found = {}
+    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(paths), _STRICT_CHUNK):
+            chunk = paths[start:start + _STRICT_CHUNK]
+            found.update(zip(chunk, pool.map(lambda path: _readable(path, True), chunk)))
+    return found
 
 
 def _check_source(source):
@@ -200,13 +220,14 @@ def _check_source(source):
 def find_images(source, *, strict=False):
     """Finds labelled images in a folder of class subfolders, a `train/` `val/` `test/` layout or a manifest.
 
-    Each candidate is decoded once; files that cannot be are skipped and named (with `strict=True`, one
-    error lists them all). Hidden and non-image files are counted, not read. A class left with no readable
+    Each candidate's header is read (a listing plus a few bytes per file, no decode); files that are not
+    images are skipped and named; a damaged body is found, named and skipped when training first decodes
+    it. `strict=True` decodes every file here instead, and one error lists all that fail. Hidden and non-image files are counted, not read. A class left with no readable
     image is dropped with a warning, as long as two classes remain.
 
     Args:
         source: a folder, or a `.csv`/`.json` manifest of `path,label` rows.
-        strict: raise on any unreadable file instead of skipping it.
+        strict: decode every file now and raise on any unreadable one instead of skipping it.
 
     Returns:
         A `LabelledImages`.
@@ -224,17 +245,18 @@ def find_images(source, *, strict=False):
     ['a', 'b']
     """
     entries, ignored, kind = _check_source(source)
-    decoded = _decode_all([path for path, _, _ in entries if path])
-    skipped = [(path, result.reason) for path, result in decoded.items() if isinstance(result, ImageDecodeError)]
+    read = _read_all([path for path, _, _ in entries if path], strict)
+    skipped = [(path, result.reason) for path, result in read.items() if isinstance(result, ImageDecodeError)]
     if strict and skipped:
         listing = "; ".join(f"{path} ({reason})" for path, reason in skipped)
         raise KerasTransferError(f"{len(skipped)} file(s) in {source} cannot be read as images (strict mode stops "
                                  f"before training; without it they are skipped): {listing}. Received: strict=True")
-    good = [(p, name, split) for p, name, split in entries if p and not isinstance(decoded[p], ImageDecodeError)]
+    good = [(p, name, split) for p, name, split in entries if p and not isinstance(read[p], ImageDecodeError)]
     all_classes = _sorted_classes(name for _, name, _ in entries)
     kept = _sorted_classes(name for _, name, _ in good)
-    dropped = [(name, "no readable image" if any(p and n == name for p, n, _ in entries) else "empty folder")
-               for name in all_classes if name not in kept]
+    listed = {name for p, name, _ in entries if p}  # one pass over the entries, whatever the number of classes
+    dropped = [(name, "no readable image" if name in listed else "empty folder")
+               for name in all_classes if name not in set(kept)]
     if len(kept) < 2:
         raise KerasTransferError(
             f"Data source {source} needs at least two classes with readable images; found {len(kept)} "
@@ -247,22 +269,17 @@ def find_images(source, *, strict=False):
                       + "; ".join(f"{p} ({r})" for p, r in skipped), stacklevel=2)
     index = {name: i for i, name in enumerate(kept)}
     return LabelledImages(paths=[p for p, _, _ in good], labels=[index[n] for _, n, _ in good], class_names=kept,
-                          skipped=skipped, sizes=[tuple(decoded[p]) for p, _, _ in good], ignored=ignored,
+                          skipped=skipped, sizes=[tuple(read[p][:2]) for p, _, _ in good], ignored=ignored,
                           dropped=dropped, splits=[s for _, _, s in good] if kind == "layout" else None,
-                          source=os.path.abspath(source), kind=kind)
-
-
-def scan_image_folder(directory):
-    """Counts readable images per class of a folder (see `find_images`): `{class_name: count}`."""
-    found = find_images(directory)
-    return {name: found.labels.count(i) for i, name in enumerate(found.class_names)}
+                          source=os.path.abspath(source), kind=kind, readers=[read[p][2] for p, _, _ in good])
 
 
 @dataclasses.dataclass
 class ImageFolderData:
     """Training, validation and test `tf.data.Dataset`s of (float32 RGB 0-255 images, int32 labels).
 
-    `val`/`test` are None when empty; `splits` is the `Splits` they came from, `summary` its `DataSummary`.
+    `val`/`test` are None when empty; `splits` is the `Splits` they came from, `summary` its `DataSummary`;
+    `skipped` the `pipeline.SkippedFiles` of each split, filled as the pipelines decode.
     """
 
     train: object
@@ -272,19 +289,26 @@ class ImageFolderData:
     test: object = None
     splits: object = None
     summary: object = None
+    skipped: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
+    def skipped_while_training(self):
+        """`[{"path", "reason", "split"}]`: the files that failed to decode in the pipelines so far."""
+        return [{"path": path, "reason": reason, "split": split}
+                for split, files in self.skipped.items() for path, reason in sorted(files.skipped.items())]
+
 
 def load_image_folder(directory, *, image_size, batch_size=32, validation_split=0.2, test_split=0.0, seed=1337,
-                      strict=False, cache=None):
+                      strict=False, cache=None, antialias=False):
     """Loads a folder of class subfolders (or a layout or manifest, see `find_images`) as `tf.data` sets.
 
-    Images are read by `read_image` (EXIF, 16-bit, palette and RGBA handled), resized to `image_size`
-    x `image_size`, kept as raw RGB values in [0, 255] (the model preprocesses them itself), batched
-    and prefetched; the training set is reshuffled each epoch. The same `seed` gives the same split.
+    Images are decoded by TensorFlow (or `read_image` where only PIL reads them exactly: EXIF, 16-bit,
+    CMYK, ...), resized to `image_size` (bilinear), kept as raw RGB values in [0, 255] (the model
+    preprocesses them itself), batched and prefetched; the training set is reshuffled each epoch. The same
+    `seed` gives the same split.
 
     Args:
         directory: a folder with one subfolder of images per class, or see `find_images`.
@@ -293,8 +317,10 @@ def load_image_folder(directory, *, image_size, batch_size=32, validation_split=
         validation_split: share of each class held out for validation (ignored for a train/val/test layout).
         test_split: share of each class held out for testing.
         seed: seed of the split and the shuffling.
-        strict: raise on any unreadable file instead of skipping it.
-        cache: None, `"memory"` or a file path: cache decoded images (see `pipeline.make_dataset`).
+        strict: decode every file before training and raise on any unreadable one instead of skipping it.
+        cache: None, `"memory"` or a file path prefix (one cache per split, `<prefix>.train` ...): cache
+            decoded images (see `pipeline.make_dataset`).
+        antialias: antialiased downscaling (see `pipeline.make_dataset`).
 
     Returns:
         An `ImageFolderData`.
@@ -302,15 +328,22 @@ def load_image_folder(directory, *, image_size, batch_size=32, validation_split=
     Example:
     >>> data = load_image_folder("/tmp/kt_find", image_size=8, validation_split=0)  # doctest: +SKIP
     """
-    splits = split_images(find_images(directory, strict=strict), validation_split=validation_split,
-                          test_split=test_split, seed=seed)
-    sets = {}
+    found = find_images(directory, strict=strict)
+    splits = split_images(found, validation_split=validation_split, test_split=test_split, seed=seed)
+    reader_of = dict(zip(found.paths, found.readers))
+    sets, skipped = {}, {}
     for name in SPLITS:
         paths, labels = splits.paths(name), splits.labels(name)
+        if not paths:
+            sets[name] = None
+            continue
+        skipped[name] = SkippedFiles(paths, name)
+        split_cache = cache if cache in (None, "memory") else f"{os.fspath(cache)}.{name}"
         sets[name] = make_dataset(paths, labels, image_size=image_size, batch_size=batch_size,
-                                  shuffle=name == "train", seed=seed, cache=cache) if paths else None
+                                  shuffle=name == "train", seed=seed, cache=split_cache, antialias=antialias,
+                                  readers=[reader_of[p] for p in paths], skipped=skipped[name])
     if sets["train"] is None:
         raise KerasTransferError(f"No training images in {directory}. Received: data_dir={directory!r}")
     counts = {name: sum(splits.counts(s).get(name, 0) for s in SPLITS) for name in splits.class_names}
     return ImageFolderData(train=sets["train"], val=sets["val"], test=sets["test"], class_names=splits.class_names,
-                           counts=counts, splits=splits, summary=summarize(splits))
+                           counts=counts, splits=splits, summary=summarize(splits), skipped=skipped)

@@ -28,9 +28,9 @@ class Splits:
         return [label for _, label in self.parts[split]]
 
     def counts(self, split):
-        """`{class_name: count}` in `split`, every class listed."""
-        labels = self.labels(split)
-        return {name: labels.count(i) for i, name in enumerate(self.class_names)}
+        """`{class_name: count}` in `split`, every class listed (one pass over the labels)."""
+        counts = np.bincount(np.asarray(self.labels(split), np.int64), minlength=len(self.class_names))
+        return dict(zip(self.class_names, counts.tolist()))
 
     def as_dict(self):
         """The `splits.json` form: `{"class_names": [...], "train": [[path, label], ...], "val": ..., "test": ...}`."""
@@ -100,8 +100,7 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337, per
         train, parts["train"] = parts["train"], []
         pool = dataclasses.replace(images, paths=[p for p, _ in train], labels=[lab for _, lab in train], splits=None)
     rng = np.random.default_rng(seed)
-    for label in range(len(images.class_names)):
-        members = _shuffled_class(pool, label, rng)
+    for label, members in enumerate(_shuffled_classes(pool, rng)):
         n_val, n_test = _class_counts(len(members), validation_split or 0.0, test_split or 0.0)
         parts["test"] += [(p, label) for p in members[:n_test]]
         parts["val"] += [(p, label) for p in members[n_test:n_test + n_val]]
@@ -112,9 +111,13 @@ def split_images(images, *, validation_split=0.2, test_split=0.0, seed=1337, per
                   validation_split=validation_split, test_split=test_split)
 
 
-def _shuffled_class(images, label, rng):
-    members = sorted(p for p, lab in zip(images.paths, images.labels) if lab == label)
-    return [members[i] for i in rng.permutation(len(members))]
+def _shuffled_classes(images, rng):
+    """Each class's paths, sorted then shuffled by `rng` (class by class, in label order): one pass over the
+    labels, whatever the number of classes."""
+    members = [[] for _ in images.class_names]
+    for path, label in zip(images.paths, images.labels):
+        members[label].append(path)
+    return [[paths[i] for i in rng.permutation(len(paths))] for paths in map(sorted, members)]
 
 
 def _split_counts(images, per_class, seed):
@@ -126,7 +129,7 @@ def _split_counts(images, per_class, seed):
     n_train, n_val, n_test = per_class
     need = n_train + n_val + n_test
     rng = np.random.default_rng(seed)
-    shuffled = [_shuffled_class(images, label, rng) for label in range(len(images.class_names))]
+    shuffled = _shuffled_classes(images, rng)
     short = {name: len(members) for name, members in zip(images.class_names, shuffled) if len(members) < need}
     if short:
         raise KerasTransferError(f"Each class needs {need} images for per_class={tuple(per_class)}; too few in: "

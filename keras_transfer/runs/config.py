@@ -167,7 +167,11 @@ class RunConfig:
     batch_size: int = setting(32, "batch size", check=check_positive_int)
     validation_split: float = setting(0.2, "share of each class held out for validation", check=check_fraction)
     test_split: float = setting(0.0, "share of each class held out for testing", check=check_fraction)
-    strict: bool = setting(False, "stop before training if any image file is unreadable", check=check_flag)
+    strict: bool = setting(False, "decode every image before training and stop if any is unreadable (default: "
+                           "headers are read; a damaged image is named and skipped when first decoded)",
+                           check=check_flag)
+    antialias: bool = setting(False, "antialiased downscaling of the images, as PIL resizes (about twice the CPU "
+                              "per image; default off, as Keras's own loader)", check=check_flag)
     class_weight: str = setting(None, "balanced: weigh classes by n / (k * count)", choices=(None, "balanced"),
                                 type=str)
     augmentation: str = setting("light", "none | flip | light | geometric", check=check_augmentation_name)
@@ -266,7 +270,9 @@ class RunConfig:
             settings = {k: v for k, v in stored.items() if k in names}
             env = {k: v for k, v in stored.items() if k not in names}
         known = {f.name for f in cls.fields()}
-        return cls(**{k: v for k, v in settings.items() if k in known}), env
+        settings = {k: v for k, v in settings.items() if k in known}
+        settings.setdefault("antialias", True)  # written before 0.2: its images were resized by PIL, antialiased
+        return cls(**settings), env
 
 
 def environment():

@@ -47,6 +47,15 @@ def read_config(out):
         raise KerasTransferError(f"Cannot read {path}: {error}. Received: out={out!r}") from None
 
 
+def resize_rule(source):
+    """The `antialias` a run's images were resized with (its `config.json`); False for a model file or a
+    folder without one, as the pipeline's default. `predict` and `evaluate` resize new images the same way."""
+    source = os.fspath(source)
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, CONFIG)):
+        return read_config(source)[0].antialias
+    return False
+
+
 def check_compatible(out, env):
     """Raises unless the run in `out` was written by this run format on this Keras backend."""
     backend = keras.backend.backend()

@@ -7,6 +7,7 @@ import os
 import keras
 
 from keras_transfer import io
+from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.fingerprint import fingerprint
 from keras_transfer.data.splits import SPLITS, class_weights
@@ -14,7 +15,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON, HISTORY_PLOT,
                                    REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
-from keras_transfer.models.classifier import build_classifier
+from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
 from keras_transfer.serving import plots
@@ -89,7 +90,7 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     keras.utils.set_random_seed(config.seed)  # before the datasets exist: tf.data's shuffle seeds mix in the global one
     data = load_image_folder(config.data_dir, image_size=config.input_size, batch_size=config.batch_size,
                              validation_split=config.validation_split, seed=config.seed, test_split=config.test_split,
-                             strict=config.strict)
+                             strict=config.strict, antialias=config.antialias)
     log.info("%s", data.summary)
     prints = fingerprint(path for split in SPLITS for path in data.splits.paths(split))
     if resume:
@@ -115,8 +116,23 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
     if data.test is not None:
-        evaluate_test_split(out, data, batch_size=config.batch_size, fallback=model)
+        evaluate_test_split(out, data, batch_size=config.batch_size, fallback=model, antialias=config.antialias)
+    _record_skipped(out, data)
     return model, result
+
+
+def _record_skipped(out, data):
+    """Adds the files that failed to decode during training to `data_summary.json` (and the log)."""
+    skipped = data.skipped_while_training()
+    summary = io.read_json(os.path.join(out, DATA_SUMMARY))
+    summary["skipped_while_training"] = sorted(skipped + summary.get("skipped_while_training", []),
+                                               key=lambda item: item["path"])
+    summary["skipped_while_training"] = list({item["path"]: item for item in summary["skipped_while_training"]}
+                                             .values())
+    io.write_json(os.path.join(out, DATA_SUMMARY), summary)
+    if skipped:
+        log.info("Skipped while training: %d file(s) that failed to decode (listed in %s).", len(skipped),
+                 os.path.join(out, DATA_SUMMARY))
 
 
 def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
@@ -136,13 +152,15 @@ def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
                      **common)
 
 
-def evaluate_test_split(out, data, *, batch_size, fallback):
+def evaluate_test_split(out, data, *, batch_size, fallback, antialias=False):
     """Evaluates `best.keras` (else `fallback`) on the held-out test split into the run folder: `report.json`,
     `report.txt` and, with matplotlib, `confusion_matrix.png`."""
     best_path = os.path.join(out, BEST_MODEL)
     best = load_model(out)[0] if os.path.isfile(best_path) else fallback
-    report = evaluate(best, (data.splits.paths("test"), data.splits.labels("test")), class_names=data.class_names,
-                      batch_size=batch_size, out=out)
+    test = make_dataset(data.splits.paths("test"), data.splits.labels("test"), image_size=input_size(best),
+                        batch_size=batch_size, antialias=antialias, skipped=data.skipped["test"], include_paths=True,
+                        fill_skipped=False)
+    report = evaluate(best, test, class_names=data.class_names, out=out)
     log.info("Test split (%d images): accuracy %.4f, top-%d accuracy %.4f; full report in %s", report.n,
              report.accuracy, report.top_k, report.top_k_accuracy, os.path.join(out, REPORT_TXT))
     return report

@@ -157,30 +157,34 @@ def _is_paths(values):
 
 
 def _dataset_predictions(model, dataset):
-    probabilities, labels = [], []
+    """`(probabilities, labels, paths_or_None)`; paths where the batches carry them (`(images, labels, paths)`)."""
+    probabilities, labels, paths = [], [], []
     for batch in dataset:
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
             raise KerasTransferError("The dataset must yield (images, labels) batches. "
                                      f"Received: a batch of type {type(batch).__name__}")
         probabilities.append(class_probabilities(model.predict_on_batch(np.asarray(batch[0]))))
         labels.append(_labels(np.asarray(batch[1])))
+        if len(batch) == 3:
+            paths += [os.fsdecode(p) for p in np.asarray(batch[2]).tolist()]
     if not probabilities:
         raise KerasTransferError("The dataset is empty. Received: data=<empty tf.data.Dataset>")
-    return np.concatenate(probabilities), np.concatenate(labels)
+    return np.concatenate(probabilities), np.concatenate(labels), paths or None
 
 
-def predictions(model, data, *, batch_size=32):
-    """`(probabilities, labels, paths_or_None)` of `model` on a dataset, `(paths, labels)` or `(x, y)`."""
+def predictions(model, data, *, batch_size=32, antialias=False):
+    """`(probabilities, labels, paths_or_None)` of `model` on a dataset, `(paths, labels)` or `(x, y)`; a file
+    that fails to decode is named in a warning and left out (its path with it)."""
     if hasattr(data, "element_spec"):  # a tf.data.Dataset
-        return (*_dataset_predictions(model, data), None)
+        return _dataset_predictions(model, data)
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise KerasTransferError("data must be a tf.data.Dataset of (images, labels), a (paths, labels) pair or "
                                  f"an (x, y) pair of arrays. Received: data of type {type(data).__name__}")
     x, y = data
     if _is_paths(x):
-        paths = [os.fspath(p) for p in x]
-        dataset = make_dataset(paths, y, image_size=input_size(model), batch_size=batch_size)
-        return (*_dataset_predictions(model, dataset), paths)
+        dataset = make_dataset([os.fspath(p) for p in x], y, image_size=input_size(model), batch_size=batch_size,
+                               antialias=antialias, include_paths=True, fill_skipped=False)
+        return _dataset_predictions(model, dataset)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4 or len(x) != len(y) or not len(x):
         raise KerasTransferError(f"x must be a non-empty batch of images (n, height, width, 3) with one label each. "
@@ -236,7 +240,7 @@ def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
     return [path for path, _ in rows], labels, f"the {split} split of {file}"
 
 
-def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32, out=None):
+def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32, out=None, antialias=False):
     """Evaluates a classifier on labelled images.
 
     Args:
@@ -248,6 +252,7 @@ def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32,
         worst: how many of the most confidently wrong examples to list.
         batch_size: batch size for paths and arrays.
         out: optional folder to write `report.json`, `report.txt` and `confusion_matrix.png` into.
+        antialias: for paths: resize as the model's training data was (see `pipeline.make_dataset`).
 
     Returns:
         An `EvaluationReport`.
@@ -266,7 +271,7 @@ def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32,
     names = default_class_names(model, class_names)
     if out is not None:
         io.check_writable(out, "the report")  # before the work, not after it
-    probabilities, labels, paths = predictions(model, data, batch_size=batch_size)
+    probabilities, labels, paths = predictions(model, data, batch_size=batch_size, antialias=antialias)
     report = report_from_probabilities(probabilities, labels, names, top_k=top_k, worst=worst, paths=paths)
     if out is not None:
         write_report(report, out)

@@ -53,7 +53,7 @@ def predict_probabilities(model, images, *, tta=False):
     return probabilities
 
 
-def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, strict=False):
+def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, strict=False, antialias=False):
     """Predicts the top classes of image files.
 
     Args:
@@ -64,6 +64,8 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
         tta: also predict each horizontally flipped image and average the two probabilities.
         batch_size: images read and predicted at a time.
         strict: raise on the first file that cannot be read, instead of naming and skipping it (as training does).
+        antialias: resize as the model's training images were (`config.json`'s `antialias` of its run; the
+            CLI reads it from the run folder).
 
     Returns:
         A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`, most probable
@@ -90,7 +92,7 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
     k = min(top_k, len(names))
     results = []
     for start in range(0, len(paths), batch_size):
-        images, skipped = _read_chunk(paths[start:start + batch_size], size, strict)
+        images, skipped = _read_chunk(paths[start:start + batch_size], size, strict, antialias)
         rows = iter(predict_probabilities(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
         for path in paths[start:start + batch_size]:
             if path in skipped:
@@ -102,12 +104,12 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
     return results
 
 
-def _read_chunk(paths, size, strict):
+def _read_chunk(paths, size, strict, antialias):
     """`({path: image}, {path: reason})`: the readable files' pixels and why the others were skipped."""
     images, skipped = {}, {}
     for path in paths:
         try:
-            images[path] = resize_image(read_image(path), size)
+            images[path] = resize_image(read_image(path), size, antialias)
         except ImageDecodeError as error:
             if strict:
                 raise
