@@ -139,3 +139,28 @@ def test_an_interrupted_cached_head_phase_resumes_with_its_optimizer_state(tmp_p
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
     assert 3 * cut["iterations"] == 2 * whole["iterations"]  # two of three epochs' steps before the cut
     assert resumed["iterations"] == whole["iterations"]  # a fresh optimizer would count only the last epoch
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_the_tf_dataset_gives_the_pydatasets_batches_in_the_same_seeded_order(tmp_path, on_disk):
+    """TensorFlow trains the head from `as_tf_dataset`, JAX from the `PyDataset`: the same batches, epoch by epoch."""
+    x, y = make_tiny_xy(n=11)
+    cached = extract_features(_model(), (x, y), batch_size=4, shuffle=True, seed=7,
+                              cache=str(tmp_path / "cache") if on_disk else "memory")
+    dataset = cached.as_tf_dataset()
+    for epoch in range(3):
+        from_tf = [tuple(as_numpy(t) for t in batch) for batch in dataset]
+        assert len(from_tf) == len(cached) == 3
+        for i, (features, labels) in enumerate(from_tf):
+            np.testing.assert_array_equal(features, cached[i][0])
+            np.testing.assert_array_equal(labels, cached[i][1])
+        cached.on_epoch_end()
+    assert sorted(np.concatenate([b[1] for b in from_tf]).tolist()) == sorted(y.tolist())
+
+
+def test_head_batch_size_is_opt_in_and_checked():
+    preset = get_preset("feature_extraction", epochs=1, learning_rate=1e-2)
+    history = train_head_cached(_model(), _dataset(), preset=preset, head_batch_size=12, verbose=0)
+    assert history.params["steps"] == 1  # 12 images, one batch of 12 (the source's batches are 4)
+    with pytest.raises(KerasTransferError, match="head_batch_size"):
+        train_head_cached(_model(), _dataset(), preset=preset, head_batch_size=0, verbose=0)
