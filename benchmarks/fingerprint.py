@@ -10,25 +10,13 @@ read from the page cache after the first repeat, as they are at resume time righ
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-import numpy as np
-from PIL import Image
-
-from keras_transfer.data.fingerprint import fingerprint
-
-
-def write_files(folder, n, size, seed=0):
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    paths = []
-    for i in range(n):
-        path = os.path.join(folder, f"{i:05d}.jpg")
-        image = np.roll(base, i, axis=1)  # distinct files, photo-like JPEG sizes
-        Image.fromarray(image).save(path, quality=90)
-        paths.append(path)
-    return paths
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from keras_transfer.data.fingerprint import fingerprint  # noqa: E402
+from photos import photo_files  # noqa: E402
 
 
 def stat_all(paths):
@@ -38,11 +26,10 @@ def stat_all(paths):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10000)
-    parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_files(folder, args.files, args.size)
+        paths = photo_files(folder, args.files, height=160, width=160)
         total = sum(os.path.getsize(p) for p in paths)
         times = {"stat": [], "fingerprint": []}
         for _ in range(args.repeats):

@@ -2,7 +2,8 @@
 
 The same keras_transfer classifier (frozen backbone, head training) trains one epoch at a time on
 (a) a plain `tf.data.Dataset.from_tensor_slices` of the decoded, resized images already in memory (the
-hand-written Keras baseline: no decoding at all), (b) `pipeline.make_dataset` reading the JPEG files
+hand-written Keras baseline: no decoding at all), (b) `pipeline.make_dataset` reading JPEG photos (crops of
+real photos, benchmarks/photos.py)
 (parallel decoding, prefetch) and (c) the same with `cache="memory"`. Epochs alternate over `--repeats`
 (after a warm-up epoch of each); the script prints the median steps/s and the ratio of (b) and (c) to (a)
 (goal: within 10%, i.e. ratio >= 0.9).
@@ -14,44 +15,31 @@ hand-written Keras baseline: no decoding at all), (b) `pipeline.make_dataset` re
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-import keras_transfer as kt
-from keras_transfer.data.images import load_images
-from keras_transfer.data.pipeline import make_dataset
-
-
-def write_jpegs(folder, images, source_size, seed=0):
-    """Writes `images` JPEG files (smooth random colour fields plus noise, quality 90); returns their paths."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(images):
-        small = rng.uniform(0, 255, (8, 8, 3)).astype("uint8")
-        field = np.asarray(Image.fromarray(small).resize((source_size, source_size), Image.BILINEAR), "float32")
-        pixels = np.clip(field + rng.normal(0, 12, field.shape), 0, 255).astype("uint8")
-        path = os.path.join(folder, f"img_{i:05d}.jpg")
-        Image.fromarray(pixels).save(path, quality=90)
-        paths.append(path)
-    return paths
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras_transfer as kt  # noqa: E402
+from keras_transfer.data.images import load_images  # noqa: E402
+from keras_transfer.data.pipeline import make_dataset  # noqa: E402
+from photos import photo_files  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--source-size", type=int, default=256, help="side of the JPEG files")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_jpegs(folder, args.images, args.source_size)
+        paths = photo_files(folder, args.images)
         labels = np.arange(args.images) % 10
         x = load_images(paths, args.size)
         datasets = {
@@ -75,7 +63,7 @@ def main():
                 rates[name].append(steps / (time.perf_counter() - start))
     base = statistics.median(rates["tensors in memory (baseline)"])
     print(f"backend={keras.backend.backend()} backbone={args.backbone} size={args.size} "
-          f"jpeg={args.source_size}px images={args.images} batch={args.batch} repeats={args.repeats}")
+          f"jpeg=375x500 photos images={args.images} batch={args.batch} repeats={args.repeats}")
     for name, values in rates.items():
         print(f"{name:30s} {statistics.median(values):6.2f} steps/s  ratio {statistics.median(values) / base:.3f}")
 
