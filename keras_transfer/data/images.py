@@ -98,14 +98,14 @@ _CHUNK = 4096
 
 
 class _Bytes:
-    """The start of a file, read further only where a parser asks for it."""
+    """The start of a file (`data`), read further only where a parser asks for more (`get`)."""
 
-    def __init__(self, file):
-        self.file, self.data = file, file.read(_CHUNK)
+    def __init__(self, fd):
+        self.fd, self.data = fd, os.read(fd, _CHUNK)
 
     def get(self, start, length):
         while len(self.data) < start + length:
-            more = self.file.read(max(_CHUNK, start + length - len(self.data)))
+            more = os.read(self.fd, max(_CHUNK, start + length - len(self.data)))
             if not more:
                 raise EOFError
             self.data += more
@@ -129,22 +129,26 @@ def _exif_orientation(tiff):
 
 
 def _jpeg_header(data):
-    position, orientation = 2, 1
+    position, orientation, buffer = 2, 1, data.data
     while True:
-        prefix, marker = data.get(position, 2)
-        if prefix != 0xFF:
+        if position + 10 > len(buffer):
+            data.get(position, 10)  # may stop short of 10 at the end of the file: the slices below check
+            buffer = data.data
+        if buffer[position] != 0xFF:
             return None
+        marker = buffer[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
             continue
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             position += 2
             continue
-        (length,) = struct.unpack(">H", data.get(position + 2, 2))
+        length = buffer[position + 2] << 8 | buffer[position + 3]
         if marker == 0xE1 and data.get(position + 4, 6) == b"Exif\x00\x00":
             orientation = _exif_orientation(data.get(position + 10, length - 8))
+            buffer = data.data
         elif marker in _JPEG_SOF:
-            bits, height, width, components = struct.unpack(">BHHB", data.get(position + 4, 6))
+            bits, height, width, components = struct.unpack_from(">BHHB", buffer, position + 4)
             mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(components, f"{components} channels")
             tf_reads = bits == 8 and components in (1, 3) and orientation == 1
             return ImageHeader("JPEG", mode, height, width, orientation, "jpeg" if tf_reads else "pil")
@@ -197,19 +201,22 @@ def read_header(path):
     ImageHeader(format='PNG', mode='RGB', height=4, width=5, orientation=1, reader='png')
     """
     try:
-        with open(path, "rb") as file:
-            data = _Bytes(file)
+        fd = os.open(path, os.O_RDONLY)  # no buffered file object: the header read is two system calls
+        try:
+            data = _Bytes(fd)
             if data.data[:3] == b"\xff\xd8\xff":
                 header = _jpeg_header(data)
             elif data.data[:8] == _PNG_SIGNATURE:
                 header = _png_header(data)
             else:
                 header = None
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise ImageDecodeError(path, "no such file") from None
     except IsADirectoryError:
         raise ImageDecodeError(path, "a folder, not a file") from None
-    except (EOFError, struct.error):
+    except (EOFError, struct.error, IndexError):
         header = None  # cut short: PIL names what is wrong
     except OSError as error:
         raise ImageDecodeError(path, f"cannot open it ({error.strerror or error})") from None

@@ -79,6 +79,7 @@ def _ignored_at(folder):
 
 def _scan_folder(folder):
     """`(entries, ignored, kind)`: entries are `(path, class_name, split_or_None)`."""
+    folder = os.path.abspath(folder)
     top = _visible_dirs(folder)
     ignored = _ignored_at(folder)
     layout = "train" in top and set(top) <= set(SPLITS)  # a class named "train" beside "cat" is no layout
@@ -90,7 +91,7 @@ def _scan_folder(folder):
         for name in _visible_dirs(base):
             found, skipped = walk_images(os.path.join(base, name))
             ignored += skipped
-            entries.extend((os.path.abspath(p), name, split) for p in found)
+            entries.extend((p, name, split) for p in found)  # absolute: the walk starts from an absolute folder
             if not found:
                 entries.append((None, name, split))  # remembers the class, so that an empty one is named
     return entries, ignored, "layout" if layout else "folder"
