@@ -108,3 +108,17 @@ def test_tensorflow_is_kept_off_the_gpu_only_under_other_backends(files, monkeyp
     make_dataset(paths, labels, image_size=8, batch_size=2)
     expected = [] if keras.backend.backend() == "tensorflow" else [([], "GPU")]
     assert calls == expected
+
+
+@pytest.mark.backend_free
+def test_the_shuffle_after_a_cache_is_bounded_by_bytes():
+    from keras_transfer.data.pipeline import shuffle_buffer
+
+    assert shuffle_buffer(10**6, (224, 224)) == 128 * 2**20 // (224 * 224 * 3) == 891  # not the whole data set
+    assert shuffle_buffer(100, (224, 224)) == 100 and shuffle_buffer(10**6, (2000, 2000)) == 64
+
+
+def test_readers_must_name_a_known_decoder(files):
+    paths, labels = files
+    with pytest.raises(KerasTransferError, match="readers must hold one of"):
+        make_dataset(paths, labels, image_size=8, batch_size=2, readers=["gif"] * len(paths))

@@ -21,7 +21,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.data.images import READERS, ImageDecodeError, image_shape, read_header, read_image, tensorflow
 
-SHUFFLE_BUFFER = 1024  # images held by the shuffle that follows a cache: memory stays flat whatever the data size
+SHUFFLE_BUFFER_BYTES = 128 * 2**20  # held by the shuffle that follows a cache: flat memory whatever the data size
 log = logging.getLogger(__name__)
 
 
@@ -91,6 +91,11 @@ def _check(paths, labels, image_size, batch_size, cache, readers):
     if readers is not None and (len(readers) != len(paths) or set(readers) - set(READERS)):
         raise KerasTransferError(f"readers must hold one of {READERS} per path. Received: "
                                  f"{len(readers)} readers for {len(paths)} paths")
+
+
+def shuffle_buffer(images, size):
+    """Images the shuffle after a cache holds: 128 MiB of uint8 images (850 at 224 px), at least 64, at most all."""
+    return int(min(images, max(64, SHUFFLE_BUFFER_BYTES // (size[0] * size[1] * 3))))
 
 
 def choose_readers(paths):
@@ -184,7 +189,7 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
         dataset = dataset.map(plain(lambda x, y, p: (tf.cast(tf.round(x), tf.uint8), y, p)))
         dataset = dataset.cache() if cache == "memory" else dataset.cache(os.fspath(cache))
         if shuffle:  # a bounded buffer: the cache is read in its first order, mixed this far
-            dataset = dataset.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(shuffle_buffer(len(paths), size), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.map(plain(lambda x, y, p: (tf.cast(x, tf.float32), y, p)), num_parallel_calls=autotune)
     if fill_skipped:  # a skipped file's place goes to an image of a second pass: every epoch keeps its steps, and
         # Keras knows their number (an unknown count makes it warn that the input "ran out of data")
