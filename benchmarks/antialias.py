@@ -28,8 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 
 from keras_transfer.data.pipeline import make_dataset  # noqa: E402
-from keras_transfer.demo import demo_backbone, hed_weights_path  # noqa: E402
+from keras_transfer.demo import DEMO_CUT, hed_weights_path  # noqa: E402
 from keras_transfer.models.classifier import build_classifier, feature_extractor  # noqa: E402
+from keras_transfer.models.registry import get_backbone_spec  # noqa: E402
+from keras_transfer.models.weights import build_backbone  # noqa: E402
 from photos import photo_files  # noqa: E402
 
 TEXTURES = ("brick", "grass", "gravel")
@@ -91,8 +93,9 @@ def main():
     parser.add_argument("--speed-images", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model = build_classifier(demo_backbone(hed_weights_path()), 3, input_size=args.size, preprocess="caffe",
-                             augmentation=None)
+    vgg = build_backbone(get_backbone_spec("vgg16"), args.size, hed_weights_path())
+    backbone = keras.Model(vgg.input, vgg.get_layer(DEMO_CUT).output)
+    model = build_classifier(backbone, 3, input_size=args.size, preprocess="caffe", augmentation=None)
     extractor = feature_extractor(model)
     scores = {True: [], False: []}
     for seed in range(args.seeds):
