@@ -133,7 +133,7 @@ def speed_test(args, spec):
         n_val = round(images * args.val_fraction)
         x = rng.uniform(0, 255, (images + n_val, args.size, args.size, 3)).astype("float32")
         y = rng.integers(0, 10, images + n_val).astype("int32")
-        for with_val in (False, True):
+        for with_val in (False, True) if n_val else (False,):  # no empty validation set
             val = (x[images:], y[images:]) if with_val else None
             runs = {"guide": guide_frozen, "cached": cached}
             small_val = None if val is None else (val[0][:16], val[1][:16])
