@@ -7,9 +7,9 @@ become 8-bit RGB; EXIF orientation is applied. A file that cannot be decoded rai
 """
 
 import collections
+import contextlib
 import os
 import struct
-
 import warnings
 
 import keras
@@ -70,11 +70,17 @@ def read_image(path):
     """
     if not os.path.isfile(path):
         raise ImageDecodeError(path, "no such file")
+    with _pil_errors(path), Image.open(path) as image:
+        image.load()  # decodes every byte: a truncated file fails here, not mid-epoch
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(_to_rgb(image), dtype=np.uint8)
+
+
+@contextlib.contextmanager
+def _pil_errors(path):
+    """Turns what PIL raises on a file into an `ImageDecodeError` naming `path` and why."""
     try:
-        with Image.open(path) as image:
-            image.load()  # decodes every byte: a truncated file fails here, not mid-epoch
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(_to_rgb(image), dtype=np.uint8)
+        yield
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image file (its content matches no known format)") from None
     except Image.DecompressionBombError as error:
@@ -222,14 +228,8 @@ def read_header(path):
         raise ImageDecodeError(path, f"cannot open it ({error.strerror or error})") from None
     if header is not None:
         return header
-    try:
+    with _pil_errors(path):
         return _pil_header(path)
-    except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image file (its content matches no known format)") from None
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(path, f"too large to decode safely ({error})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as error:
-        raise ImageDecodeError(path, f"damaged or truncated ({error})") from None
 
 
 def image_shape(size):

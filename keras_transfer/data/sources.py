@@ -255,9 +255,9 @@ def find_images(source, *, strict=False):
     good = [(p, name, split) for p, name, split in entries if p and not isinstance(read[p], ImageDecodeError)]
     all_classes = _sorted_classes(name for _, name, _ in entries)
     kept = _sorted_classes(name for _, name, _ in good)
-    listed = {name for p, name, _ in entries if p}  # one pass over the entries, whatever the number of classes
+    listed, kept_set = {name for p, name, _ in entries if p}, set(kept)  # one pass, whatever the number of classes
     dropped = [(name, "no readable image" if name in listed else "empty folder")
-               for name in all_classes if name not in set(kept)]
+               for name in all_classes if name not in kept_set]
     if len(kept) < 2:
         raise KerasTransferError(
             f"Data source {source} needs at least two classes with readable images; found {len(kept)} "

@@ -125,10 +125,8 @@ def _record_skipped(out, data):
     """Adds the files that failed to decode during training to `data_summary.json` (and the log)."""
     skipped = data.skipped_while_training()
     summary = io.read_json(os.path.join(out, DATA_SUMMARY))
-    summary["skipped_while_training"] = sorted(skipped + summary.get("skipped_while_training", []),
-                                               key=lambda item: item["path"])
-    summary["skipped_while_training"] = list({item["path"]: item for item in summary["skipped_while_training"]}
-                                             .values())
+    by_path = {item["path"]: item for item in skipped + summary.get("skipped_while_training", [])}  # a resumed
+    summary["skipped_while_training"] = [by_path[path] for path in sorted(by_path)]  # run keeps what it had named
     io.write_json(os.path.join(out, DATA_SUMMARY), summary)
     if skipped:
         log.info("Skipped while training: %d file(s) that failed to decode (listed in %s).", len(skipped),
