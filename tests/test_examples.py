@@ -18,6 +18,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 SCRIPTS = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))
 CLASSES = ("ant", "bee", "fly")
 TINY = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1"]
+# Beyond TINY, per script: fewer blocks, and 20 range-test steps (100 take ~2.5 min on a loaded CPU under JAX).
+SMALL = {"gradual_unfreezing.py": ["--blocks", "1"], "find_lr.py": ["--steps", "20"]}
 
 # What each script must print (a fragment of each line named).
 EXPECTED = {
@@ -26,6 +28,7 @@ EXPECTED = {
     "gradual_unfreezing.py": ["freeze 'top_blocks'", "backbone blocks trainable: block5;", "validation: {"],
     "cached_head.py": ["cached features: train (", "validation: {", "'accuracy'"],
     "export_saved_model.py": ["exported to ", "largest difference to the Keras model"],
+    "find_lr.py": ["suggested learning rate: ", "plot written to ", "validation: {"],
 }
 
 
@@ -84,7 +87,7 @@ def test_example_runs(script, workdir, request):
         predicted = stdout.strip().splitlines()[-1]
         assert predicted.startswith("[") and all(name in CLASSES for name in ast.literal_eval(predicted))
     else:
-        args = ["images", *TINY] + (["--blocks", "1"] if script == "gradual_unfreezing.py" else [])
+        args = ["images", *TINY, *SMALL.get(script, [])]
         stdout = run_example(script, args, workdir)
     for fragment in EXPECTED[script]:
         assert fragment in stdout, f"{script} did not print {fragment!r}:\n{stdout}"
