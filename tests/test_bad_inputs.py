@@ -15,10 +15,10 @@ from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import build_classifier
 from keras_transfer.training.presets import get_preset
-from keras_transfer.training.recipes import run_phases
+from keras_transfer.training.phases import run_phases
 from keras_transfer.runs.train import train_from_folder
 
-BASE = dict(backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
+BASE = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
 
 FUNCTION_CASES = [  # (train_from_folder overrides, text the message must hold)
     (dict(backbone="resnet5"), "Did you mean 'resnet50'?"),

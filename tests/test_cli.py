@@ -17,7 +17,7 @@ from keras_transfer import cli
 from keras_transfer.errors import KerasTransferError
 from conftest import write_image_folder
 
-TINY = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1",
+TINY = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1",
         "--fine-tune-epochs", "1", "--batch-size", "4"]
 
 

@@ -116,7 +116,8 @@ def test_a_flat_config_json_of_keras_transfer_0_1_0_reads_back(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     config, env = read_config(str(tmp_path))
     assert config == RunConfig(data_dir=str(tmp_path), backbone="vgg16", weights=None, input_size=32, epochs=2,
-                               antialias=True)  # 0.1.0 resized with PIL, antialiased: so does its resume
+                               antialias=True,  # 0.1.0 resized with PIL, antialiased: so does its resume
+                               recipe="two_phase", batch_size=32)  # and ran the two phases at batch 32
     assert env["keras_backend"] == "jax" and env["run_format"] == 1
 
 

@@ -130,9 +130,8 @@ def test_hed_weights_file_ships_a_vgg16_first_kernel(hed_first_kernel):
 
 
 def test_train_pretrained_keeps_the_hed_weights_in_its_frozen_first_block(tiny_split, hed_first_kernel):
-    model, result = demo.train_pretrained(tiny_split, weights=demo.hed_weights_path(), head_epochs=1,
-                                          fine_tune_epochs=1, seed=0)
-    assert result.phases == ["head", "fine_tune"]
+    model, result = demo.train_pretrained(tiny_split, weights=demo.hed_weights_path(), epochs=1, seed=0)
+    assert result.recipe == "lp_ft" and result.phases == ["head", "fine_tune"]  # auto's choice with pretrained weights
     assert [len(h.epoch) for h in result.histories] == [1, 1]
     np.testing.assert_array_equal(first_kernel(model), hed_first_kernel)
     assert model.output_shape == (None, 10)
@@ -140,7 +139,7 @@ def test_train_pretrained_keeps_the_hed_weights_in_its_frozen_first_block(tiny_s
 
 def test_train_scratch_starts_from_random_weights(tiny_split, hed_first_kernel):
     model, result = demo.train_scratch(tiny_split, epochs=1, seed=0)
-    assert result.phases == ["scratch"]
+    assert result.recipe == "scratch" and result.phases == ["scratch"]
     kernel = first_kernel(model)
     assert kernel.shape == hed_first_kernel.shape
     assert not np.allclose(kernel, hed_first_kernel)
@@ -167,7 +166,7 @@ def test_accuracy_matches_a_manual_count():
 def test_run_demo_end_to_end_with_tiny_settings(tmp_path, caplog):
     caplog.set_level("INFO", logger="keras_transfer")
     out = tmp_path / "demo"
-    results = demo.run_demo(str(out), labels_per_class=2, test_per_class=2, head_epochs=1, fine_tune_epochs=1)
+    results = demo.run_demo(str(out), labels_per_class=2, test_per_class=2, epochs=1)
     printed = "\n".join(record.getMessage() for record in caplog.records)
 
     with open(out / "results.json") as f:
@@ -177,12 +176,13 @@ def test_run_demo_end_to_end_with_tiny_settings(tmp_path, caplog):
     assert 0.0 <= saved["scratch_accuracy"] <= 1.0
     assert saved["test_images"] == 20 and saved["labels_per_class"] == 2
     assert saved["backend"] == keras.backend.backend()
-    assert saved["pretrained_epochs"] == 2 and saved["scratch_epochs"] == 2
+    assert saved["recipe"] == "lp_ft" and saved["cut"] == demo.DEMO_CUT
+    assert saved["pretrained_epochs"] == 2 and saved["scratch_epochs"] == 1  # the probe's one, then 1 each
 
     with open(out / "history.json") as f:
         history = json.load(f)
     assert history["pretrained"]["phase"] == ["head", "fine_tune"]
-    assert history["scratch"]["phase"] == ["scratch", "scratch"]
+    assert history["scratch"]["phase"] == ["scratch"]
     assert os.path.isfile(out / "pretrained.keras")
     assert sum(len(files) for _, _, files in os.walk(out / "digits")) == 1797
 

@@ -170,7 +170,7 @@ def run_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     images = write_image_folder(root / "images", per_class=8)
     out = str(root / "run")
-    train_from_folder(images, out, backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8,
+    train_from_folder(images, out, recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8,
                       augmentation="none", strategy="head_only", validation_split=0.25, test_split=0.25, verbose=0)
     return images, out
 

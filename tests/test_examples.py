@@ -29,6 +29,8 @@ EXPECTED = {
     "cached_head.py": ["cached features: train (", "validation: {", "'accuracy'"],
     "export_saved_model.py": ["exported to ", "largest difference to the Keras model"],
     "find_lr.py": ["suggested learning rate: ", "plot written to ", "validation: {"],
+    "lp_ft.py": ["linear probe: l2 ", "freeze 'top_blocks'", "validation: {"],
+    "recipe_by_name.py": ["recipe 'auto' -> 'scratch'", "phase 'scratch': every layer", "validation: {"],
 }
 
 

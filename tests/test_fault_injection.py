@@ -40,7 +40,7 @@ WORKER = textwrap.dedent("""
     print(f"writes={calls[0]}")
     sys.exit(code)
 """)
-TRAIN = ["--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "top_blocks", "--blocks",
+TRAIN = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "top_blocks", "--blocks",
          "1", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8", "--augmentation", "none"]
 # Kill points over the run's writes: the run folder's first files, then each epoch's checkpoint, training state
 # and history (about 6 writes an epoch), and the end of the run.

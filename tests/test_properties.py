@@ -185,7 +185,7 @@ def test_cli_numbers_at_and_beyond_their_limits_never_give_a_traceback(tmp_path_
     assert code in (0, 2), err
     if code == 0:
         config = checked[0]
-        assert 1 <= config.epochs <= 100_000 and 0 <= config.seed < 2 ** 32 and 0 <= config.dropout < 1
+        assert (config.epochs is None or 1 <= config.epochs <= 100_000) and 0 <= config.seed < 2 ** 32 and 0 <= config.dropout < 1
         assert 0 <= config.validation_split + config.test_split < 1
     else:
         assert _one_line(err) or (err.startswith("error: ") and err.count("\n") == 1), err

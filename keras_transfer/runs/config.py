@@ -25,7 +25,7 @@ from keras_transfer.version import __version__
 from keras_transfer.models.augmentation import AUGMENTATIONS
 from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
 from keras_transfer.models.registry import get_backbone_spec
-from keras_transfer.training.recipes import UNFREEZE
+from keras_transfer.training.recipes import RECIPES, UNFREEZE
 
 TASKS = ("classification",)  # single-label; regression and multi-label plug in here
 MODALITIES = ("image",)  # text plugs in here
@@ -70,6 +70,17 @@ def check_non_negative_int(name, value):
 def check_fraction(name, value):
     if not _is_number(value) or not 0 <= value < 1:
         raise _fail(f"{name} must be a fraction in [0, 1).", **{name: value})
+
+
+def check_decay(name, value):
+    if not _is_number(value) or not 0 < value <= 1:
+        raise _fail(f"{name} must be in (0, 1] (the top block trains at the rate x {name}, the next at x {name}^2).",
+                    **{name: value})
+
+
+def check_penalty(name, value):
+    if not _is_number(value) or not 0 <= value < float("inf"):
+        raise _fail(f"{name} must be a number >= 0.", **{name: value})
 
 
 def check_dropout(name, value):
@@ -157,14 +168,20 @@ class RunConfig:
                            type=_none_or)
     input_size: int = setting(None, "square input side (default: the backbone's)", check=check_optional_positive_int,
                               type=int)
+    recipe: str = setting("auto", "auto picks by the data (lp_ft with pretrained weights, scratch without); "
+                          "two_phase: head then top blocks at constant rates; lp_ft: head to convergence, then "
+                          "fine-tuning with per-block rates; gradual: one more block per stage; scratch: every layer",
+                          choices=RECIPES)
     strategy: str = setting("top_blocks", "head_only trains the head; the others run head first, then unfreeze "
                             "this way", choices=RUN_STRATEGIES)
     n: int = setting(2, "top blocks to unfreeze (top_blocks, gradual)", check=check_positive_int, cli="--blocks")
     layer: str = setting(None, "first backbone layer to unfreeze (from_layer)", check=check_optional_text, type=str)
-    epochs: int = setting(5, "epochs of the head phase", check=check_positive_int)
-    fine_tune_epochs: int = setting(None, "epochs of the fine-tuning phase (default: --epochs)",
-                                    check=check_optional_positive_int, type=int)
-    batch_size: int = setting(32, "batch size", check=check_positive_int)
+    epochs: int = setting(None, "epochs of the head phase (default: the recipe's step budget)",
+                          check=check_optional_positive_int, type=int)
+    fine_tune_epochs: int = setting(None, "epochs of the fine-tuning phase (default: --epochs if given, else the "
+                                    "recipe's step budget)", check=check_optional_positive_int, type=int)
+    batch_size: int = setting(None, "batch size (default: 32, at most a quarter of the training images)",
+                              check=check_optional_positive_int, type=int)
     validation_split: float = setting(0.2, "share of each class held out for validation", check=check_fraction)
     test_split: float = setting(0.0, "share of each class held out for testing", check=check_fraction)
     strict: bool = setting(False, "decode every image before training and stop if any is unreadable (default: "
@@ -179,8 +196,14 @@ class RunConfig:
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy loss in every phase",
                                      check=check_fraction)
     learning_rate: float = setting(None, "head phase rate (default 1e-3)", check=check_learning_rate, type=float)
-    fine_tune_learning_rate: float = setting(None, "fine-tuning rate (default 1e-5)", check=check_learning_rate,
+    fine_tune_learning_rate: float = setting(None, "fine-tuning (peak) rate (default: 1e-4 for lp_ft and gradual, "
+                                             "1e-5 for two_phase, 3e-4 for scratch)", check=check_learning_rate,
                                              type=float)
+    l2sp: float = setting(None, "L2-SP strength alpha: penalise the backbone's distance from its pretrained "
+                          "weights (e.g. 0.01; default off)", check=check_learning_rate, type=float)
+    head_l2: float = setting(0.0, "L2 penalty on the head's kernel in the gradient phases", check=check_penalty)
+    layer_decay: float = setting(0.5, "per-block rates of lp_ft and gradual: the top block trains at the rate x "
+                                 "this, the next at x this^2", check=check_decay)
     seed: int = setting(1337, "seed of the split, shuffling, augmentation and initial head", check=check_non_negative_int)
     cache_features: bool = setting(False, "train the head phase on backbone features computed once (needs "
                                    "--augmentation none)", check=check_flag)
@@ -272,6 +295,9 @@ class RunConfig:
         known = {f.name for f in cls.fields()}
         settings = {k: v for k, v in settings.items() if k in known}
         settings.setdefault("antialias", True)  # written before 0.2: its images were resized by PIL, antialiased
+        settings.setdefault("recipe", "two_phase")  # written before recipes had names: they ran two_phase
+        settings.setdefault("epochs", 5)  # and counted in epochs, 5 by default
+        settings.setdefault("batch_size", 32)
         return cls(**settings), env
 
 

@@ -13,7 +13,7 @@ from keras_transfer.data.fingerprint import fingerprint
 from keras_transfer.data.splits import SPLITS, class_weights
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON, HISTORY_PLOT,
-                                   REPORT_TXT, SPLITS_FILE)
+                                   RECIPE, REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig
@@ -21,8 +21,8 @@ from keras_transfer.runs.folder import check_resume, check_run_folder, check_sam
 from keras_transfer.serving import plots
 from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
-from keras_transfer.training.presets import get_preset
-from keras_transfer.training.recipes import fine_tune, run_phases
+from keras_transfer.training.recipes import RecipeOptions, data_size, plan_recipe, run_recipe
+from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
 from keras_transfer.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,10 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
     optimizer state (the settings must equal the run's; `resume_run(out)` takes them from `config.json`).
     A NaN or infinite loss stops the run with a `NonFiniteLossError`; no NaN weights are saved.
 
-    `strategy="head_only"` trains only the head; the others run the two-phase recipe with that
-    unfreezing (`"top_blocks"`, `"from_layer"`, `"full"`, `"gradual"`).
+    `recipe` names the recipe (`training.recipes`; `"auto"` picks `lp_ft` with pretrained weights, `scratch`
+    with `weights=None`); `strategy="head_only"` trains only the head, the others say how the backbone is
+    unfrozen after it (`"top_blocks"`, `"from_layer"`, `"full"`, `"gradual"`). Unset epochs and batch size
+    come from the recipe's step budget; `recipe.json` says what was chosen and why.
 
     `data_dir` is a folder of class subfolders, a folder with `train/` `val/` `test/` subfolders (used as
     it is) or a CSV/JSON manifest of `path,label` rows (see `data.sources.find_images`). Unreadable files are
@@ -87,17 +89,16 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
         check_resume(out, config)
     else:
         check_run_folder(out, overwrite)
-    keras.utils.set_random_seed(config.seed)  # before the datasets exist: tf.data's shuffle seeds mix in the global one
-    data = load_image_folder(config.data_dir, image_size=config.input_size, batch_size=config.batch_size,
-                             validation_split=config.validation_split, seed=config.seed, test_split=config.test_split,
-                             strict=config.strict, antialias=config.antialias)
+    data = _load_data(config)
     log.info("%s", data.summary)
     prints = fingerprint(path for split in SPLITS for path in data.splits.paths(split))
     if resume:
         check_same_data(out, data.splits.as_dict(), data.class_names, prints)
     weights_by_class = class_weights(data.splits.labels("train"), data.num_classes) if config.class_weight else None
     keras.utils.set_random_seed(config.seed)
-    model = build_classifier(config.backbone, data.num_classes, weights=None if resume else config.weights,
+    # Resumed, the weights come from last.keras; L2-SP needs the pretrained ones as its reference, so it loads them.
+    weights = None if resume and not config.l2sp else config.weights
+    model = build_classifier(config.backbone, data.num_classes, weights=weights,
                              input_size=config.input_size, augmentation=config.augmentation, dropout=config.dropout,
                              class_names=data.class_names, seed=config.seed, precision=config.precision)
     state = TrainingState(out, resume=resume)  # resumed: reads last.keras; weights=None above, they come from it
@@ -116,9 +117,23 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
     if data.test is not None:
-        evaluate_test_split(out, data, batch_size=config.batch_size, fallback=model, antialias=config.antialias)
+        evaluate_test_split(out, data, batch_size=config.batch_size or DEFAULT_BATCH, fallback=model,
+                            antialias=config.antialias)
     _record_skipped(out, data)
     return model, result
+
+
+def _load_data(config):
+    """The run's data; an unset batch size is 32, at most a quarter of the training images (`budget.batch_for`)."""
+    def load(batch_size):
+        keras.utils.set_random_seed(config.seed)  # before the datasets exist: tf.data's shuffle seeds mix in the global one
+        return load_image_folder(config.data_dir, image_size=config.input_size, batch_size=batch_size,
+                                 validation_split=config.validation_split, seed=config.seed,
+                                 test_split=config.test_split, strict=config.strict, antialias=config.antialias)
+
+    data = load(config.batch_size or DEFAULT_BATCH)
+    batch = batch_for(len(data.splits.labels("train")), config.batch_size)
+    return data if batch == (config.batch_size or DEFAULT_BATCH) else load(batch)  # tiny data: scanned again
 
 
 def _record_skipped(out, data):
@@ -134,20 +149,23 @@ def _record_skipped(out, data):
 
 
 def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
-    """The head-only phase, or the two-phase recipe with the config's unfreezing."""
+    """The config's recipe (`auto`: chosen by the data), planned from the training split's size; what it chose
+    and why is logged and written to `recipe.json`."""
     # history.csv and history.json are written by `state` after every epoch, atomically.
-    common = dict(checkpoint_path=os.path.join(out, BEST_MODEL), cache_features=config.cache_features,
-                  cache_dir=config.cache_dir, jit_compile=config.jit_compile, state=state, verbose=verbose,
-                  class_weight=weights_by_class)
-    if config.strategy == "head_only":
-        head = get_preset("feature_extraction", epochs=config.epochs, learning_rate=config.learning_rate,
-                          label_smoothing=config.label_smoothing)
-        return run_phases(model, data.train, data.val, [("head", head)], **common)
-    return fine_tune(model, data.train, data.val, head_epochs=config.epochs,
-                     fine_tune_epochs=config.fine_tune_epochs or config.epochs, unfreeze=config.strategy, n=config.n,
-                     layer=config.layer, head_learning_rate=config.learning_rate,
-                     fine_tune_learning_rate=config.fine_tune_learning_rate, label_smoothing=config.label_smoothing,
-                     **common)
+    options = RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
+                            fine_tune_epochs=config.fine_tune_epochs or config.epochs,
+                            head_learning_rate=config.learning_rate,
+                            fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
+                            layer_decay=config.layer_decay, label_smoothing=config.label_smoothing, l2sp=config.l2sp,
+                            head_l2=config.head_l2)
+    num_images = len(data.splits.labels("train"))
+    name, _, why = plan_recipe(config.recipe, data_size(model, data.train, num_images), options,
+                               pretrained=config.weights is not None)
+    io.write_json(os.path.join(out, RECIPE), dict(recipe=name, requested=config.recipe, plan=why))
+    return run_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=config.weights is not None,
+                      options=options, num_images=num_images, checkpoint_path=os.path.join(out, BEST_MODEL),
+                      cache_features=config.cache_features, cache_dir=config.cache_dir, jit_compile=config.jit_compile,
+                      state=state, verbose=verbose, class_weight=weights_by_class)
 
 
 def evaluate_test_split(out, data, *, batch_size, fallback, antialias=False):

@@ -4,12 +4,15 @@ Every field can be overridden per call; `"auto"` values are resolved here and no
 """
 
 import dataclasses
+import math
 import os
 
 import keras
 from keras import ops
 
 from keras_transfer.training.callbacks import AtomicModelCheckpoint
+from keras_transfer.training.optimizers import block_multipliers, make_optimizer as build_optimizer
+from keras_transfer.training.schedules import make_schedule
 from keras_transfer.errors import KerasTransferError, unknown_name
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -32,6 +35,25 @@ class Preset:
         patience: EarlyStopping patience (epochs without improvement; best weights restored).
         reduce_lr_patience: ReduceLROnPlateau patience (halves the rate), or 0 for none.
         monitor: the metric the callbacks watch (falls back to `"loss"` without validation data).
+        solver: `"gradient"` (fit with the optimizer) or `"linear"` (a head-only phase solved to convergence
+            by `linear_probe.fit_linear_head`, one "epoch").
+        schedule: `"constant"`, `"cosine"` (linear warmup, then cosine decay) or `"one_cycle"` over the phase's
+            steps (needs `steps_per_epoch`); a schedule replaces ReduceLROnPlateau.
+        warmup: the share of the phase's steps spent warming up (`"cosine"`).
+        layer_decay: discriminative rates: the backbone's top block trains at `learning_rate * layer_decay`, the
+            next at `* layer_decay ** 2`, ... (the head at `learning_rate`); `None`: one rate.
+        min_steps: EarlyStopping cannot end the phase before this many optimizer steps (nor before warmup ends).
+        batch_size: the batch size the phase trains with (`None`: the data's).
+        steps_per_epoch: optimizer steps per epoch (known once the data size is; schedules need it).
+        schedule_steps: the steps a schedule spans (default: the phase's `epochs * steps_per_epoch`; gradual
+            unfreezing's stages share one schedule).
+        train_batchnorm: unfrozen BatchNorm layers train (a model trained from scratch needs it).
+        batchnorm_momentum: sets the backbone's BatchNorm momentum (Keras applications use 0.99-0.999, made for
+            long ImageNet runs: over a few hundred steps their moving statistics barely leave their start).
+        keep_optimizer: the phase's optimizer starts from the last phase's state: its step count (so a schedule
+            spanning the stages goes on) and the moments of the variables that were already training.
+        keep_start: restore the weights the phase started from if no epoch beat their validation loss.
+        budget_reason: why the phase is as long as it is (`budget.budget` writes it).
     """
 
     name: str
@@ -46,6 +68,30 @@ class Preset:
     patience: int = 3
     reduce_lr_patience: int = 2
     monitor: str = "val_loss"
+    solver: str = "gradient"
+    schedule: str = "constant"
+    warmup: float = 0.0
+    layer_decay: float = None
+    min_steps: int = 0
+    batch_size: int = None
+    steps_per_epoch: int = None
+    schedule_steps: int = None
+    train_batchnorm: bool = False
+    batchnorm_momentum: float = None
+    keep_optimizer: bool = False
+    keep_start: bool = False
+    budget_reason: str = None
+
+    @property
+    def total_steps(self):
+        """The steps the phase's schedule spans, or `None` while the data size is unknown."""
+        if self.schedule_steps:
+            return self.schedule_steps
+        return self.epochs * self.steps_per_epoch if self.steps_per_epoch else None
+
+    @property
+    def warmup_steps(self):
+        return int(round(self.warmup * self.total_steps)) if self.total_steps and self.schedule == "cosine" else 0
 
 
 PRESETS = {
@@ -71,18 +117,22 @@ def get_preset(preset="feature_extraction", **overrides):
     return dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def make_optimizer(preset):
-    """The preset's optimizer, fresh (no state carried over from an earlier phase)."""
-    lr, wd = preset.learning_rate, preset.weight_decay
-    if preset.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    if preset.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=0.004 if wd is None else wd)
-    if preset.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=wd)
-    if preset.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
-    raise unknown_name("optimizer", preset.optimizer, OPTIMIZERS)
+def make_optimizer(preset, model=None):
+    """The preset's optimizer, fresh (no state carried over from an earlier phase): its learning-rate
+    schedule over the phase's steps and, with `layer_decay` and a `model`, per-block rates."""
+    if preset.optimizer not in OPTIMIZERS:
+        raise unknown_name("optimizer", preset.optimizer, OPTIMIZERS, hint=" Or pass a keras.optimizers object.")
+    rate = preset.learning_rate
+    if preset.schedule != "constant":
+        if not preset.total_steps:
+            raise KerasTransferError(f"schedule={preset.schedule!r} needs the phase's steps: set steps_per_epoch "
+                                     f"(or schedule_steps). Received: steps_per_epoch={preset.steps_per_epoch!r}")
+        rate = make_schedule(preset.schedule, preset.learning_rate, preset.total_steps,
+                             warmup_steps=preset.warmup_steps)
+    multipliers = None
+    if preset.layer_decay is not None and model is not None:
+        multipliers = block_multipliers(model, preset.layer_decay)
+    return build_optimizer(preset.optimizer, rate, multipliers=multipliers, weight_decay=preset.weight_decay)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -143,10 +193,8 @@ def compile_model(model, preset="feature_extraction", *, optimizer=None, loss=No
     if isinstance(optimizer, str):  # a name is the preset field; an object replaces the preset's optimizer
         overrides["optimizer"], optimizer = optimizer, None
     preset = get_preset(preset, **overrides)
-    if preset.optimizer not in OPTIMIZERS:
-        raise unknown_name("optimizer", preset.optimizer, OPTIMIZERS, hint=" Or pass a keras.optimizers object.")
     model.compile(
-        optimizer=optimizer or make_optimizer(preset),
+        optimizer=optimizer or make_optimizer(preset, model),
         loss=loss or default_loss(model, preset.label_smoothing),
         metrics=default_metrics(model) if metrics is None else metrics,
         jit_compile=jit_compile,
@@ -159,14 +207,17 @@ def _monitor(preset, has_validation):
     return monitor, ("max" if "acc" in monitor else "min")
 
 
-def phase_callbacks(preset, *, has_validation=True):
-    """Callbacks that start afresh each phase: TerminateOnNaN, EarlyStopping (best weights
-    restored) and ReduceLROnPlateau."""
+def phase_callbacks(preset, *, has_validation=True, initial_epoch=0):
+    """Callbacks that start afresh each phase: TerminateOnNaN, EarlyStopping (best weights restored; not
+    before the phase's warmup and `min_steps` are done) and, without a schedule, ReduceLROnPlateau."""
     monitor, mode = _monitor(preset, has_validation)
+    first = initial_epoch
+    if preset.steps_per_epoch:
+        first += math.ceil(max(preset.min_steps, preset.warmup_steps) / preset.steps_per_epoch)
     callbacks = [keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=preset.patience,
-                                               restore_best_weights=True)]
-    if preset.reduce_lr_patience:
+                                               restore_best_weights=True, start_from_epoch=first)]
+    if preset.reduce_lr_patience and preset.schedule == "constant":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
                                                            patience=preset.reduce_lr_patience, min_lr=1e-7))
     return callbacks

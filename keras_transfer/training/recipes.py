@@ -1,66 +1,251 @@
-"""The two-phase recipe: train the head on a frozen backbone, then unfreeze and fine-tune slower.
+"""Recipes by name: each a short function that plans a run's phases (`(name, Preset)` pairs) from the data size.
 
-Each phase is a visible `freeze` followed by `compile_model`, so a changed model is always
-recompiled before it trains again.
+- `two_phase`: the Keras guide's recipe: the head at 1e-3, then the top blocks at 1e-5 (constant rates,
+  ReduceLROnPlateau), now with a step budget.
+- `lp_ft`: the head fitted to convergence on the frozen features (a linear probe, weight decay chosen on the
+  validation split), then fine-tuning of the top blocks from that head with per-block rates under warmup and
+  cosine decay; the fine-tuned weights are kept only if they beat the probe's validation loss (Kumar et al.,
+  ICLR 2022).
+- `gradual`: the converged head, then one more top block per stage, the optimizer (its moments and step count)
+  carried across stages under one schedule (ULMFiT's gradual unfreezing).
+- `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay.
+- `auto` (the default) picks one by the data and says which and why.
+
+Every phase has a step budget (`budget`): the batch is capped for tiny data sets, the epochs follow from a
+minimum number of optimizer steps, and EarlyStopping cannot end a phase before its warmup and that minimum.
 """
 
 import dataclasses
-import functools
+import logging
 
-from keras_transfer.training.caching import check_cacheable, train_phase_cached
-from keras_transfer.errors import unknown_name
-from keras_transfer.history import history_columns
-from keras_transfer.models.freezing import check_strategy, freeze
-from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks, run_callbacks
+from keras_transfer.errors import KerasTransferError, unknown_name
+from keras_transfer.models.classifier import head_layers
+from keras_transfer.training.batchnorm import sample_batches
+from keras_transfer.training.diagnostics import FeatureCollapseCheck
+from keras_transfer.training.regularization import attach_l2sp, regularize_head
+from keras_transfer.training.budget import (MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS, MIN_SCRATCH_STEPS, LARGE_DATA,
+                                            DataSize, budget)
+from keras_transfer.training.phases import batch_of, images_in, run_phases
+from keras_transfer.training.presets import Preset, get_preset
 
+RECIPES = ("auto", "two_phase", "lp_ft", "gradual", "scratch")
 UNFREEZE = ("top_blocks", "from_layer", "full", "gradual")
+STRATEGIES = ("head_only",) + UNFREEZE
+log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class FineTuneResult:
-    """The phases' `keras.callbacks.History` objects and `FreezeReport`s, in order.
+@dataclasses.dataclass(frozen=True)
+class RecipeOptions:
+    """What a user may set; `None` leaves it to the recipe.
 
-    `phases` names them: `"head"`, then `"fine_tune"` (or `"fine_tune_1"`, ... for gradual unfreezing).
+    Args:
+        strategy: `"head_only"` (the head phase alone), or how the backbone is unfrozen after it:
+            `"top_blocks"` (the top `n` blocks), `"from_layer"` (from `layer` on), `"full"`, `"gradual"`.
+        head_epochs, fine_tune_epochs: exact epochs of each phase (default: from the step budget).
+        head_learning_rate, fine_tune_learning_rate: the phases' (peak) rates.
+        batch_size: the batch size (default: 32, at most a quarter of the training images).
+        layer_decay: per-block rate factor of `lp_ft` / `gradual` (the top block trains at rate x decay).
+        label_smoothing: of the cross-entropy loss, in every gradient phase.
+        l2sp: L2-SP strength alpha: the backbone is pulled toward its pretrained weights (`None`: off).
+        head_l1, head_l2: L1/L2 kernel penalties of the head in the gradient phases (saved with the model).
     """
 
-    phases: list
-    histories: list
-    freeze_reports: list
-
-    @property
-    def head(self):
-        return self.histories[0]
-
-    @property
-    def fine(self):
-        return self.histories[1:]
-
-    @property
-    def history(self):
-        """Per-epoch metrics of all phases, concatenated, with a `phase` column."""
-        return history_columns([dict(phase=phase, epoch=epoch, **{k: float(v[i]) for k, v in h.history.items()})
-                                for phase, h in zip(self.phases, self.histories) for i, epoch in enumerate(h.epoch)])
+    strategy: str = "top_blocks"
+    n: int = 2
+    layer: str = None
+    head_epochs: int = None
+    fine_tune_epochs: int = None
+    head_learning_rate: float = None
+    fine_tune_learning_rate: float = None
+    batch_size: int = None
+    layer_decay: float = 0.5
+    label_smoothing: float = None
+    l2sp: float = None
+    head_l1: float = 0.0
+    head_l2: float = 0.0
 
 
-def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
-                verbose="auto", jit_compile="auto", state=None):
-    """One phase: freeze as the preset says, recompile, fit. Returns `(History, FreezeReport)`.
+def _head(size, options, pretrained):
+    preset = get_preset("feature_extraction", learning_rate=options.head_learning_rate,
+                        label_smoothing=options.label_smoothing, train_batchnorm=not pretrained)
+    return budget(preset, size, epochs=options.head_epochs, min_steps=MIN_HEAD_STEPS, batch_size=options.batch_size)
 
-    `state` (a `checkpoints.TrainingState`) sees the phase's callbacks, restores a resumed phase's
-    optimizer state and writes `last.keras` + `state.json` after every epoch.
+
+def _probe():
+    return Preset("linear_probe", strategy="head_only", solver="linear", epochs=1, patience=0, reduce_lr_patience=0)
+
+
+def _fine_tune(size, options, pretrained, *, strategy, n, rate, **fields):
+    preset = get_preset("fine_tune", strategy=strategy, n=n, layer=options.layer, label_smoothing=options.label_smoothing,
+                        learning_rate=options.fine_tune_learning_rate or rate, train_batchnorm=not pretrained, **fields)
+    return budget(preset, size, epochs=options.fine_tune_epochs, min_steps=MIN_FINE_TUNE_STEPS,
+                  batch_size=options.batch_size)
+
+
+def two_phase(size, options, pretrained=True):
+    """The head at 1e-3, then the top blocks (or the chosen unfreezing) at 1e-5, each with a step budget."""
+    phases = [("head", _head(size, options, pretrained))]
+    if options.strategy == "gradual":
+        return phases + _stages(size, options, pretrained, rate=1e-5, schedule="constant")
+    if options.strategy != "head_only":
+        phases.append(("fine_tune", _fine_tune(size, options, pretrained, strategy=options.strategy, n=options.n,
+                                               rate=1e-5)))
+    return phases
+
+
+def lp_ft(size, options, pretrained=True):
+    """The head to convergence (linear probe), then the top blocks with per-block rates, warmup and cosine
+    decay, kept only if they beat the probe on the validation split."""
+    phases = [("head", _probe())]
+    if options.strategy == "gradual":
+        return phases + _stages(size, options, pretrained, rate=1e-4, schedule="cosine")
+    if options.strategy != "head_only":
+        phases.append(("fine_tune", _fine_tune(size, options, pretrained, strategy=options.strategy, n=options.n,
+                                               rate=1e-4, schedule="cosine", warmup=0.1,
+                                               layer_decay=options.layer_decay, keep_start=True)))
+    return phases
+
+
+def gradual(size, options, pretrained=True):
+    """The converged head, then one more top block per stage up to `n`, one optimizer and one schedule."""
+    return [("head", _probe())] + _stages(size, options, pretrained, rate=1e-4, schedule="cosine")
+
+
+def _stages(size, options, pretrained, *, rate, schedule):
+    """Gradual unfreezing: stage k trains the top k blocks; each stage's optimizer starts from the last one's
+    state (step count, and the moments of the blocks already training), and one schedule spans them all."""
+    stages = [_fine_tune(size, options, pretrained, strategy="top_blocks", n=k, rate=rate, schedule=schedule,
+                         warmup=0.1 if schedule == "cosine" else 0.0, layer_decay=options.layer_decay,
+                         keep_optimizer=k > 1)
+              for k in range(1, options.n + 1)]
+    total = sum(stage.epochs * stage.steps_per_epoch for stage in stages)
+    return [(f"fine_tune_{k}", dataclasses.replace(stage, schedule_steps=total))
+            for k, stage in enumerate(stages, start=1)]
+
+
+def scratch(size, options, pretrained=False):
+    """Every layer from random weights, BatchNorm trained (momentum 0.9, so its statistics follow within a few
+    hundred steps), Adam with warmup and cosine decay."""
+    preset = get_preset("fine_tune_all", name="scratch", learning_rate=options.fine_tune_learning_rate or 3e-4,
+                        label_smoothing=options.label_smoothing, schedule="cosine", warmup=0.1, train_batchnorm=True,
+                        batchnorm_momentum=0.9, patience=5)
+    return [("scratch", budget(preset, size, epochs=options.fine_tune_epochs or options.head_epochs,
+                               min_steps=MIN_SCRATCH_STEPS, batch_size=options.batch_size))]
+
+
+NAMED = dict(two_phase=two_phase, lp_ft=lp_ft, gradual=gradual, scratch=scratch)
+
+
+def choose_recipe(size, options, pretrained):
+    """`(recipe name, why)`: what `"auto"` runs for this data."""
+    if not pretrained and options.strategy == "head_only":
+        return "lp_ft", "no pretrained weights, strategy 'head_only': the head alone, fitted on the random features"
+    if not pretrained:
+        return "scratch", "no pretrained weights: every layer trains, BatchNorm included"
+    if options.strategy == "gradual":
+        return "gradual", "strategy 'gradual': the converged head, then one more block per stage"
+    if size.images > LARGE_DATA:
+        return "two_phase", (f"{size.images} training images (over {LARGE_DATA}): the head trains by gradient "
+                             "steps, cheaper there than solving it on every image's features")
+    return "lp_ft", (f"{size.images} training images ({size.images / size.classes:.1f} a class): the head fitted to "
+                     "convergence first, then fine-tuning that keeps it only if it does better on validation")
+
+
+def plan_recipe(recipe, size, options=None, *, pretrained=True):
+    """`(recipe name, [(phase name, Preset)], [lines saying what was chosen and why])`.
+
+    Example:
+    >>> name, phases, why = plan_recipe("auto", DataSize(images=30, classes=3))
+    >>> name, [phase for phase, _ in phases]
+    ('lp_ft', ['head', 'fine_tune'])
     """
-    report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, recompile=False)
-    compile_model(model, preset, jit_compile=jit_compile)
-    callbacks = phase_callbacks(preset, has_validation=val is not None) + list(callbacks)
-    if state is not None:
-        state.watch(model, callbacks)
-        callbacks.append(state)  # last: it saves what the other callbacks made of the epoch
-    x, y = train if isinstance(train, tuple) else (train, None)
-    shuffle = y is not None  # a dataset shuffles itself; Keras warns when asked to.
-    history = model.fit(x, y, validation_data=val, shuffle=shuffle, epochs=initial_epoch + preset.epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=class_weight,
-                        verbose=verbose)
-    return history, report
+    options = options or RecipeOptions()
+    if recipe not in RECIPES:
+        raise unknown_name("recipe", recipe, RECIPES)
+    if options.strategy not in STRATEGIES:
+        raise unknown_name("strategy", options.strategy, STRATEGIES)
+    why = [f"recipe '{recipe}'"]
+    if recipe == "auto":
+        recipe, reason = choose_recipe(size, options, pretrained)
+        why = [f"recipe 'auto' -> '{recipe}': {reason}"]
+    if recipe == "scratch" and pretrained:
+        why.append("recipe 'scratch' with pretrained weights: they are the starting point, every layer trains")
+    phases = NAMED[recipe](size, options, pretrained)
+    why += [describe(name, preset) for name, preset in phases]
+    if not pretrained and recipe != "scratch":
+        why.append("no pretrained weights: BatchNorm layers train in every phase")
+    return recipe, phases, why
+
+
+def describe(name, preset):
+    """One line: what a phase trains, how long and why that long."""
+    if preset.solver == "linear":
+        return f"phase '{name}': the head fitted to convergence on the frozen features (L-BFGS, l2 by validation loss)"
+    what = {"head_only": "the head", "full": "every layer",
+            "from_layer": f"the backbone from {preset.layer}"}.get(preset.strategy, f"the top {preset.n} block(s)")
+    rate = f"{preset.optimizer} {preset.learning_rate:g}" + (f", {preset.schedule}" if preset.schedule != "constant" else "")
+    if preset.schedule == "cosine" and preset.warmup_steps:
+        rate += f" after {preset.warmup_steps} warmup steps"
+    if preset.layer_decay is not None and preset.strategy != "head_only":
+        rate += f", x{preset.layer_decay:g} per block down"
+    steps = preset.epochs * preset.steps_per_epoch
+    return (f"phase '{name}': {what}, {rate}; {preset.epochs} epochs x {preset.steps_per_epoch} steps of "
+            f"{preset.batch_size} = {steps} steps ({preset.budget_reason})")
+
+
+def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, options=None, num_images=None,
+               checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None, verbose="auto",
+               cache_features=False, cache_dir=None, jit_compile="auto", state=None):
+    """Trains `model` with a named recipe, planned from the data size.
+
+    Args:
+        model: a model made by `build_classifier`.
+        train, val: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        recipe: `"auto"`, `"two_phase"`, `"lp_ft"`, `"gradual"` or `"scratch"`.
+        pretrained: whether the backbone holds pretrained weights (`False`: BatchNorm trains; `"auto"` runs
+            `scratch`). A model rebuilt for resuming has its weights from the checkpoint: say what it was built with.
+        options: a `RecipeOptions` (strategy, epochs, rates, batch size, ...).
+        num_images: the training images, where `train` cannot tell (a dataset of unknown size).
+        checkpoint_path, csv_path, callbacks, class_weight, verbose, cache_features, cache_dir, jit_compile,
+            state: as in `run_phases`.
+
+    Returns:
+        A `FineTuneResult` whose `recipe` names the recipe run and `plan` says what it chose and why.
+
+    Example:
+    >>> model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    >>> x, y = np.random.rand(12, 32, 32, 3) * 255, np.arange(12) % 3
+    >>> run_recipe(model, (x, y), (x, y), recipe="lp_ft", verbose=0).phases
+    ['head', 'fine_tune']
+    """
+    options = options or RecipeOptions()
+    size = data_size(model, train, num_images)
+    name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained)
+    if options.l2sp:
+        why.append(str(attach_l2sp(model, options.l2sp)))  # the reference: the weights the model holds now
+    if options.head_l1 or options.head_l2:
+        regularize_head(model, l1=options.head_l1, l2=options.head_l2)
+        why.append(f"head penalty: l1 {options.head_l1:g}, l2 {options.head_l2:g}")
+    if not pretrained:  # a random backbone whose BatchNorm cannot train collapses its features: say so, and stop
+        callbacks = [FeatureCollapseCheck(sample_batches(train, images=32)[0])] + list(callbacks)
+    for line in why:
+        log.info("%s", line)
+    result = run_phases(model, train, val, phases, checkpoint_path=checkpoint_path, csv_path=csv_path,
+                        callbacks=callbacks, class_weight=class_weight, verbose=verbose, cache_features=cache_features,
+                        cache_dir=cache_dir, jit_compile=jit_compile, state=state)
+    result.recipe, result.plan = name, why
+    return result
+
+
+def data_size(model, train, num_images=None):
+    """The `DataSize` a recipe plans from: training images (given, or counted), classes and a dataset's batch."""
+    images = num_images if num_images is not None else images_in(train)
+    if not images:
+        raise KerasTransferError("The recipe needs the number of training images: pass num_images= for a dataset "
+                                 f"of unknown size. Received: num_images={num_images!r}")
+    units = int(head_layers(model)[-1].units)
+    return DataSize(images=int(images), classes=2 if units == 1 else units,
+                    batch=None if train is None else batch_of(train))
 
 
 def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None, unfreeze="top_blocks",
@@ -68,12 +253,13 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
               head_learning_rate=None, fine_tune_learning_rate=None, checkpoint_path=None, csv_path=None,
               callbacks=(), class_weight=None, verbose="auto", cache_features=False, cache_dir=None,
               jit_compile="auto", state=None, label_smoothing=None):
-    """Trains the head first, then unfreezes the backbone's top and continues at a lower rate.
+    """Trains the head first, then unfreezes the backbone's top and continues at a lower rate, counted in
+    epochs (the classic two phases; `run_recipe` plans by steps and picks the recipe).
 
     1. freeze the backbone, compile with `head_preset`, fit `head_epochs`;
     2. unfreeze (`"top_blocks"`: the top `n` blocks; `"from_layer"`: from `layer` on; `"full"`;
-       `"gradual"`: one more top block per stage up to `n`, `fine_tune_epochs` each), recompile
-       with `fine_tune_preset`, fit on from where phase 1 stopped.
+       `"gradual"`: one more top block per stage up to `n`, `fine_tune_epochs` each, one optimizer
+       across the stages), recompile with `fine_tune_preset`, fit on from where phase 1 stopped.
 
     EarlyStopping restores each phase's best weights; BatchNorm layers stay frozen.
 
@@ -110,46 +296,10 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
     fine = get_preset(fine_tune_preset, epochs=fine_tune_epochs, learning_rate=fine_tune_learning_rate,
                       label_smoothing=label_smoothing)
     if unfreeze == "gradual":
-        stages = [(f"fine_tune_{k}", dataclasses.replace(fine, strategy="top_blocks", n=k)) for k in range(1, n + 1)]
+        stages = [(f"fine_tune_{k}", dataclasses.replace(fine, strategy="top_blocks", n=k, keep_optimizer=k > 1))
+                  for k in range(1, n + 1)]
     else:
         stages = [("fine_tune", dataclasses.replace(fine, strategy=unfreeze, n=n, layer=layer))]
     return run_phases(model, train, val, [("head", head)] + stages, checkpoint_path=checkpoint_path,
                       csv_path=csv_path, callbacks=callbacks, class_weight=class_weight, verbose=verbose,
                       cache_features=cache_features, cache_dir=cache_dir, jit_compile=jit_compile, state=state)
-
-
-def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,
-               verbose="auto", cache_features=False, cache_dir=None, jit_compile="auto", state=None):
-    """Runs `(name, Preset)` phases one after another, each continuing the epoch count.
-
-    With `state` (a `checkpoints.TrainingState`), every epoch ends with `last.keras` + `state.json`, and
-    a resumed state skips what was done: the run continues in its phase, at its epoch, with its optimizer.
-
-    The checkpoint (best model over all phases) and the CSV log span the phases; EarlyStopping
-    and ReduceLROnPlateau start afresh in each. With `cache_features`, the head-only phases train on
-    backbone features computed once (in memory, or streamed to `cache_dir`).
-    """
-    for _, preset in phases:  # a typo in phase 2's arguments fails before phase 1 trains
-        check_strategy(model, preset.strategy, n=preset.n, layer=preset.layer)
-    if cache_features:
-        check_cacheable(model, phases[0][1])
-    spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
-                             csv_path=csv_path) + list(callbacks)
-    todo, epoch = state.plan(phases) if state else ([(i, n, p, 0) for i, (n, p) in enumerate(phases)], 0)
-    if state:
-        state.watch_run(spanning)
-    result = FineTuneResult([], [], [])
-    for index, phase, preset, done in todo:
-        cached = cache_features and preset.strategy == "head_only"
-        step = functools.partial(train_phase_cached, cache=cache_dir or "memory") if cached else train_phase
-        if state:
-            state.begin_phase(model, index, phase, preset, done)
-        step = functools.partial(step, callbacks=spanning, state=state)
-        left = dataclasses.replace(preset, epochs=preset.epochs - done)
-        history, report = step(model, train, val, preset=left, initial_epoch=epoch, class_weight=class_weight,
-                               verbose=verbose, jit_compile=jit_compile)
-        epoch += len(history.epoch)
-        result.phases.append(phase)
-        result.histories.append(history)
-        result.freeze_reports.append(report)
-    return result

@@ -167,7 +167,9 @@ class TrainingState(keras.callbacks.Callback):
                 f"Received: phase={self.name!r}")
         for variable, value in zip(target, source):
             variable.assign(value)
-        model.optimizer.learning_rate = s["learning_rate"]
+        inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # under a LossScaleOptimizer
+        if not isinstance(inner._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            model.optimizer.learning_rate = s["learning_rate"]  # ReduceLROnPlateau's; a schedule follows the step
 
     def watch_run(self, run_callbacks):
         """Sees the callbacks that span the run; restores the best-model checkpoint's best value."""

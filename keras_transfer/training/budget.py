@@ -1,0 +1,60 @@
+"""Step budgets: a phase is sized in optimizer steps, not epochs.
+
+With little data an epoch is a few steps (100 images at batch 32: 4), so "10 epochs" and "patience 3" can end
+a phase after a handful of updates. A budget caps the batch for tiny data sets (at least 4 steps an epoch),
+derives the epochs from a minimum number of steps, and tells EarlyStopping (through the preset's `min_steps`)
+not to stop before them.
+"""
+
+import dataclasses
+import math
+
+DEFAULT_BATCH = 32
+MIN_STEPS_PER_EPOCH = 4
+MIN_HEAD_STEPS = 100
+MIN_FINE_TUNE_STEPS = 200
+MIN_SCRATCH_STEPS = 300
+LARGE_DATA = 20_000  # training images past which `auto` trains the head by gradient steps
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSize:
+    """What a recipe plans from: the training images, the classes and, for a dataset, its batch size."""
+
+    images: int
+    classes: int
+    batch: int = None
+
+
+def batch_for(images, batch_size=None):
+    """`batch_size` if given; else 32, at most `images / 4` (so an epoch has at least 4 steps), at least 1."""
+    if batch_size is not None:
+        return batch_size
+    return max(1, min(DEFAULT_BATCH, images // MIN_STEPS_PER_EPOCH))
+
+
+def budget(preset, size, *, epochs=None, min_steps=0, batch_size=None):
+    """`preset` with its batch size, steps per epoch, epochs and `min_steps` set for `size.images`.
+
+    `epochs` given: exactly that many (the minimum still holds EarlyStopping back, within them); else the
+    preset's epochs, raised until the phase makes at least `min_steps` steps. The preset gains a
+    `budget_reason` saying which.
+
+    Example:
+    >>> preset = budget(get_preset("fine_tune"), DataSize(images=30, classes=3), min_steps=200)
+    >>> preset.batch_size, preset.steps_per_epoch, preset.epochs
+    (7, 5, 40)
+    """
+    batch = size.batch or batch_for(size.images, batch_size)  # a dataset is batched already
+    steps = math.ceil(size.images / batch)
+    if epochs is not None:
+        chosen, reason = epochs, f"{epochs} epochs as given"
+    elif preset.epochs * steps >= min_steps:
+        chosen, reason = preset.epochs, f"{preset.epochs} epochs reach the minimum of {min_steps} steps"
+    else:
+        chosen = math.ceil(min_steps / steps)
+        reason = f"raised from {preset.epochs} epochs to reach the minimum of {min_steps} steps"
+    if batch_size is None and size.batch is None and batch < DEFAULT_BATCH:
+        reason += f"; batch {batch}: a quarter of {size.images} images"
+    return dataclasses.replace(preset, batch_size=batch, steps_per_epoch=steps, epochs=chosen, min_steps=min_steps,
+                               budget_reason=reason)

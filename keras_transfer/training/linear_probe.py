@@ -1,0 +1,222 @@
+"""The head fitted to convergence on the frozen backbone's features: a linear probe (the "LP" of LP-FT).
+
+Kumar et al. ("Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022)
+fine-tune from a converged linear head, so the first fine-tuning steps do not push a random head's large
+gradients into the pretrained features. The features feeding the head are computed once (inference mode:
+no augmentation), standardised, and the head's softmax (or one-unit sigmoid) regression is solved with
+L-BFGS (`scipy.optimize`, the solver scikit-learn's `LogisticRegression` uses) for each L2 strength of a grid;
+the strength with the lowest validation loss wins. The solution is mapped back to the raw features and
+written into the model's own head layer, so the model predicts exactly what the probe does.
+"""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.models.classifier import feature_extractor, get_backbone, head_layers
+from keras_transfer.models.freezing import freeze
+from keras_transfer.training.presets import compile_model
+
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # on standardised features: mean cross-entropy + l2/2 |W|^2
+
+
+@dataclasses.dataclass
+class LinearProbe:
+    """What `fit_linear_head` chose and reached.
+
+    Attributes:
+        l2: the L2 strength chosen (lowest validation loss; the grid's middle without validation data).
+        validation_losses: `{l2: validation cross-entropy}` over the grid (empty without validation data).
+        loss, accuracy: on the training features, without the penalty.
+        val_loss, val_accuracy: on the validation features (`None` without them).
+        iterations: L-BFGS iterations of the chosen fit.
+        seconds: features and fits together.
+    """
+
+    l2: float
+    validation_losses: dict
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    iterations: int
+    seconds: float
+
+    def logs(self):
+        """The epoch logs Keras would write for this head: `loss`, `accuracy` (+ `val_` ones)."""
+        logs = dict(loss=self.loss, accuracy=self.accuracy)
+        if self.val_loss is not None:
+            logs.update(val_loss=self.val_loss, val_accuracy=self.val_accuracy)
+        return logs
+
+    def __str__(self):
+        val = "" if self.val_loss is None else f", validation loss {self.val_loss:.4f} accuracy {self.val_accuracy:.3f}"
+        grid = ", ".join(f"{k:g}: {v:.4f}" for k, v in self.validation_losses.items())
+        chosen = f"l2 {self.l2:g} (validation loss by l2: {grid})" if grid else f"l2 {self.l2:g} (no validation data)"
+        return (f"linear probe: {chosen}; training loss {self.loss:.4f} accuracy {self.accuracy:.3f}{val}; "
+                f"{self.iterations} L-BFGS iterations, {self.seconds:.1f} s")
+
+
+def _batches(data, batch_size):
+    if isinstance(data, tuple):
+        x, y = data
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        return
+    for element in data:  # a tf.data batch as numpy: any backend's model takes it
+        yield np.asarray(element[0]), np.asarray(element[1])
+
+
+def features_of(model, data, batch_size=64):
+    """`(features, labels)` as float64/int arrays: the head's input for every image of `data`, in inference mode."""
+    extractor = feature_extractor(model)
+    features, labels = [], []
+    for x, y in _batches(data, batch_size):
+        features.append(np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float64"))
+        labels.append(np.asarray(keras.ops.convert_to_numpy(y)).reshape(-1))
+    if not features:
+        raise KerasTransferError("The linear probe got no images. Received: an empty dataset")
+    return np.concatenate(features).reshape(sum(len(f) for f in features), -1), np.concatenate(labels).astype("int64")
+
+
+def _loss_and_grad(params, f, y, weights, l2, units):
+    """Mean (weighted) cross-entropy + l2/2 |W|^2 and its gradient; `units == 1` is the binary sigmoid head."""
+    dim = f.shape[1]
+    kernel, bias = params[:dim * units].reshape(dim, units), params[dim * units:]
+    logits = f @ kernel + bias
+    if units == 1:
+        z = logits[:, 0]
+        losses = np.logaddexp(0.0, z) - y * z
+        delta = (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
+    else:
+        logits = logits - logits.max(1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        losses = -log_p[np.arange(len(y)), y]
+        delta = np.exp(log_p)
+        delta[np.arange(len(y)), y] -= 1.0
+    n = len(y)
+    delta *= (weights / n)[:, None]
+    loss = float((weights * losses).sum() / n + 0.5 * l2 * (kernel ** 2).sum())
+    grad = np.concatenate([(f.T @ delta + l2 * kernel).ravel(), delta.sum(0)])
+    return loss, grad
+
+
+def _solve(f, y, weights, l2, units, max_iterations):
+    from scipy.optimize import minimize  # lazy: scipy (a JAX dependency) loads only when a probe is fitted
+
+    start = np.zeros(f.shape[1] * units + units)
+    result = minimize(_loss_and_grad, start, args=(f, y, weights, l2, units), jac=True, method="L-BFGS-B",
+                      options=dict(maxiter=max_iterations, gtol=1e-6))
+    return result.x, int(result.nit)
+
+
+def _scores(params, f, y, units):
+    """Unweighted mean cross-entropy and accuracy of a solution."""
+    loss, _ = _loss_and_grad(params, f, y, np.ones(len(y)), 0.0, units)
+    dim = f.shape[1]
+    logits = f @ params[:dim * units].reshape(dim, units) + params[dim * units:]
+    predicted = (logits[:, 0] > 0).astype("int64") if units == 1 else logits.argmax(1)
+    return loss, float(np.mean(predicted == y))
+
+
+def _check_labels(labels, units, where):
+    top = 2 if units == 1 else units
+    if labels.size and (labels.min() < 0 or labels.max() >= top):
+        raise KerasTransferError(f"The {where} labels must be class indices in [0, {top - 1}] for this head. "
+                                 f"Received: labels from {labels.min()} to {labels.max()}")
+
+
+def fit_linear_head(model, train, val=None, *, l2=None, l2_grid=L2_GRID, class_weight=None, batch_size=64,
+                    max_iterations=1000):
+    """Fits `model`'s head to convergence on its frozen backbone's features and writes it into the model.
+
+    Args:
+        model: a model made by `build_classifier` (augmentation, if any, is off: features are computed in
+            inference mode).
+        train, val: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        l2: a fixed L2 strength; `None` picks from `l2_grid` by validation loss (without `val`: the grid's middle).
+        l2_grid: the strengths tried, on standardised features.
+        class_weight: `{class index: weight}`, as in `model.fit`.
+        max_iterations: L-BFGS iterations per fit.
+
+    Returns:
+        A `LinearProbe`.
+
+    Example:
+    >>> model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    >>> x, y = np.random.rand(12, 32, 32, 3) * 255, np.arange(12) % 3
+    >>> fit_linear_head(model, (x, y)).accuracy
+    1.0
+    """
+    start = time.perf_counter()
+    get_backbone(model)
+    head = head_layers(model)[-1]
+    units = int(head.units)
+    f, y = features_of(model, train, batch_size)
+    _check_labels(y, units, "training")
+    mean, std = f.mean(0), f.std(0)
+    std[std < 1e-12] = 1.0  # a constant feature carries nothing; its weight stays 0
+    scaled = (f - mean) / std
+    weights = np.ones(len(y)) if not class_weight else np.asarray([class_weight.get(int(c), 1.0) for c in y])
+    fv = yv = None
+    if val is not None:
+        fv, yv = features_of(model, val, batch_size)
+        _check_labels(yv, units, "validation")
+        fv = (fv - mean) / std
+    grid = [l2] if l2 is not None else list(l2_grid)
+    fits, val_losses = {}, {}
+    for strength in grid:
+        fits[strength] = _solve(scaled, y, weights, strength, units, max_iterations)
+        if fv is not None and len(yv):
+            val_losses[strength] = _scores(fits[strength][0], fv, yv, units)[0]
+    chosen = min(val_losses, key=val_losses.get) if val_losses else grid[len(grid) // 2]
+    params, iterations = fits[chosen]
+    _write_head(head, params, mean, std, units)
+    loss, accuracy = _scores(params, scaled, y, units)
+    val_loss, val_accuracy = _scores(params, fv, yv, units) if fv is not None and len(yv) else (None, None)
+    return LinearProbe(l2=chosen, validation_losses=val_losses, loss=loss, accuracy=accuracy, val_loss=val_loss,
+                       val_accuracy=val_accuracy, iterations=iterations, seconds=time.perf_counter() - start)
+
+
+def _write_head(head, params, mean, std, units):
+    """Writes the standardised solution into the raw-feature head: W = W'/std, b = b' - (mean/std) W'."""
+    dim = len(mean)
+    kernel, bias = params[:dim * units].reshape(dim, units), params[dim * units:]
+    raw_kernel = kernel / std[:, None]
+    raw_bias = bias - mean @ raw_kernel
+    head.kernel.assign(raw_kernel.astype(keras.backend.standardize_dtype(head.kernel.dtype)))
+    head.bias.assign(raw_bias.astype(keras.backend.standardize_dtype(head.bias.dtype)))
+
+
+def train_phase_linear(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
+                       verbose="auto", jit_compile="auto", state=None):
+    """The head phase as a linear probe: like `phases.train_phase`, one "epoch" that fits the head to
+    convergence. Returns `(History, FreezeReport)`.
+
+    The model is frozen and compiled as the preset says (its optimizer is what a resumed run saves), the
+    probe is fitted, then the phase's callbacks (checkpoint, CSV log, `state`) see one epoch with the probe's
+    losses and accuracies, as Keras would call them.
+    """
+    report = freeze(model, "head_only", recompile=False)
+    compile_model(model, preset, jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    probe = fit_linear_head(model, train, val, l2=getattr(preset, "l2", None), class_weight=class_weight)
+    if verbose not in (0, "0"):
+        print(probe)
+    history = keras.callbacks.History()
+    callbacks = list(callbacks)
+    if state is not None:
+        state.watch(model, [])
+        callbacks.append(state)
+    listed = keras.callbacks.CallbackList(callbacks + [history], model=model, epochs=initial_epoch + 1, steps=1,
+                                          verbose=0)
+    logs = probe.logs()
+    listed.on_train_begin()
+    listed.on_epoch_begin(initial_epoch)
+    listed.on_epoch_end(initial_epoch, logs)
+    listed.on_train_end(logs)
+    history.probe = probe
+    return history, report

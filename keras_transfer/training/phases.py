@@ -1,0 +1,191 @@
+"""Training phases: one phase freezes, compiles and fits; `run_phases` runs a recipe's phases in order.
+
+Each phase is a visible `freeze` followed by `compile_model`, so a changed model is always recompiled
+before it trains again. A phase is a `Preset`: what trains, with which optimizer, schedule and step budget.
+"""
+
+import dataclasses
+import functools
+import logging
+
+import keras
+
+from keras_transfer.history import history_columns
+from keras_transfer.models.classifier import get_backbone
+from keras_transfer.models.freezing import check_strategy, freeze
+from keras_transfer.training.batchnorm import BatchNormRecalibration, batchnorm_layers, sample_batches
+from keras_transfer.training.caching import check_cacheable, train_phase_cached
+from keras_transfer.training.linear_probe import train_phase_linear
+from keras_transfer.training.presets import compile_model, phase_callbacks, run_callbacks
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+    """The phases' `keras.callbacks.History` objects and `FreezeReport`s, in order.
+
+    `phases` names them: `"head"`, then `"fine_tune"` (or `"fine_tune_1"`, ... for gradual unfreezing).
+    `recipe` names the recipe that planned them and `plan` says what it chose and why (`run_recipe`).
+    """
+
+    phases: list
+    histories: list
+    freeze_reports: list
+    recipe: str = None
+    plan: list = dataclasses.field(default_factory=list)
+
+    @property
+    def head(self):
+        return self.histories[0]
+
+    @property
+    def fine(self):
+        return self.histories[1:]
+
+    @property
+    def history(self):
+        """Per-epoch metrics of all phases, concatenated, with a `phase` column."""
+        return history_columns([dict(phase=phase, epoch=epoch, **{k: float(v[i]) for k, v in h.history.items()})
+                                for phase, h in zip(self.phases, self.histories) for i, epoch in enumerate(h.epoch)])
+
+
+def carry_optimizer_state(old, new, variables):
+    """Builds `new` on `variables` and copies `old`'s state into it: its step count, and the slots (moments,
+    momentum) of every variable both optimizers train, matched by their names (`<variable path>_<slot>`).
+
+    Rebuilding is what both backends allow: JAX's stateless update needs an optimizer built on exactly the
+    variables that train. Returns the number of optimizer variables carried over.
+    """
+    old_inner, new_inner = (getattr(o, "inner_optimizer", o) for o in (old, new))  # under a LossScaleOptimizer
+    new.build(variables)
+    by_name = {v.name: v for v in old_inner.variables}
+    carried = 0
+    for variable in new_inner.variables:
+        source = by_name.get(variable.name)
+        if source is not None and tuple(source.shape) == tuple(variable.shape):
+            variable.assign(source)
+            carried += 1
+    return carried
+
+
+def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
+                verbose="auto", jit_compile="auto", state=None):
+    """One phase: freeze as the preset says, recompile, fit. Returns `(History, FreezeReport)`.
+
+    `state` (a `checkpoints.TrainingState`) sees the phase's callbacks, restores a resumed phase's
+    optimizer state and writes `last.keras` + `state.json` after every epoch. With `preset.keep_optimizer`
+    the new optimizer starts from the last one's state (gradual unfreezing); with `preset.train_batchnorm`
+    the BatchNorm statistics are re-estimated before each validation (`batchnorm`); with `preset.keep_start` the phase's starting
+    weights come back if no epoch beat their validation loss.
+    """
+    if preset.batchnorm_momentum is not None:
+        set_batchnorm_momentum(model, preset.batchnorm_momentum)
+    previous = getattr(model, "optimizer", None) if preset.keep_optimizer else None
+    report = freeze(model, preset.strategy, n=preset.n, layer=preset.layer, train_batchnorm=preset.train_batchnorm,
+                    recompile=False)
+    compile_model(model, preset, jit_compile=jit_compile)
+    if previous is not None:
+        carry_optimizer_state(previous, model.optimizer, model.trainable_variables)
+    callbacks = phase_callbacks(preset, has_validation=val is not None, initial_epoch=initial_epoch) + list(callbacks)
+    if preset.train_batchnorm and batchnorm_layers(model):  # first: validation and saving see fresh statistics
+        callbacks.insert(0, BatchNormRecalibration(sample_batches(train)))
+    if state is not None:
+        state.watch(model, callbacks)
+        callbacks.append(state)  # last: it saves what the other callbacks made of the epoch
+    x, y = train if isinstance(train, tuple) else (train, None)
+    start = _starting_point(model, val, preset)
+    shuffle = y is not None  # a dataset shuffles itself; Keras warns when asked to.
+    history = model.fit(x, y, validation_data=val, shuffle=shuffle, epochs=initial_epoch + preset.epochs,
+                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=class_weight,
+                        verbose=verbose, batch_size=preset.batch_size if y is not None else None)
+    if start is not None:
+        _keep_better(model, start, history, preset)
+    return history, report
+
+
+def set_batchnorm_momentum(model, momentum):
+    """Sets the momentum of every BatchNorm layer in the backbone (before compiling: it is traced)."""
+    for layer in get_backbone(model)._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
+def _starting_point(model, val, preset):
+    """`(weights, validation loss)` at the start of a fresh `keep_start` phase, else `None`."""
+    if not preset.keep_start or val is None:
+        return None
+    logs = model.evaluate(*(val if isinstance(val, tuple) else (val,)), verbose=0, return_dict=True)
+    return model.get_weights(), float(logs["loss"])
+
+
+def _keep_better(model, start, history, preset):
+    weights, start_loss = start
+    losses = [v for v in history.history.get("val_loss", []) if v == v]
+    if losses and min(losses) >= start_loss:
+        model.set_weights(weights)
+        log.info("Phase '%s': no epoch beat the validation loss it started from (%.4f, best %.4f): its starting "
+                 "weights are kept.", preset.name, start_loss, min(losses))
+        history.kept_start = True
+
+
+def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,
+               verbose="auto", cache_features=False, cache_dir=None, jit_compile="auto", state=None):
+    """Runs `(name, Preset)` phases one after another, each continuing the epoch count.
+
+    With `state` (a `checkpoints.TrainingState`), every epoch ends with `last.keras` + `state.json`, and
+    a resumed state skips what was done: the run continues in its phase, at its epoch, with its optimizer.
+
+    The checkpoint (best model over all phases) and the CSV log span the phases; EarlyStopping
+    and ReduceLROnPlateau start afresh in each. With `cache_features`, the head-only phases train on
+    backbone features computed once (in memory, or streamed to `cache_dir`). A `solver="linear"` phase
+    fits the head to convergence (`linear_probe`).
+    """
+    for _, preset in phases:  # a typo in phase 2's arguments fails before phase 1 trains
+        check_strategy(model, preset.strategy, n=preset.n, layer=preset.layer)
+    if cache_features:
+        check_cacheable(model, phases[0][1])
+    spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
+                             csv_path=csv_path) + list(callbacks)
+    todo, epoch = state.plan(phases) if state else ([(i, n, p, 0) for i, (n, p) in enumerate(phases)], 0)
+    if state:
+        state.watch_run(spanning)
+    result = FineTuneResult([], [], [])
+    for index, phase, preset, done in todo:
+        if preset.solver == "linear":
+            step = train_phase_linear
+        elif cache_features and preset.strategy == "head_only":
+            step = functools.partial(train_phase_cached, cache=cache_dir or "memory")
+        else:
+            step = train_phase
+        if state:
+            state.begin_phase(model, index, phase, preset, done)
+        step = functools.partial(step, callbacks=spanning, state=state)
+        left = dataclasses.replace(preset, epochs=preset.epochs - done,
+                                   keep_start=preset.keep_start and not done)  # resumed: its start is gone
+        history, report = step(model, train, val, preset=left, initial_epoch=epoch, class_weight=class_weight,
+                               verbose=verbose, jit_compile=jit_compile)
+        epoch += len(history.epoch)
+        result.phases.append(phase)
+        result.histories.append(history)
+        result.freeze_reports.append(report)
+    return result
+
+
+def images_in(data):
+    """The number of images in `(x, y)` arrays or a batched `tf.data.Dataset` of known cardinality (`None`
+    when it cannot be known without reading it)."""
+    if isinstance(data, tuple):
+        return len(data[1])
+    cardinality = int(data.cardinality()) if hasattr(data, "cardinality") else -1
+    batch = batch_of(data)
+    return cardinality * batch if cardinality >= 0 and batch else None
+
+
+def batch_of(data):
+    """The batch size of a dataset of `(images, labels)` batches: its first batch's length (`None` for arrays)."""
+    if isinstance(data, tuple) or not hasattr(data, "take"):
+        return None
+    for element in data.take(1):
+        return int(element[1].shape[0])
+    return None

@@ -1,0 +1,239 @@
+"""The named recipes: step budgets, the converged head (linear probe), LP-FT's keep-the-better rule, gradual
+unfreezing with one optimizer, scratch training with BatchNorm, and `auto`'s choice."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import as_numpy
+
+from keras_transfer import build_classifier
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.training.budget import DataSize, batch_for, budget
+from keras_transfer.training.linear_probe import features_of, fit_linear_head
+from keras_transfer.training.presets import get_preset, phase_callbacks
+from keras_transfer.training.recipes import RecipeOptions, plan_recipe, run_recipe
+
+CLASSES = ["a", "b", "c"]
+
+
+def _separable(n=24, size=32, classes=3, seed=0):
+    """Images whose class is their brightness band: separable by any reasonable feature."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % classes).astype("int32")
+    x = rng.uniform(0, 40, size=(n, size, size, 3)).astype("float32") + (y * 100)[:, None, None, None]
+    return x, y
+
+
+# Plans: backend-free arithmetic.
+
+@pytest.mark.backend_free
+def test_tiny_data_caps_the_batch_and_raises_the_epochs_to_the_step_minimum():
+    preset = budget(get_preset("fine_tune"), DataSize(images=30, classes=3), min_steps=200)
+    assert preset.batch_size == 7 and preset.steps_per_epoch == 5  # at least 4 steps an epoch
+    assert preset.epochs == 40 and preset.epochs * preset.steps_per_epoch >= 200
+    assert "raised from 10 epochs" in preset.budget_reason
+
+
+@pytest.mark.backend_free
+def test_given_epochs_and_batch_are_kept_and_large_data_keeps_the_preset():
+    given = budget(get_preset("fine_tune"), DataSize(images=30, classes=3), epochs=2, batch_size=8, min_steps=200)
+    assert (given.epochs, given.batch_size, given.steps_per_epoch) == (2, 8, 4)
+    assert given.budget_reason == "2 epochs as given"
+    large = budget(get_preset("fine_tune"), DataSize(images=10_000, classes=3), min_steps=200)
+    assert (large.epochs, large.batch_size) == (10, 32)
+    assert batch_for(3) == 1 and batch_for(1000) == 32 and batch_for(1000, 5) == 5
+
+
+@pytest.mark.backend_free
+def test_early_stopping_cannot_end_a_phase_before_its_warmup_and_minimum():
+    preset = budget(get_preset("fine_tune", schedule="cosine", warmup=0.5), DataSize(images=40, classes=2),
+                    min_steps=30)  # batch 10, 4 steps an epoch, 10 epochs: 40 steps, warmup 20
+    stopping = next(c for c in phase_callbacks(preset, initial_epoch=3) if isinstance(c, keras.callbacks.EarlyStopping))
+    assert stopping.start_from_epoch == 3 + 8  # ceil(max(30 steps, 20 warmup) / 4 per epoch) after the phase's start
+    kinds = {type(c) for c in phase_callbacks(preset)}
+    assert keras.callbacks.ReduceLROnPlateau not in kinds  # a schedule owns the rate
+    assert keras.callbacks.ReduceLROnPlateau in {type(c) for c in phase_callbacks(get_preset("fine_tune"))}
+
+
+@pytest.mark.backend_free
+@pytest.mark.parametrize("pretrained, strategy, images, expected, phases", [
+    (True, "top_blocks", 300, "lp_ft", ["head", "fine_tune"]),
+    (True, "head_only", 300, "lp_ft", ["head"]),
+    (True, "gradual", 300, "gradual", ["head", "fine_tune_1", "fine_tune_2"]),
+    (True, "top_blocks", 50_000, "two_phase", ["head", "fine_tune"]),
+    (False, "top_blocks", 300, "scratch", ["scratch"]),
+])
+def test_auto_picks_by_the_data_and_says_why(pretrained, strategy, images, expected, phases):
+    name, planned, why = plan_recipe("auto", DataSize(images=images, classes=3), RecipeOptions(strategy=strategy),
+                                     pretrained=pretrained)
+    assert name == expected and [phase for phase, _ in planned] == phases
+    assert why[0].startswith(f"recipe 'auto' -> '{expected}': ") and len(why) == 1 + len(phases)
+    if not pretrained:
+        assert all(preset.train_batchnorm for _, preset in planned)
+
+
+@pytest.mark.backend_free
+def test_gradual_stages_share_one_optimizer_and_one_schedule():
+    _, planned, _ = plan_recipe("gradual", DataSize(images=100, classes=4), RecipeOptions(n=3))
+    stages = [preset for name, preset in planned if name.startswith("fine_tune")]
+    assert [s.n for s in stages] == [1, 2, 3]
+    assert [s.keep_optimizer for s in stages] == [False, True, True]
+    total = sum(s.epochs * s.steps_per_epoch for s in stages)
+    assert {s.schedule_steps for s in stages} == {total}
+
+
+@pytest.mark.backend_free
+def test_unknown_recipe_and_strategy_are_one_line_errors():
+    with pytest.raises(KerasTransferError, match="Unknown recipe 'lpft'.*lp_ft"):
+        plan_recipe("lpft", DataSize(images=10, classes=2))
+    with pytest.raises(KerasTransferError, match="strategy"):
+        plan_recipe("auto", DataSize(images=10, classes=2), RecipeOptions(strategy="top"))
+
+
+# Training.
+
+def test_the_linear_probe_is_the_converged_regression_and_the_model_predicts_it():
+    sklearn = pytest.importorskip("sklearn.linear_model", reason="scikit-learn (the demo extra) gives the reference")
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    x, y = _separable(30)
+    probe = fit_linear_head(model, (x[:18], y[:18]), (x[18:], y[18:]))
+    assert probe.l2 in probe.validation_losses and probe.iterations > 0
+    assert probe.validation_losses[probe.l2] == min(probe.validation_losses.values())
+    features, _ = features_of(model, (x, y))
+    mean, std = features[:18].mean(0), features[:18].std(0)
+    std[std < 1e-12] = 1.0
+    # scikit-learn's objective: C * sum(losses) + |W|^2 / 2 = n * C * (mean loss + |W|^2 / (2 n C)): C = 1 / (n l2)
+    reference = sklearn.LogisticRegression(C=1.0 / (18 * probe.l2), max_iter=10_000, tol=1e-10)
+    reference.fit((features[:18] - mean) / std, y[:18])
+    expected = reference.predict_proba((features - mean) / std)
+    assert np.allclose(as_numpy(model.predict(x, verbose=0)), expected, atol=2e-3)
+
+
+def test_the_linear_probe_fits_a_one_unit_sigmoid_head():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vgg16", 2, weights=None, input_size=32, augmentation=None)
+    x, y = _separable(16, classes=2)
+    probe = fit_linear_head(model, (x, y), l2=1e-3)
+    assert probe.accuracy == 1.0 and probe.validation_losses == {}
+    assert np.mean((as_numpy(model.predict(x, verbose=0))[:, 0] > 0.5) == y) == 1.0
+
+
+def test_lp_ft_keeps_the_probe_when_fine_tuning_does_worse_on_validation():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    x, y = _separable(24)
+    options = RecipeOptions(n=1, fine_tune_epochs=2, fine_tune_learning_rate=5.0, layer_decay=1.0)  # diverges
+    result = run_recipe(model, (x[:12], y[:12]), (x[12:], y[12:]), recipe="lp_ft", options=options, verbose=0)
+    assert result.recipe == "lp_ft" and result.phases == ["head", "fine_tune"]
+    probe = result.histories[0].probe
+    assert getattr(result.histories[1], "kept_start", False)
+    logs = model.evaluate(x[12:], y[12:], verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(probe.val_loss, rel=1e-2, abs=1e-4)  # the probe's head, backbone untouched
+
+
+def test_lp_ft_on_a_dataset_needs_its_size_when_unknown(tiny_xy):
+    import tensorflow as tf
+
+    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    x, y = tiny_xy(6, 32, 3)
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).batch(3).filter(lambda a, b: True)
+    with pytest.raises(KerasTransferError, match="num_images"):
+        run_recipe(model, unknown, recipe="lp_ft", verbose=0)
+    result = run_recipe(model, unknown, recipe="lp_ft", num_images=6, options=RecipeOptions(fine_tune_epochs=1),
+                        verbose=0)
+    assert result.phases == ["head", "fine_tune"] and len(result.histories[1].epoch) == 1
+
+
+def _batchnorm_statistics(model):
+    backbone = model.get_layer("backbone")
+    return [as_numpy(w) for layer in backbone._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization) for w in (layer.moving_mean, layer.moving_variance)]
+
+
+class _Watch(keras.callbacks.Callback):
+    """Records, at the start of every fit: the optimizer step, the trainable weights, the trainable BatchNorm
+    layers, and how many optimizer slots hold what the last fit's optimizer ended with (by name)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen, self.ended = [], {}
+
+    def _slots(self):
+        return {v.name: as_numpy(v) for v in self.model.optimizer.variables if v.name != "iteration"}
+
+    def on_train_begin(self, logs=None):
+        backbone = self.model.get_layer("backbone")
+        bn = sum(layer.trainable for layer in backbone._flatten_layers(include_self=False)
+                 if isinstance(layer, keras.layers.BatchNormalization))
+        slots = self._slots()
+        common = [name for name in slots if name in self.ended]
+        same = [name for name in common if np.array_equal(slots[name], self.ended[name])]
+        carried = (len(common), len(same), sum(bool(np.any(slots[name] != 0)) for name in same))
+        self.seen.append((int(as_numpy(self.model.optimizer.iterations)), len(self.model.trainable_weights), bn,
+                          carried))
+
+    def on_train_end(self, logs=None):
+        self.ended = self._slots()
+
+
+def test_gradual_unfreezing_raises_the_trainable_count_at_the_planned_steps_keeping_the_optimizer(tiny_xy):
+    keras.utils.set_random_seed(0)
+    model = build_classifier("mobilenetv2", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    x, y = tiny_xy(12, 32, 3)
+    statistics = _batchnorm_statistics(model)
+    watch = _Watch()
+    options = RecipeOptions(n=3, fine_tune_epochs=1, batch_size=4)
+    result = run_recipe(model, (x, y), recipe="gradual", options=options, callbacks=[watch], verbose=0)
+    assert result.phases == ["head", "fine_tune_1", "fine_tune_2", "fine_tune_3"]
+    steps, counts, batchnorm, carried = zip(*watch.seen[1:])  # [0]: the probe's (no steps)
+    assert steps == (0, 3, 6)  # each stage starts where the last one stopped: 3 steps a stage, one schedule
+    assert counts[0] < counts[1] < counts[2]
+    assert [r.trainable_weights_after for r in result.freeze_reports[1:]] == list(counts)
+    assert carried[0][2] == 0  # the first stage starts fresh (its slots are zeros)
+    for (common, same, moved), before in zip(carried[1:], counts):  # Adam's m and v of every weight already training
+        assert common == same >= 2 * before and moved > 0  # ... carried over as they were, not fresh zeros
+    assert batchnorm == (0, 0, 0)  # pretrained (the default): BatchNorm stays in inference mode ...
+    for before, after in zip(statistics, _batchnorm_statistics(model)):
+        np.testing.assert_array_equal(before, after)  # ... and its statistics do not move
+
+
+def test_scratch_trains_batchnorm_and_learns_a_separable_task():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("mobilenetv2", 2, weights=None, input_size=32, augmentation=None)
+    x, y = _separable(32, classes=2)
+    statistics = _batchnorm_statistics(model)
+    options = RecipeOptions(fine_tune_epochs=12, batch_size=8, fine_tune_learning_rate=1e-3)
+    result = run_recipe(model, (x, y), recipe="auto", pretrained=False, options=options, verbose=0)
+    assert result.recipe == "scratch" and "BatchNorm included" in result.plan[0]
+    moved = [not np.allclose(a, b) for a, b in zip(statistics, _batchnorm_statistics(model))]
+    assert all(moved)
+    assert np.mean((as_numpy(model.predict(x, verbose=0))[:, 0] > 0.5) == y) >= 0.9
+
+
+def test_a_random_backbone_with_frozen_batchnorm_is_reported_as_collapsed():
+    from keras_transfer.training.diagnostics import FeatureCollapseError
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier("mobilenetv2", 2, weights=None, input_size=32, augmentation=None)
+    x, y = _separable(16, classes=2)
+    # head_only on random weights: BatchNorm stays frozen at its initial statistics and the features vanish
+    with pytest.raises(FeatureCollapseError, match="collapsed"):
+        run_recipe(model, (x, y), recipe="auto", pretrained=False, options=RecipeOptions(strategy="head_only"),
+                   verbose=0)
+
+
+def test_the_cli_takes_a_recipe_and_writes_what_it_chose(image_folder, tmp_path):
+    import json
+
+    from keras_transfer.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", image_folder, "--out", str(out), "--recipe", "lp_ft", "--backbone", "vgg16", "--weights",
+                 "none", "--input-size", "32", "--blocks", "1", "--fine-tune-epochs", "1", "--augmentation", "none",
+                 "--head-l2", "0.001"]) == 0
+    chosen = json.loads((out / "recipe.json").read_text())
+    assert chosen["recipe"] == "lp_ft" and chosen["requested"] == "lp_ft"
+    assert chosen["plan"][1].startswith("phase 'head': the head fitted to convergence")
+    history = json.loads((out / "history.json").read_text())
+    assert history["phase"] == ["head", "fine_tune"]
