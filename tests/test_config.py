@@ -73,6 +73,12 @@ def test_every_field_has_help_and_its_default_passes_its_own_check(tmp_path):
     (dict(precision="float16"), "Unknown precision 'float16'"),
     (dict(jit_compile="yes"), "jit_compile must be 'auto', True or False"),
     (dict(strict="yes"), "strict must be True or False"),
+    (dict(recipe="lpft"), "Unknown recipe 'lpft'. Did you mean 'lp_ft'?"),
+    (dict(layer_decay=0.0), "layer_decay must be in (0, 1]"),
+    (dict(layer_decay=1.5), "layer_decay must be in (0, 1]"),
+    (dict(l2sp=-0.1), "l2sp must be a positive number"),
+    (dict(head_l2=-1.0), "head_l2 must be a number >= 0"),
+    (dict(head_l2=float("nan")), "head_l2 must be a number >= 0"),
 ])
 def test_validate_names_the_bad_setting(tmp_path, changes, text):
     with pytest.raises(KerasTransferError) as info:

@@ -32,10 +32,10 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
     """Trains a classifier on an image folder and writes the run folder `out`.
 
     The keyword settings are `RunConfig`'s fields (`inspect.signature(train_from_folder)` lists them with
-    their defaults): `backbone`, `weights`, `input_size`, `strategy`, `n`, `layer`, `epochs`,
-    `fine_tune_epochs`, `batch_size`, `validation_split`, `test_split`, `strict`, `class_weight`,
-    `augmentation`, `dropout`, `learning_rate`, `fine_tune_learning_rate`, `seed`, `cache_features`,
-    `cache_dir`, `precision`, `jit_compile`, `task`, `modality`. Every one is checked before any work starts
+    their defaults): `backbone`, `weights`, `input_size`, `recipe`, `strategy`, `n`, `layer`, `epochs`,
+    `fine_tune_epochs`, `batch_size`, `validation_split`, `test_split`, `strict`, `antialias`, `class_weight`,
+    `augmentation`, `dropout`, `label_smoothing`, `learning_rate`, `fine_tune_learning_rate`, `l2sp`, `head_l2`,
+    `layer_decay`, `seed`, `cache_features`, `cache_dir`, `precision`, `jit_compile`, `task`, `modality`. Every one is checked before any work starts
     (`RunConfig.validate`).
 
     After every epoch `last.keras` (with the optimizer and training state) and `state.json` are written
