@@ -98,8 +98,9 @@ def test_the_linear_probe_is_the_converged_regression_and_the_model_predicts_it(
     model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
     x, y = _separable(30)
     probe = fit_linear_head(model, (x[:18], y[:18]), (x[18:], y[18:]))
-    assert probe.l2 in probe.validation_losses and probe.iterations > 0
-    assert probe.validation_losses[probe.l2] == min(probe.validation_losses.values())
+    assert probe.l2 in probe.validation and probe.iterations > 0 and len(probe.validation) == 7
+    best = max(probe.validation.values(), key=lambda score: (score[0], -score[1]))  # best accuracy, then lower loss
+    assert probe.validation[probe.l2] == best
     features, _ = features_of(model, (x, y))
     mean, std = features[:18].mean(0), features[:18].std(0)
     std[std < 1e-12] = 1.0
@@ -115,7 +116,7 @@ def test_the_linear_probe_fits_a_one_unit_sigmoid_head():
     model = build_classifier("vgg16", 2, weights=None, input_size=32, augmentation=None)
     x, y = _separable(16, classes=2)
     probe = fit_linear_head(model, (x, y), l2=1e-3)
-    assert probe.accuracy == 1.0 and probe.validation_losses == {}
+    assert probe.accuracy == 1.0 and probe.validation == {}
     assert np.mean((as_numpy(model.predict(x, verbose=0))[:, 0] > 0.5) == y) == 1.0
 
 

@@ -20,7 +20,9 @@ from keras_transfer.models.classifier import feature_extractor, get_backbone, he
 from keras_transfer.models.freezing import freeze
 from keras_transfer.training.presets import compile_model
 
-L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # on standardised features: mean cross-entropy + l2/2 |W|^2
+# scikit-learn's inverse strengths: its objective C * sum(losses) + |W|^2 / 2 is n * C times ours, mean loss + l2/2 |W|^2,
+# so C gives l2 = 1 / (n C); the features are standardised first.
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
 @dataclasses.dataclass
@@ -28,8 +30,9 @@ class LinearProbe:
     """What `fit_linear_head` chose and reached.
 
     Attributes:
-        l2: the L2 strength chosen (lowest validation loss; the grid's middle without validation data).
-        validation_losses: `{l2: validation cross-entropy}` over the grid (empty without validation data).
+        l2: the L2 strength chosen (best validation accuracy, ties to the lower validation loss; without
+            validation data scikit-learn's default, C = 1).
+        validation: `{l2: (validation accuracy, validation cross-entropy)}` over the grid (empty without it).
         loss, accuracy: on the training features, without the penalty.
         val_loss, val_accuracy: on the validation features (`None` without them).
         iterations: L-BFGS iterations of the chosen fit.
@@ -37,7 +40,7 @@ class LinearProbe:
     """
 
     l2: float
-    validation_losses: dict
+    validation: dict
     loss: float
     accuracy: float
     val_loss: float
@@ -54,8 +57,9 @@ class LinearProbe:
 
     def __str__(self):
         val = "" if self.val_loss is None else f", validation loss {self.val_loss:.4f} accuracy {self.val_accuracy:.3f}"
-        grid = ", ".join(f"{k:g}: {v:.4f}" for k, v in self.validation_losses.items())
-        chosen = f"l2 {self.l2:g} (validation loss by l2: {grid})" if grid else f"l2 {self.l2:g} (no validation data)"
+        grid = ", ".join(f"{k:.3g}: {a:.3f}/{v:.4f}" for k, (a, v) in self.validation.items())
+        chosen = (f"l2 {self.l2:.3g} (validation accuracy/loss by l2: {grid})" if grid
+                  else f"l2 {self.l2:.3g} (no validation data)")
         return (f"linear probe: {chosen}; training loss {self.loss:.4f} accuracy {self.accuracy:.3f}{val}; "
                 f"{self.iterations} L-BFGS iterations, {self.seconds:.1f} s")
 
@@ -129,7 +133,7 @@ def _check_labels(labels, units, where):
                                  f"Received: labels from {labels.min()} to {labels.max()}")
 
 
-def fit_linear_head(model, train, val=None, *, l2=None, l2_grid=L2_GRID, class_weight=None, batch_size=64,
+def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weight=None, batch_size=64,
                     max_iterations=1000):
     """Fits `model`'s head to convergence on its frozen backbone's features and writes it into the model.
 
@@ -137,8 +141,10 @@ def fit_linear_head(model, train, val=None, *, l2=None, l2_grid=L2_GRID, class_w
         model: a model made by `build_classifier` (augmentation, if any, is off: features are computed in
             inference mode).
         train, val: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
-        l2: a fixed L2 strength; `None` picks from `l2_grid` by validation loss (without `val`: the grid's middle).
-        l2_grid: the strengths tried, on standardised features.
+        l2: a fixed L2 strength (of mean cross-entropy + l2/2 |W|^2 on standardised features); `None` tries
+            l2 = 1 / (n C) for C in `c_grid` and keeps the best validation accuracy, ties to the lower validation
+            loss (a linear probe's usual selection), or C = 1 without `val`.
+        c_grid: scikit-learn's C values tried.
         class_weight: `{class index: weight}`, as in `model.fit`.
         max_iterations: L-BFGS iterations per fit.
 
@@ -166,18 +172,23 @@ def fit_linear_head(model, train, val=None, *, l2=None, l2_grid=L2_GRID, class_w
         fv, yv = features_of(model, val, batch_size)
         _check_labels(yv, units, "validation")
         fv = (fv - mean) / std
-    grid = [l2] if l2 is not None else list(l2_grid)
-    fits, val_losses = {}, {}
+    grid = [l2] if l2 is not None else [1.0 / (len(y) * c) for c in c_grid]
+    fits, validation = {}, {}
     for strength in grid:
         fits[strength] = _solve(scaled, y, weights, strength, units, max_iterations)
         if fv is not None and len(yv):
-            val_losses[strength] = _scores(fits[strength][0], fv, yv, units)[0]
-    chosen = min(val_losses, key=val_losses.get) if val_losses else grid[len(grid) // 2]
+            loss, accuracy = _scores(fits[strength][0], fv, yv, units)
+            validation[strength] = (accuracy, loss)
+    if validation:
+        chosen = max(validation, key=lambda k: (validation[k][0], -validation[k][1]))
+    else:
+        chosen = grid[0] if l2 is not None else 1.0 / len(y)  # C = 1
+        fits.setdefault(chosen, _solve(scaled, y, weights, chosen, units, max_iterations))
     params, iterations = fits[chosen]
     _write_head(head, params, mean, std, units)
     loss, accuracy = _scores(params, scaled, y, units)
     val_loss, val_accuracy = _scores(params, fv, yv, units) if fv is not None and len(yv) else (None, None)
-    return LinearProbe(l2=chosen, validation_losses=val_losses, loss=loss, accuracy=accuracy, val_loss=val_loss,
+    return LinearProbe(l2=chosen, validation=validation, loss=loss, accuracy=accuracy, val_loss=val_loss,
                        val_accuracy=val_accuracy, iterations=iterations, seconds=time.perf_counter() - start)
 
 
