@@ -15,6 +15,7 @@ MIN_HEAD_STEPS = 100
 MIN_FINE_TUNE_STEPS = 200
 MIN_SCRATCH_STEPS = 300
 LARGE_DATA = 20_000  # training images past which `auto` trains the head by gradient steps
+FEW_SHOT = 20  # training images a class under which `auto` fits the head alone (benchmarks/recipes.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,9 @@
 - `gradual`: the converged head, then one more top block per stage, the optimizer (its moments and step count)
   carried across stages under one schedule (ULMFiT's gradual unfreezing).
 - `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay.
-- `auto` (the default) picks one by the data and says which and why.
+- `auto` (the default) picks one by the data and says which and why: without pretrained weights `scratch`;
+  under 20 training images a class the converged head alone (fine-tuning after it was measured to help or hurt
+  by chance there); up to 20,000 images `lp_ft`; beyond, `two_phase`.
 
 Every phase has a step budget (`budget`): the batch is capped for tiny data sets, the epochs follow from a
 minimum number of optimizer steps, and EarlyStopping cannot end a phase before its warmup and that minimum.
@@ -23,8 +25,8 @@ from keras_transfer.models.classifier import head_layers
 from keras_transfer.training.batchnorm import sample_batches
 from keras_transfer.training.diagnostics import FeatureCollapseCheck
 from keras_transfer.training.regularization import attach_l2sp, regularize_head
-from keras_transfer.training.budget import (MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS, MIN_SCRATCH_STEPS, LARGE_DATA,
-                                            DataSize, budget)
+from keras_transfer.training.budget import (FEW_SHOT, MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS, MIN_SCRATCH_STEPS,
+                                            LARGE_DATA, DataSize, budget)
 from keras_transfer.training.phases import batch_of, images_in, run_phases
 from keras_transfer.training.presets import Preset, get_preset
 
@@ -137,7 +139,8 @@ NAMED = dict(two_phase=two_phase, lp_ft=lp_ft, gradual=gradual, scratch=scratch)
 
 
 def choose_recipe(size, options, pretrained):
-    """`(recipe name, why)`: what `"auto"` runs for this data."""
+    """`(recipe name, why)`, or `(recipe name, why, strategy)` where the data also decide the strategy: what
+    `"auto"` runs for this data."""
     if not pretrained and options.strategy == "head_only":
         return "lp_ft", "no pretrained weights, strategy 'head_only': the head alone, fitted on the random features"
     if not pretrained:
@@ -147,15 +150,21 @@ def choose_recipe(size, options, pretrained):
     if size.images > LARGE_DATA:
         return "two_phase", (f"{size.images} training images (over {LARGE_DATA}): the head trains by gradient "
                              "steps, cheaper there than solving it on every image's features")
-    return "lp_ft", (f"{size.images} training images ({size.images / size.classes:.1f} a class): the head fitted to "
-                     "convergence first, then fine-tuning that keeps it only if it does better on validation")
+    per_class = size.images / size.classes
+    if per_class < FEW_SHOT:
+        return "lp_ft", (f"{size.images} training images ({per_class:.1f} a class, under {FEW_SHOT}): the head fitted to "
+                         "convergence on the frozen features, no fine-tuning (measured at 3-10 a class, fine-tuning "
+                         "after it moved held-out accuracy by -0.034 to +0.014: its validation split is too small "
+                         "to tell)"), "head_only"
+    return "lp_ft", (f"{size.images} training images ({per_class:.1f} a class): the head fitted to convergence first, "
+                     "then fine-tuning that keeps it only if it does better on validation")
 
 
 def plan_recipe(recipe, size, options=None, *, pretrained=True):
     """`(recipe name, [(phase name, Preset)], [lines saying what was chosen and why])`.
 
     Example:
-    >>> name, phases, why = plan_recipe("auto", DataSize(images=30, classes=3))
+    >>> name, phases, why = plan_recipe("auto", DataSize(images=300, classes=3))
     >>> name, [phase for phase, _ in phases]
     ('lp_ft', ['head', 'fine_tune'])
     """
@@ -166,8 +175,10 @@ def plan_recipe(recipe, size, options=None, *, pretrained=True):
         raise unknown_name("strategy", options.strategy, STRATEGIES)
     why = [f"recipe '{recipe}'"]
     if recipe == "auto":
-        recipe, reason = choose_recipe(size, options, pretrained)
+        recipe, reason, *strategy = choose_recipe(size, options, pretrained)
         why = [f"recipe 'auto' -> '{recipe}': {reason}"]
+        if strategy:
+            options = dataclasses.replace(options, strategy=strategy[0])
     if recipe == "scratch" and pretrained:
         why.append("recipe 'scratch' with pretrained weights: they are the starting point, every layer trains")
     phases = NAMED[recipe](size, options, pretrained)
@@ -180,7 +191,7 @@ def plan_recipe(recipe, size, options=None, *, pretrained=True):
 def describe(name, preset):
     """One line: what a phase trains, how long and why that long."""
     if preset.solver == "linear":
-        return f"phase '{name}': the head fitted to convergence on the frozen features (L-BFGS, l2 by validation loss)"
+        return f"phase '{name}': the head fitted to convergence on the frozen features (L-BFGS, l2 by validation accuracy, then loss)"
     what = {"head_only": "the head", "full": "every layer",
             "from_layer": f"the backbone from {preset.layer}"}.get(preset.strategy, f"the top {preset.n} block(s)")
     rate = f"{preset.optimizer} {preset.learning_rate:g}" + (f", {preset.schedule}" if preset.schedule != "constant" else "")
