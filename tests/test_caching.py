@@ -89,7 +89,7 @@ def test_cli_train_with_cached_features_and_refusal_with_augmentation(tmp_path, 
     from keras_transfer.cli import main
 
     data = write_image_folder(tmp_path / "data")
-    base = ["train", data, "--recipe", "two_phase", "--backbone", "mobilenetv2", "--weights", "none", "--input-size", "32", "--strategy", "head_only",
+    base = ["train", data, "--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "head_only",
             "--epochs", "1", "--cache-features", "--jit-compile", "false"]
     assert main(base + ["--out", str(tmp_path / "refused")]) == 2
     assert "augmentation" in capsys.readouterr().err and not os.path.exists(tmp_path / "refused" / "config.json")

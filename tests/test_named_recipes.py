@@ -49,7 +49,17 @@ def test_early_stopping_cannot_end_a_phase_before_its_warmup_and_minimum():
     preset = budget(get_preset("fine_tune", schedule="cosine", warmup=0.5), DataSize(images=40, classes=2),
                     min_steps=30)  # batch 10, 4 steps an epoch, 10 epochs: 40 steps, warmup 20
     stopping = next(c for c in phase_callbacks(preset, initial_epoch=3) if isinstance(c, keras.callbacks.EarlyStopping))
-    assert stopping.start_from_epoch == 3 + 8  # ceil(max(30 steps, 20 warmup) / 4 per epoch) after the phase's start
+    assert stopping.min_epoch == 3 + 8  # ceil(max(30 steps, 20 warmup) / 4 per epoch) after the phase's start
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    stopping.set_model(model)
+    model.stop_training = False  # fit sets it
+    stopping.on_train_begin()
+    for epoch, loss in enumerate([1.0, 0.5, 2.0, 2.0, 2.0, 2.0, 2.0], start=3):  # patience 3 ran out at epoch 7
+        stopping.on_epoch_end(epoch, {"val_loss": loss})
+        assert not model.stop_training, epoch  # epochs 3..9 end inside the budget: never stopped ...
+    assert stopping.best_epoch == 4 and stopping.best == 0.5  # ... yet every one of them was watched
+    stopping.on_epoch_end(10, {"val_loss": 2.0})  # the 8th epoch of the phase: the budget is spent
+    assert model.stop_training and stopping.stopped_epoch == 10
     kinds = {type(c) for c in phase_callbacks(preset)}
     assert keras.callbacks.ReduceLROnPlateau not in kinds  # a schedule owns the rate
     assert keras.callbacks.ReduceLROnPlateau in {type(c) for c in phase_callbacks(get_preset("fine_tune"))}

@@ -17,7 +17,7 @@ from keras_transfer.training.state import read_checkpoint_state
 from keras_transfer.cli import main
 from keras_transfer.runs.resume import resume_run
 
-RUN = dict(recipe="two_phase", backbone="mobilenetv2", weights=None, input_size=32, epochs=1, fine_tune_epochs=2, batch_size=4,
+RUN = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, fine_tune_epochs=2, batch_size=4,
            augmentation="none", n=1, verbose=0, validation_split=0.25)
 HEAD_ONLY = dict(RUN, strategy="head_only", epochs=3)
 STEPS = 3  # 12 training images / batch_size 4

@@ -219,8 +219,10 @@ class _OnFullModel(keras.callbacks.Callback):
 
 
 def _for_head(callbacks, model):
+    """Checkpoints, and callbacks that say they look at the full model (`on_full_model`), see the full model."""
     saves = (keras.callbacks.ModelCheckpoint,)
-    return [_OnFullModel(c, model) if isinstance(c, saves) else c for c in callbacks]
+    return [_OnFullModel(c, model) if isinstance(c, saves) or getattr(c, "on_full_model", False) else c
+            for c in callbacks]
 
 
 def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,

@@ -98,6 +98,8 @@ class FeatureCollapseCheck(keras.callbacks.Callback):
     >>> model.fit(x, y, epochs=5, callbacks=[FeatureCollapseCheck(x[:16])])  # doctest: +SKIP
     """
 
+    on_full_model = True  # in a cached-features phase it still checks the classifier, not the head model
+
     def __init__(self, x, *, threshold=COLLAPSE_THRESHOLD):
         super().__init__()
         self.x = x

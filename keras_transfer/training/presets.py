@@ -207,6 +207,20 @@ def _monitor(preset, has_validation):
     return monitor, ("max" if "acc" in monitor else "min")
 
 
+class BudgetedEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that watches every epoch (its best weights may come from any of them) but cannot stop the
+    run before epoch `min_epoch` (Keras's `start_from_epoch` would also ignore those epochs' weights)."""
+
+    def __init__(self, *, min_epoch=0, **kwargs):
+        super().__init__(**kwargs)
+        self.min_epoch = min_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.stopped_epoch == epoch and epoch + 1 < self.min_epoch:  # within the step budget: go on
+            self.stopped_epoch, self.model.stop_training = 0, False
+
+
 def phase_callbacks(preset, *, has_validation=True, initial_epoch=0):
     """Callbacks that start afresh each phase: TerminateOnNaN, EarlyStopping (best weights restored; not
     before the phase's warmup and `min_steps` are done) and, without a schedule, ReduceLROnPlateau."""
@@ -215,8 +229,8 @@ def phase_callbacks(preset, *, has_validation=True, initial_epoch=0):
     if preset.steps_per_epoch:
         first += math.ceil(max(preset.min_steps, preset.warmup_steps) / preset.steps_per_epoch)
     callbacks = [keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=preset.patience,
-                                               restore_best_weights=True, start_from_epoch=first)]
+                 BudgetedEarlyStopping(monitor=monitor, mode=mode, patience=preset.patience, restore_best_weights=True,
+                                       min_epoch=first)]
     if preset.reduce_lr_patience and preset.schedule == "constant":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
                                                            patience=preset.reduce_lr_patience, min_lr=1e-7))
