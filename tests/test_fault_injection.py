@@ -43,7 +43,7 @@ WORKER = textwrap.dedent("""
 TRAIN = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "top_blocks", "--blocks",
          "1", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8", "--augmentation", "none"]
 # Kill points over the run's writes: the run folder's first files, then each epoch's checkpoint, training state
-# and history (about 6 writes an epoch), and the end of the run.
+# and history (about 6 writes an epoch), and the end of the run (29 writes with recipe.json).
 KILL_POINTS = (1, 4, 7, 10, 13, 17, 21, 25)
 
 
@@ -107,7 +107,7 @@ def test_the_kill_points_cover_the_whole_run(data_dir, tmp_path):
     done = _work(10 ** 6, ["train", data_dir, *TRAIN, "--out", str(tmp_path / "run")], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     writes = int(done.stdout.strip().splitlines()[-1].split("=")[1])
-    assert max(KILL_POINTS) <= writes < max(KILL_POINTS) + 4, writes  # the last point falls near the end
+    assert max(KILL_POINTS) <= writes < max(KILL_POINTS) + 5, writes  # the last point falls near the end
 
 
 @pytest.mark.parametrize("fmt, target, kill_at", [("saved_model", "exported", 1), ("keras", "model.keras", 1),
