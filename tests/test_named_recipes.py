@@ -249,3 +249,13 @@ def test_the_cli_takes_a_recipe_and_writes_what_it_chose(image_folder, tmp_path)
     assert chosen["plan"][1].startswith("phase 'head': the head fitted to convergence")
     history = json.loads((out / "history.json").read_text())
     assert history["phase"] == ["head", "fine_tune"]
+
+
+def test_the_linear_probe_names_labels_outside_the_head():
+    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    x, y = _separable(6)
+    with pytest.raises(KerasTransferError, match=r"training labels must be class indices in \[0, 2\].*Received: labels "
+                                                 r"from 0 to 5"):
+        fit_linear_head(model, (x, y + 3 * (y == 2)))
+    with pytest.raises(KerasTransferError, match=r"validation labels must be class indices in \[0, 2\]"):
+        fit_linear_head(model, (x, y), (x, y - 1))
