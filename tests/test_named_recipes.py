@@ -9,7 +9,7 @@ from conftest import as_numpy
 from keras_transfer import build_classifier
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.training.budget import DataSize, batch_for, budget
-from keras_transfer.training.linear_probe import features_of, fit_linear_head
+from keras_transfer.training.linear_probe import features_of, fit_linear_head, shifted_views
 from keras_transfer.training.presets import get_preset, phase_callbacks
 from keras_transfer.training.recipes import RecipeOptions, plan_recipe, run_recipe
 
@@ -129,6 +129,37 @@ def test_the_linear_probe_fits_a_one_unit_sigmoid_head():
     probe = fit_linear_head(model, (x, y), l2=1e-3)
     assert probe.accuracy == 1.0 and probe.validation == {}
     assert np.mean((as_numpy(model.predict(x, verbose=0))[:, 0] > 0.5) == y) == 1.0
+
+
+@pytest.mark.backend_free
+def test_shifted_views_move_each_image_by_at_most_a_tenth_reflecting_the_border():
+    image = np.arange(20 * 20, dtype="float32").reshape(1, 20, 20, 1)  # every pixel value unique
+    views = shifted_views(np.repeat(image, 50, 0), np.random.default_rng(0))
+    assert views.shape == (50, 20, 20, 1)
+    offsets = set()
+    for view in views:  # the centre pixel (10, 10) came from (10 + dy, 10 + dx) with |dy|, |dx| <= 2
+        source = np.argwhere(image[0, :, :, 0] == view[10, 10, 0])[0]
+        offsets.add(tuple(source - 10))
+        assert np.array_equal(view[2:18, 2:18], image[0, 2 + source[0] - 10:18 + source[0] - 10,
+                                                      2 + source[1] - 10:18 + source[1] - 10])
+    assert max(max(abs(dy), abs(dx)) for dy, dx in offsets) == 2 and len(offsets) > 10
+
+
+def test_the_probe_adds_shifted_views_to_its_training_features_only():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    x, y = _separable(12)
+    features, labels = features_of(model, (x, y), views=2, seed=1)
+    assert features.shape[0] == 36 and np.array_equal(labels, np.tile(y, 3))
+    plain, _ = features_of(model, (x, y))
+    assert np.allclose(features[:12], plain) and not np.allclose(features[12:24], plain)
+    again, _ = features_of(model, (x, y), views=2, seed=1)
+    assert np.array_equal(again, features)  # seeded
+    probe = fit_linear_head(model, (x, y), (x, y), views=2)
+    assert probe.accuracy == 1.0 and probe.val_accuracy == 1.0
+    name, phases, why = plan_recipe("auto", DataSize(images=30, classes=3))
+    assert phases[0][1].views == 8 and "8 shifted views" in why[1]
+    assert plan_recipe("lp_ft", DataSize(images=5000, classes=3))[1][0][1].views == 0  # big data: the images alone
 
 
 def test_lp_ft_keeps_the_probe_when_fine_tuning_does_worse_on_validation():

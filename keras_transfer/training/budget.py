@@ -16,6 +16,9 @@ MIN_FINE_TUNE_STEPS = 200
 MIN_SCRATCH_STEPS = 300
 LARGE_DATA = 20_000  # training images past which `auto` trains the head by gradient steps
 FEW_SHOT = 20  # training images a class under which `auto` fits the head alone (benchmarks/recipes.py)
+PROBE_VIEWS = 8  # shifted copies of each training image whose features the linear probe also fits
+PROBE_VIEWS_UP_TO = 2_000  # training images up to which it does (9x the feature extraction; cheap below that)
+PROBE_VIEWS_WHY = "measured at 3-10 images a class: +0.02 held-out accuracy on average over the images alone"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,8 @@ class Preset:
         monitor: the metric the callbacks watch (falls back to `"loss"` without validation data).
         solver: `"gradient"` (fit with the optimizer) or `"linear"` (a head-only phase solved to convergence
             by `linear_probe.fit_linear_head`, one "epoch").
+        views: for `solver="linear"`: shifted copies of each training image whose features join the probe's
+            training set (`linear_probe.shifted_views`; 0: the images alone).
         schedule: `"constant"`, `"cosine"` (linear warmup, then cosine decay) or `"one_cycle"` over the phase's
             steps (needs `steps_per_epoch`); a schedule replaces ReduceLROnPlateau.
         warmup: the share of the phase's steps spent warming up (`"cosine"`).
@@ -69,6 +71,7 @@ class Preset:
     reduce_lr_patience: int = 2
     monitor: str = "val_loss"
     solver: str = "gradient"
+    views: int = 0
     schedule: str = "constant"
     warmup: float = 0.0
     layer_decay: float = None

@@ -26,7 +26,8 @@ from keras_transfer.training.batchnorm import sample_batches
 from keras_transfer.training.diagnostics import FeatureCollapseCheck
 from keras_transfer.training.regularization import attach_l2sp, regularize_head
 from keras_transfer.training.budget import (FEW_SHOT, MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS, MIN_SCRATCH_STEPS,
-                                            LARGE_DATA, DataSize, budget)
+                                            LARGE_DATA, PROBE_VIEWS, PROBE_VIEWS_UP_TO, PROBE_VIEWS_WHY, DataSize,
+                                            budget)
 from keras_transfer.training.phases import batch_of, images_in, run_phases
 from keras_transfer.training.presets import Preset, get_preset
 
@@ -73,8 +74,10 @@ def _head(size, options, pretrained):
     return budget(preset, size, epochs=options.head_epochs, min_steps=MIN_HEAD_STEPS, batch_size=options.batch_size)
 
 
-def _probe():
-    return Preset("linear_probe", strategy="head_only", solver="linear", epochs=1, patience=0, reduce_lr_patience=0)
+def _probe(size):
+    views = PROBE_VIEWS if size.images <= PROBE_VIEWS_UP_TO else 0
+    return Preset("linear_probe", strategy="head_only", solver="linear", epochs=1, patience=0, reduce_lr_patience=0,
+                  views=views)
 
 
 def _fine_tune(size, options, pretrained, *, strategy, n, rate, **fields):
@@ -98,7 +101,7 @@ def two_phase(size, options, pretrained=True):
 def lp_ft(size, options, pretrained=True):
     """The head to convergence (linear probe), then the top blocks with per-block rates, warmup and cosine
     decay, kept only if they beat the probe on the validation split."""
-    phases = [("head", _probe())]
+    phases = [("head", _probe(size))]
     if options.strategy == "gradual":
         return phases + _stages(size, options, pretrained, rate=1e-4, schedule="cosine")
     if options.strategy != "head_only":
@@ -110,7 +113,7 @@ def lp_ft(size, options, pretrained=True):
 
 def gradual(size, options, pretrained=True):
     """The converged head, then one more top block per stage up to `n`, one optimizer and one schedule."""
-    return [("head", _probe())] + _stages(size, options, pretrained, rate=1e-4, schedule="cosine")
+    return [("head", _probe(size))] + _stages(size, options, pretrained, rate=1e-4, schedule="cosine")
 
 
 def _stages(size, options, pretrained, *, rate, schedule):
@@ -191,7 +194,9 @@ def plan_recipe(recipe, size, options=None, *, pretrained=True):
 def describe(name, preset):
     """One line: what a phase trains, how long and why that long."""
     if preset.solver == "linear":
-        return f"phase '{name}': the head fitted to convergence on the frozen features (L-BFGS, l2 by validation accuracy, then loss)"
+        views = f", with {preset.views} shifted views of each image ({PROBE_VIEWS_WHY})" if preset.views else ""
+        return (f"phase '{name}': the head fitted to convergence on the frozen features (L-BFGS, l2 by validation "
+                f"accuracy, then loss){views}")
     what = {"head_only": "the head", "full": "every layer",
             "from_layer": f"the backbone from {preset.layer}"}.get(preset.strategy, f"the top {preset.n} block(s)")
     rate = f"{preset.optimizer} {preset.learning_rate:g}" + (f", {preset.schedule}" if preset.schedule != "constant" else "")
