@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.freezing import freeze
+from keras_transfer.training.batches import numpy_batches
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_model
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
@@ -46,22 +47,6 @@ def check_cacheable(model, preset=None):
             "Feature caching needs a frozen backbone (the head-only phase); this phase trains backbone layers. "
             f"Use strategy='head_only' for the cached phase. Received: strategy={preset.strategy!r}"
         )
-
-
-def _batches(data, batch_size):
-    """Yields numpy `(images, labels)` batches from `(x, y)` arrays or a dataset of `(x, y)` batches."""
-    if isinstance(data, tuple):
-        x, y = data
-        for start in range(0, len(x), batch_size):
-            yield np.asarray(x[start:start + batch_size]), np.asarray(y[start:start + batch_size])
-        return
-    for element in data:
-        if not isinstance(element, (tuple, list)) or len(element) != 2:
-            raise KerasTransferError(
-                "Feature caching needs a dataset of (images, labels) batches. "
-                f"Received: an element of type {type(element).__name__}"
-            )
-        yield tuple(np.asarray(keras.ops.convert_to_numpy(t)) for t in element)
 
 
 class CachedFeatures(keras.utils.PyDataset):
@@ -170,7 +155,7 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
     if path:
         os.makedirs(os.fspath(cache), exist_ok=True)
     with open(path, "wb") if path else _NoFile() as sink:
-        for x, y in _batches(data, batch_size or 32):
+        for x, y in numpy_batches(data, batch_size or 32, needs="Feature caching"):
             size = size or len(x)
             features = np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float32")
             features = features.reshape(len(x), -1)

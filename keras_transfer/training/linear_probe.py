@@ -18,6 +18,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_layers
 from keras_transfer.models.freezing import freeze
+from keras_transfer.training.batches import numpy_batches
 from keras_transfer.training.presets import compile_model
 
 SHIFT = 0.1  # a view moves the image by up to this share of its side, each way (reflected at the borders)
@@ -66,16 +67,6 @@ class LinearProbe:
                 f"{self.iterations} L-BFGS iterations, {self.seconds:.1f} s")
 
 
-def _batches(data, batch_size):
-    if isinstance(data, tuple):
-        x, y = data
-        for start in range(0, len(x), batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
-        return
-    for element in data:  # a tf.data batch as numpy: any backend's model takes it
-        yield np.asarray(element[0]), np.asarray(element[1])
-
-
 def shifted_views(images, rng, shift=SHIFT):
     """`images` (n, h, w, c) moved by a random whole-pixel offset of up to `shift` of each side, each way, the
     uncovered border filled by reflection: a label-preserving view for almost any image task (unlike flips,
@@ -88,15 +79,15 @@ def shifted_views(images, rng, shift=SHIFT):
     return np.stack([padded[i, t:t + height, l:l + width] for i, (t, l) in enumerate(zip(tops, lefts))])
 
 
-def features_of(model, data, batch_size=64, *, views=0, seed=0):
+def features_of(model, data, batch_size=64, *, views=0, seed=0, extractor=None):
     """`(features, labels)` as float64/int arrays: the head's input for every image of `data`, in inference mode,
-    followed by the features of `views` shifted copies of every image (`shifted_views`, seeded by `seed`)."""
-    extractor = feature_extractor(model)
+    followed by the features of `views` shifted copies of every image (`shifted_views`, seeded by `seed`).
+    `extractor`: `feature_extractor(model)` when the caller has it already."""
+    extractor = extractor or feature_extractor(model)
     rng = np.random.default_rng(seed)
     features, labels = [], []
     for view in range(views + 1):
-        for x, y in _batches(data, batch_size):
-            x = np.asarray(keras.ops.convert_to_numpy(x)) if view else x
+        for x, y in numpy_batches(data, batch_size, needs="The linear probe"):
             x = shifted_views(x, rng) if view else x
             features.append(np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float64"))
             labels.append(np.asarray(keras.ops.convert_to_numpy(y)).reshape(-1))
@@ -184,7 +175,8 @@ def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_wei
     get_backbone(model)
     head = head_layers(model)[-1]
     units = int(head.units)
-    f, y = features_of(model, train, batch_size, views=views, seed=seed)
+    extractor = feature_extractor(model)
+    f, y = features_of(model, train, batch_size, views=views, seed=seed, extractor=extractor)
     _check_labels(y, units, "training")
     originals = len(y) // (views + 1)  # the first rows: the images themselves (scored below)
     mean, std = f.mean(0), f.std(0)
@@ -193,7 +185,7 @@ def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_wei
     weights = np.ones(len(y)) if not class_weight else np.asarray([class_weight.get(int(c), 1.0) for c in y])
     fv = yv = None
     if val is not None:
-        fv, yv = features_of(model, val, batch_size)
+        fv, yv = features_of(model, val, batch_size, extractor=extractor)
         _check_labels(yv, units, "validation")
         fv = (fv - mean) / std
     grid = [l2] if l2 is not None else [1.0 / (len(y) * c) for c in c_grid]
