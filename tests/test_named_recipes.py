@@ -9,7 +9,8 @@ from conftest import as_numpy
 from keras_transfer import build_classifier
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.training.budget import DataSize, batch_for, budget
-from keras_transfer.training.linear_probe import features_of, fit_linear_head, shifted_views
+from keras_transfer.training.batches import numpy_batches
+from keras_transfer.training.linear_probe import features_of, fit_linear_head, shifted_views, takes_views
 from keras_transfer.training.presets import get_preset, phase_callbacks
 from keras_transfer.training.recipes import RecipeOptions, plan_recipe, run_recipe
 
@@ -143,6 +144,16 @@ def test_shifted_views_move_each_image_by_at_most_a_tenth_reflecting_the_border(
         assert np.array_equal(view[2:18, 2:18], image[0, 2 + source[0] - 10:18 + source[0] - 10,
                                                       2 + source[1] - 10:18 + source[1] - 10])
     assert max(max(abs(dy), abs(dx)) for dy, dx in offsets) == 2 and len(offsets) > 10
+
+
+@pytest.mark.backend_free
+def test_only_image_batches_get_views_and_dict_inputs_are_batched_per_key():
+    images, labels = np.zeros((5, 8, 8, 3)), np.arange(5)
+    tokens = {"token_ids": np.ones((5, 16), "int32"), "padding_mask": np.ones((5, 16), bool)}
+    assert takes_views((images, labels)) and not takes_views((tokens, labels))
+    assert not takes_views((np.zeros((5, 64)), labels))  # features
+    batches = list(numpy_batches((tokens, labels), 2))
+    assert [len(y) for _, y in batches] == [2, 2, 1] and batches[2][0]["token_ids"].shape == (1, 16)
 
 
 def test_the_probe_adds_shifted_views_to_its_training_features_only():
