@@ -84,6 +84,21 @@ class DataParallel:
                 f"devices={self.devices}")
         return batch_size, 1
 
+    def even_batches(self, data, batch):
+        """`data` (an `ImageFolderData` batched by `batch`) with batches that split evenly over the devices.
+
+        Keras's DataParallel (JAX) shards each batch into N equal slices, and Keras's TensorFlow trainer
+        cannot build its metrics on a batch MirroredStrategy split unevenly; so a last partial batch that does
+        not divide by N is cut to a multiple of N: at most N-1 images an epoch (a different few each epoch
+        where the training data are shuffled) and N-1 of the validation images. The test split is evaluated
+        on one device, uncut.
+        """
+        if self.devices == 1:
+            return data
+        cut = {split: _cut(getattr(data, split), len(data.splits.labels(split)), batch, self.devices)
+               for split in ("train", "val")}
+        return dataclasses.replace(data, **cut)
+
     def describe(self, batch, scale):
         """One line for the log and `recipe.json`: devices, engine, global batch and the learning-rate rule."""
         if self.devices == 1:
@@ -92,6 +107,23 @@ class DataParallel:
                 if scale != 1 else "learning rates as for one device (the global batch was given)")
         return (f"devices: {self.devices} ({self.kind} on {self.backend}), global batch {batch} "
                 f"({batch // self.devices} a device), {rule}")
+
+
+def _cut(dataset, images, batch, n):
+    """A `tf.data.Dataset` of `images` in batches of `batch`, each cut to a multiple of `n` rows (a last
+    batch left empty is dropped, and the cardinality kept known)."""
+    if dataset is None or images % batch % n == 0:
+        return dataset
+    import tensorflow as tf
+
+    def cut(*parts):
+        keep = tf.shape(tf.nest.flatten(parts)[0])[0] // n * n
+        return tf.nest.map_structure(lambda part: part[:keep], parts)
+
+    dataset = dataset.map(cut)
+    if images % batch < n:  # the last batch is smaller than one image a device
+        dataset = dataset.take(images // batch)
+    return dataset
 
 
 def setup_devices(devices="auto", distribution="data_parallel", *, backend=None):
