@@ -46,6 +46,14 @@ def test_data_parallel_matches_one_device_on_2_and_4_devices(worker):
         assert worker["max_difference"][n] < TOLERANCE, worker["max_difference"]
 
 
+def test_features_cached_on_2_devices_match_one_device(worker):
+    """Feature caching extracts with the distributed model (TF: `predict`, as Keras's `predict_on_batch`
+    hands each replica the whole batch; JAX: `predict_on_batch` shards it): the same features as one device."""
+    features = worker["features"]
+    assert features["shape"] == [8, 512] and features["spread"] > 0
+    assert features["max_difference"] < TOLERANCE * max(1.0, features["spread"]), features
+
+
 def test_misconfigurations_are_one_line(worker):
     errors = worker["errors"]
     for message in errors.values():
@@ -75,3 +83,46 @@ def test_auto_is_one_device_without_a_scope():
         pass
     assert plan.batch_and_scale(None, 16) == (16, 1) and plan.batch_and_scale(6, 16) == (6, 1)
     assert plan.describe(16, 1) == "devices: 1 (no distribution)"
+
+
+RUN = ["--recipe", "two_phase", "--strategy", "head_only", "--backbone", "vgg16", "--weights", "none",
+       "--input-size", "32", "--epochs", "2", "--batch-size", "4", "--augmentation", "none",
+       "--validation-split", "0.25", "--devices", "2"]
+STEPS = 3  # 12 training images / global batch 4
+
+
+def _cli(args, **kwargs):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               KERAS_BACKEND=keras.backend.backend(), PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "distribution_worker.py"), "cli"] + args, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_cli_devices_2_trains_survives_sigkill_resumes_and_exports(tmp_path):
+    """`keras-transfer train ... --devices 2` on 2 virtual devices, killed during its second (last) epoch, resumed
+    (in a new process, on 2 devices again) to the end, then exported from this one-device process."""
+    from conftest import write_image_folder
+    from test_resume import _kill_when, _state
+    from keras_transfer.cli import main
+    from keras_transfer.training.state import read_checkpoint_state
+
+    data, out = write_image_folder(tmp_path / "data", per_class=5), str(tmp_path / "run")
+    first = _cli(["train", data, "--out", out] + RUN)
+
+    def in_second_epoch():
+        state = _state(out)
+        return state is not None and state["epochs_done"] == 1
+    _kill_when(first, in_second_epoch)
+    assert read_checkpoint_state(os.path.join(out, "last.keras"))["epochs_done"] == 1
+
+    resumed = _cli(["train", "--resume", "--out", out])
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    state = _state(out)
+    assert state["epochs_done"] == 2 and state["phase_done"]
+    assert state["iterations"] == 2 * STEPS  # one optimizer across the kill: global batches of 4, not 2
+    config = json.load(open(os.path.join(out, "config.json")))["settings"]
+    assert config["devices"] == 2 and config["distribution"] == "data_parallel"
+    plan = json.load(open(os.path.join(out, "recipe.json")))["plan"]
+    assert any(line.startswith("devices: 2 (") and "global batch 4 (2 a device)" in line for line in plan), plan
+    assert main(["export", out, "--out", str(tmp_path / "exported")]) == 0  # checked against best.keras
+    assert os.path.isfile(tmp_path / "exported" / "saved_model.pb")
