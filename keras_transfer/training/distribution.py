@@ -114,7 +114,7 @@ def _cut(dataset, images, batch, n):
     batch left empty is dropped, and the cardinality kept known)."""
     if dataset is None or images % batch % n == 0:
         return dataset
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     def cut(*parts):
         keep = tf.shape(tf.nest.flatten(parts)[0])[0] // n * n
@@ -173,7 +173,7 @@ def _too_many(devices, available, hint):
 
 def _setup_jax(devices):
     """`keras.distribution.DataParallel` over the first N devices (of every process, multi-host)."""
-    import jax
+    import jax  # lazy: only the JAX backend has (or needs) jax
 
     if _num_processes() > 1 and not jax.distributed.is_initialized():
         if not os.environ.get(JOB_ADDRESSES):
@@ -204,7 +204,7 @@ def _tf_workers():
 
 def _setup_tensorflow(devices):
     """MirroredStrategy over N GPUs (or N logical CPUs), MultiWorkerMirroredStrategy when TF_CONFIG names workers."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     if len(_tf_workers()) > 1:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -229,7 +229,7 @@ def _setup_tensorflow(devices):
 
 
 def _logical_cpus():
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     configured = tf.config.get_logical_device_configuration(tf.config.list_physical_devices("CPU")[0])
     return len(configured) if configured else 1
@@ -237,7 +237,7 @@ def _logical_cpus():
 
 def _split_cpu(count):
     """Splits the host's CPU into `count` logical devices (only before TensorFlow's runtime starts)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     if _logical_cpus() >= count:
         return count
