@@ -37,7 +37,8 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
     their defaults): `backbone`, `weights`, `input_size`, `recipe`, `strategy`, `n`, `layer`, `epochs`,
     `fine_tune_epochs`, `batch_size`, `validation_split`, `test_split`, `strict`, `antialias`, `class_weight`,
     `augmentation`, `dropout`, `label_smoothing`, `learning_rate`, `fine_tune_learning_rate`, `l2sp`, `head_l2`,
-    `layer_decay`, `seed`, `cache_features`, `cache_dir`, `precision`, `jit_compile`, `task`, `modality`. Every one is checked before any work starts
+    `layer_decay`, `seed`, `cache_features`, `cache_dir`, `precision`, `jit_compile`, `devices`, `distribution`, `task`,
+    `modality`. Every one is checked before any work starts
     (`RunConfig.validate`).
 
     After every epoch `last.keras` (with the optimizer and training state) and `state.json` are written
@@ -58,7 +59,9 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
 
     Speed: `cache_features=True` trains the head phase on backbone features computed once (needs
     `augmentation="none"`; in memory, or streamed to `cache_dir`); `precision` is `"float32"`,
-    `"mixed_bfloat16"` or `"mixed_float16"`; `jit_compile` is `"auto"`, `True` or `False`.
+    `"mixed_bfloat16"` or `"mixed_float16"`; `jit_compile` is `"auto"`, `True` or `False`. `devices="all"` or
+    N trains data-parallel (`training.distribution`: a given batch is global, an unset one N x the single-device
+    one with the learning rates x N).
 
     Returns:
         `(model, FineTuneResult)`: the trained model (best weights of its last phase restored;

@@ -26,6 +26,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.freezing import freeze
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_model
+from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
 CACHE_MODES = ("memory", "a folder path")
@@ -172,7 +173,7 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
     with open(path, "wb") if path else _NoFile() as sink:
         for x, y in _batches(data, batch_size or 32):
             size = size or len(x)
-            features = np.asarray(keras.ops.convert_to_numpy(_features_of(extractor, x)), "float32")
+            features = np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float32")
             features = features.reshape(len(x), -1)
             sink.write(features.tobytes()) if path else chunks.append(features)
             labels.append(y)
@@ -189,16 +190,6 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
     else:
         features = np.concatenate(chunks)
     return CachedFeatures(features, labels, size, shuffle=shuffle, seed=seed)
-
-
-def _features_of(extractor, x):
-    """One batch's features. Under a tf.distribute strategy of several replicas Keras 3.15's `predict_on_batch`
-    gives every replica the whole batch (N times the rows come back), so there `predict` splits it; on JAX
-    `predict_on_batch` shards the batch over the DataParallel devices itself."""
-    strategy = getattr(extractor, "distribute_strategy", None)
-    if strategy is not None and strategy.num_replicas_in_sync > 1:
-        return extractor.predict(x, batch_size=len(x), verbose=0)
-    return extractor.predict_on_batch(x)
 
 
 class _NoFile:

@@ -109,6 +109,16 @@ class DataParallel:
                 f"({batch // self.devices} a device), {rule}")
 
 
+def predict_batch(model, x):
+    """`model.predict_on_batch(x)`, right under every plan. Under a tf.distribute strategy of several replicas
+    Keras 3.15's `predict_on_batch` gives every replica the whole batch (N times the rows come back), so there
+    `predict` splits it; on JAX `predict_on_batch` shards the batch over the DataParallel devices itself."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        return model.predict(x, batch_size=len(x), verbose=0)
+    return model.predict_on_batch(x)
+
+
 def _cut(dataset, images, batch, n):
     """A `tf.data.Dataset` of `images` in batches of `batch`, each cut to a multiple of `n` rows (a last
     batch left empty is dropped, and the cardinality kept known)."""

@@ -18,6 +18,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_layers
 from keras_transfer.models.freezing import freeze
+from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.presets import compile_model
 
 # scikit-learn's inverse strengths: its objective C * sum(losses) + |W|^2 / 2 is n * C times ours, mean loss + l2/2 |W|^2,
@@ -79,7 +80,7 @@ def features_of(model, data, batch_size=64):
     extractor = feature_extractor(model)
     features, labels = [], []
     for x, y in _batches(data, batch_size):
-        features.append(np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float64"))
+        features.append(np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float64"))
         labels.append(np.asarray(keras.ops.convert_to_numpy(y)).reshape(-1))
     if not features:
         raise KerasTransferError("The linear probe got no images. Received: an empty dataset")
