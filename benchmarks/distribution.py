@@ -61,7 +61,7 @@ def hand_written(spec, size, classes):
 
 def ours(spec, size, classes):
     model = kt.build_classifier(spec.name, classes, weights=None, input_size=size, augmentation=None, dropout=0.0)
-    kt.freeze(model, "full")
+    kt.freeze(model, "full", train_batchnorm=True)  # as the hand-written model, whose BatchNorm trains
     kt.compile_model(model, "fine_tune_all")
     return model
 
