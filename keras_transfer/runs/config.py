@@ -25,6 +25,7 @@ from keras_transfer.version import __version__
 from keras_transfer.models.augmentation import AUGMENTATIONS
 from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
 from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, parse_devices
 from keras_transfer.training.recipes import RECIPES, UNFREEZE
 
 TASKS = ("classification",)  # single-label; regression and multi-label plug in here
@@ -213,6 +214,13 @@ class RunConfig:
     jit_compile: object = setting("auto", "XLA compilation (auto: off on a CPU-only TensorFlow, on for JAX)",
                                   check=check_jit_compile_value, type=parse_jit_compile,
                                   cli_choices=("auto", "true", "false"))
+    devices: object = setting("auto", "auto (one device) | all | N: data-parallel training over N devices; a given "
+                              "--batch-size is the global batch (must divide by N), an unset one is N x the "
+                              "single-device batch with the learning rates x N. TensorFlow without GPUs splits "
+                              "the CPU into N logical devices; JAX on a CPU needs XLA_FLAGS="
+                              "--xla_force_host_platform_device_count=N", check=check_devices, type=parse_devices)
+    distribution: str = setting("data_parallel", "how several devices share the work (keras.distribution on JAX, "
+                                "tf.distribute on TensorFlow)", choices=DISTRIBUTIONS)
 
     @classmethod
     def fields(cls):

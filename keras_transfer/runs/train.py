@@ -23,6 +23,8 @@ from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
 from keras_transfer.training.recipes import RecipeOptions, data_size, plan_recipe, run_recipe
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
+from keras_transfer.training.distribution import setup_devices
+from keras_transfer.training.phases import batch_of
 from keras_transfer.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
     their defaults): `backbone`, `weights`, `input_size`, `recipe`, `strategy`, `n`, `layer`, `epochs`,
     `fine_tune_epochs`, `batch_size`, `validation_split`, `test_split`, `strict`, `antialias`, `class_weight`,
     `augmentation`, `dropout`, `label_smoothing`, `learning_rate`, `fine_tune_learning_rate`, `l2sp`, `head_l2`,
-    `layer_decay`, `seed`, `cache_features`, `cache_dir`, `precision`, `jit_compile`, `task`, `modality`. Every one is checked before any work starts
+    `layer_decay`, `seed`, `cache_features`, `cache_dir`, `precision`, `jit_compile`, `devices`, `distribution`, `task`,
+    `modality`. Every one is checked before any work starts
     (`RunConfig.validate`).
 
     After every epoch `last.keras` (with the optimizer and training state) and `state.json` are written
@@ -56,7 +59,9 @@ def train_from_folder(data_dir, out, *, overwrite=False, verbose="auto", resume=
 
     Speed: `cache_features=True` trains the head phase on backbone features computed once (needs
     `augmentation="none"`; in memory, or streamed to `cache_dir`); `precision` is `"float32"`,
-    `"mixed_bfloat16"` or `"mixed_float16"`; `jit_compile` is `"auto"`, `True` or `False`.
+    `"mixed_bfloat16"` or `"mixed_float16"`; `jit_compile` is `"auto"`, `True` or `False`. `devices="all"` or
+    N trains data-parallel (`training.distribution`: a given batch is global, an unset one N x the single-device
+    one with the learning rates x N).
 
     Returns:
         `(model, FineTuneResult)`: the trained model (best weights of its last phase restored;
@@ -85,35 +90,37 @@ train_from_folder.__signature__ = _signature()  # the settings are RunConfig's f
 def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call)."""
     config = config.validate(resume=resume)
+    plan = setup_devices(config.devices, config.distribution)  # before any op: TensorFlow splits its CPU here
     if resume:
         check_resume(out, config)
     else:
         check_run_folder(out, overwrite)
-    data = _load_data(config)
+    data, lr_scale = _load_data(config, plan)
     log.info("%s", data.summary)
     prints = fingerprint(path for split in SPLITS for path in data.splits.paths(split))
     if resume:
         check_same_data(out, data.splits.as_dict(), data.class_names, prints)
     weights_by_class = class_weights(data.splits.labels("train"), data.num_classes) if config.class_weight else None
-    keras.utils.set_random_seed(config.seed)
-    # Resumed, the weights come from last.keras; L2-SP needs the pretrained ones as its reference, so it loads them.
-    weights = None if resume and not config.l2sp else config.weights
-    model = build_classifier(config.backbone, data.num_classes, weights=weights,
-                             input_size=config.input_size, augmentation=config.augmentation, dropout=config.dropout,
-                             class_names=data.class_names, seed=config.seed, precision=config.precision)
-    state = TrainingState(out, resume=resume)  # resumed: reads last.keras; weights=None above, they come from it
-    if state.finished:
-        raise KerasTransferError(f"The run in {out} already finished all its epochs; nothing to resume. "
-                                 f"Received: resume=True")
-    if not resume:
-        prepare_run_folder(out, overwrite)  # only once every input checked out: a rejected run leaves nothing
-        class_weights_json = weights_by_class and {str(k): v for k, v in weights_by_class.items()}
-        io.write_json(os.path.join(out, CONFIG), config.to_json(class_weights=class_weights_json))
-        io.write_json(os.path.join(out, CLASS_NAMES), data.class_names)
-        io.write_json(os.path.join(out, SPLITS_FILE), data.splits.as_dict())
-        io.write_json(os.path.join(out, DATA_SUMMARY), data.summary.as_dict())
-        io.write_json(os.path.join(out, DATA_FINGERPRINT), prints)
-    result = _run_recipe(config, model, data, out, state, weights_by_class, verbose)
+    with plan.scope():  # one device: no scope; N: building, compiling and fitting on all of them
+        keras.utils.set_random_seed(config.seed)
+        # Resumed, the weights come from last.keras; L2-SP needs the pretrained ones as its reference: loaded.
+        weights = None if resume and not config.l2sp else config.weights
+        model = build_classifier(config.backbone, data.num_classes, weights=weights, input_size=config.input_size,
+                                 augmentation=config.augmentation, dropout=config.dropout,
+                                 class_names=data.class_names, seed=config.seed, precision=config.precision)
+        state = TrainingState(out, resume=resume)  # resumed: reads last.keras (weights=None above: from it)
+        if state.finished:
+            raise KerasTransferError(f"The run in {out} already finished all its epochs; nothing to resume. "
+                                     f"Received: resume=True")
+        if not resume:
+            prepare_run_folder(out, overwrite)  # only once every input checked out: a rejected run leaves nothing
+            class_weights_json = weights_by_class and {str(k): v for k, v in weights_by_class.items()}
+            io.write_json(os.path.join(out, CONFIG), config.to_json(class_weights=class_weights_json))
+            io.write_json(os.path.join(out, CLASS_NAMES), data.class_names)
+            io.write_json(os.path.join(out, SPLITS_FILE), data.splits.as_dict())
+            io.write_json(os.path.join(out, DATA_SUMMARY), data.summary.as_dict())
+            io.write_json(os.path.join(out, DATA_FINGERPRINT), prints)
+        result = _run_recipe(config, model, data, out, state, weights_by_class, verbose, plan, lr_scale)
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
     if data.test is not None:
@@ -123,17 +130,21 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     return model, result
 
 
-def _load_data(config):
-    """The run's data; an unset batch size is 32, at most a quarter of the training images (`budget.batch_for`)."""
+def _load_data(config, plan):
+    """`(data, learning-rate factor)`: an unset batch size is 32, at most a quarter of the training images
+    (`budget.batch_for`), per device; a given one is the global batch (`DataParallel.batch_and_scale`)."""
+    first, _ = plan.batch_and_scale(config.batch_size, DEFAULT_BATCH)  # a batch that does not divide: now
+
     def load(batch_size):
         keras.utils.set_random_seed(config.seed)  # before the datasets exist: tf.data's shuffle seeds mix in the global one
         return load_image_folder(config.data_dir, image_size=config.input_size, batch_size=batch_size,
                                  validation_split=config.validation_split, seed=config.seed,
                                  test_split=config.test_split, strict=config.strict, antialias=config.antialias)
 
-    data = load(config.batch_size or DEFAULT_BATCH)
-    batch = batch_for(len(data.splits.labels("train")), config.batch_size)
-    return data if batch == (config.batch_size or DEFAULT_BATCH) else load(batch)  # tiny data: scanned again
+    data = load(first)
+    batch, scale = plan.batch_and_scale(config.batch_size, batch_for(len(data.splits.labels("train"))))
+    data = data if batch == first else load(batch)  # tiny data: scanned again
+    return plan.even_batches(data, batch), scale
 
 
 def _record_skipped(out, data):
@@ -148,7 +159,7 @@ def _record_skipped(out, data):
                  os.path.join(out, DATA_SUMMARY))
 
 
-def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
+def _run_recipe(config, model, data, out, state, weights_by_class, verbose, plan, lr_scale):
     """The config's recipe (`auto`: chosen by the data), planned from the training split's size; what it chose
     and why is logged and written to `recipe.json`."""
     # history.csv and history.json are written by `state` after every epoch, atomically.
@@ -157,10 +168,12 @@ def _run_recipe(config, model, data, out, state, weights_by_class, verbose):
                             head_learning_rate=config.learning_rate,
                             fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
                             layer_decay=config.layer_decay, label_smoothing=config.label_smoothing, l2sp=config.l2sp,
-                            head_l2=config.head_l2)
+                            head_l2=config.head_l2, lr_scale=lr_scale)
     num_images = len(data.splits.labels("train"))
     name, _, why = plan_recipe(config.recipe, data_size(model, data.train, num_images), options,
                                pretrained=config.weights is not None)
+    why.append(plan.describe(batch_of(data.train), lr_scale))
+    log.info("%s", why[-1])
     io.write_json(os.path.join(out, RECIPE), dict(recipe=name, requested=config.recipe, plan=why))
     return run_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=config.weights is not None,
                       options=options, num_images=num_images, checkpoint_path=os.path.join(out, BEST_MODEL),

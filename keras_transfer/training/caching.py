@@ -27,6 +27,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.freezing import freeze
 from keras_transfer.training.batches import numpy_batches
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_model
+from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
 CACHE_MODES = ("memory", "a folder path")
@@ -157,7 +158,7 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
     with open(path, "wb") if path else _NoFile() as sink:
         for x, y in numpy_batches(data, batch_size or 32, needs="Feature caching"):
             size = size or len(x)
-            features = np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float32")
+            features = np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float32")
             features = features.reshape(len(x), -1)
             sink.write(features.tobytes()) if path else chunks.append(features)
             labels.append(y)

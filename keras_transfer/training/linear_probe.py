@@ -19,6 +19,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor, get_backbone, head_layers
 from keras_transfer.models.freezing import freeze
 from keras_transfer.training.batches import numpy_batches
+from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.presets import compile_model
 
 SHIFT = 0.1  # a view moves the image by up to this share of its side, each way (reflected at the borders)
@@ -96,7 +97,7 @@ def features_of(model, data, batch_size=64, *, views=0, seed=0, extractor=None):
     for view in range(views + 1):
         for x, y in numpy_batches(data, batch_size, needs="The linear probe"):
             x = shifted_views(x, rng) if view else x
-            features.append(np.asarray(keras.ops.convert_to_numpy(extractor.predict_on_batch(x)), "float64"))
+            features.append(np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float64"))
             labels.append(np.asarray(keras.ops.convert_to_numpy(y)).reshape(-1))
     if not features:
         raise KerasTransferError("The linear probe got no images. Received: an empty dataset")

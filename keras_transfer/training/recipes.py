@@ -51,6 +51,8 @@ class RecipeOptions:
         label_smoothing: of the cross-entropy loss, in every gradient phase.
         l2sp: L2-SP strength alpha: the backbone is pulled toward its pretrained weights (`None`: off).
         head_l1, head_l2: L1/L2 kernel penalties of the head in the gradient phases (saved with the model).
+        lr_scale: every phase's learning rate is multiplied by it (data-parallel runs: the linear scaling
+            rule, `training.distribution`).
     """
 
     strategy: str = "top_blocks"
@@ -66,6 +68,7 @@ class RecipeOptions:
     l2sp: float = None
     head_l1: float = 0.0
     head_l2: float = 0.0
+    lr_scale: float = 1.0
 
 
 def _head(size, options, pretrained):
@@ -185,6 +188,11 @@ def plan_recipe(recipe, size, options=None, *, pretrained=True):
     if recipe == "scratch" and pretrained:
         why.append("recipe 'scratch' with pretrained weights: they are the starting point, every layer trains")
     phases = NAMED[recipe](size, options, pretrained)
+    if options.lr_scale != 1:
+        phases = [(name, dataclasses.replace(preset, learning_rate=preset.learning_rate * options.lr_scale))
+                  for name, preset in phases]
+        why.append(f"learning rates x{options.lr_scale:g}: the linear scaling rule for a global batch "
+                   f"{options.lr_scale:g} x the single-device one")
     why += [describe(name, preset) for name, preset in phases]
     if not pretrained and recipe != "scratch":
         why.append("no pretrained weights: BatchNorm layers train in every phase")

@@ -1,0 +1,105 @@
+"""Run in a subprocess by tests/test_distribution.py: the virtual devices must exist before JAX / TensorFlow start.
+
+`distribution_worker.py N`: N, the most virtual devices to make (JAX: XLA_FLAGS set by the caller; TF: the
+CPU split here). Prints one JSON line: per device count, the largest weight difference from a single-device
+run with the same global batch; and the one-line errors of the misconfigurations.
+
+`distribution_worker.py cli ARGS...`: `keras-transfer ARGS...` with every training batch slowed by 0.15 s
+(so a test can kill it mid-epoch).
+"""
+
+import json
+import sys
+
+import keras
+import numpy as np
+
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.training.distribution import setup_devices
+
+GLOBAL_BATCH = 8
+
+
+def train(plan):
+    """A small deterministic model (no dropout, no BatchNorm), SGD, no shuffling: 2 epochs of 4 steps."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6)).astype("float32"), np.arange(32) % 3
+    with plan.scope():
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        start = [np.array(keras.ops.convert_to_numpy(w)) for w in model.weights]
+        model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0)
+    return start, [np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights], replicas(model)
+
+
+def replicas(model):
+    """The devices holding the model's first variable (JAX), or the replicas its strategy runs (TF)."""
+    if keras.backend.backend() == "jax":
+        return len(model.weights[0].value.sharding.device_set)
+    return model.distribute_strategy.num_replicas_in_sync
+
+
+def cached_features(plan):
+    """Features cached (`extract_features`) by a small random VGG16 built in `plan`'s scope: 8 images, batch 4."""
+    from keras_transfer.models.classifier import build_classifier
+    from keras_transfer.training.caching import extract_features
+
+    x = np.random.default_rng(1).uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
+    with plan.scope():
+        keras.utils.set_random_seed(3)
+        model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation="none")
+        return extract_features(model, (x, np.arange(8) % 3), batch_size=4).features
+
+
+def error_of(call):
+    try:
+        call()
+    except KerasTransferError as error:
+        return str(error)
+    return None
+
+
+def main():
+    most = int(sys.argv[1])
+    if keras.backend.backend() == "tensorflow":
+        setup_devices(most)  # splits the CPU into MOST logical devices before any op
+    start, single, one = train(setup_devices("auto"))
+    out = dict(backend=keras.backend.backend(), single_replicas=one, max_difference={}, replicas={},
+               moved=max(float(np.max(np.abs(a - b))) for a, b in zip(start, single)))
+    for n in sorted({2, most}):
+        _, weights, out["replicas"][n] = train(setup_devices(n))
+        out["max_difference"][n] = max(float(np.max(np.abs(a - b))) for a, b in zip(single, weights))
+    single_features, parallel_features = cached_features(setup_devices("auto")), cached_features(setup_devices(2))
+    out["features"] = dict(shape=list(parallel_features.shape), spread=float(np.std(single_features)),
+                           max_difference=float(np.max(np.abs(single_features - parallel_features))))
+    out["errors"] = dict(
+        too_many=error_of(lambda: setup_devices(most * 2)),
+        not_divisible=error_of(lambda: setup_devices(2).batch_and_scale(7, 32)),
+        backend=error_of(lambda: setup_devices(2, backend="torch")),
+        distribution=error_of(lambda: setup_devices(2, "model_parallel")),
+        devices=error_of(lambda: setup_devices(0)),
+    )
+    out["auto_batch"] = setup_devices(2).batch_and_scale(None, 4)
+    print("RESULT " + json.dumps(out))
+
+
+def cli(args):
+    import time
+
+    import keras_transfer.training.state as state
+    from keras_transfer.cli import main as keras_transfer
+
+    batch_end = state.TrainingState.on_train_batch_end
+
+    def slow(self, batch, logs=None):
+        time.sleep(0.15)
+        return batch_end(self, batch, logs)
+
+    state.TrainingState.on_train_batch_end = slow
+    sys.exit(keras_transfer(args))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[2:]) if sys.argv[1] == "cli" else main()
