@@ -19,6 +19,7 @@ from keras_transfer.models.freezing import freeze
 from keras_transfer.models.text_classifier import build_text_classifier, load_text_encoder
 from keras_transfer.models.text_registry import get_text_backbone_spec
 from keras_transfer.serving.export_text import export_text_saved_model
+from keras_transfer.serving.predict_text import evaluate_texts, predict_texts
 from keras_transfer.data.texts import text_dataset
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "minilm_reference.json")
@@ -97,6 +98,13 @@ def test_fit_and_keras_round_trip_on_token_ids(tmp_path):
     x = preprocessor(texts)
     np.testing.assert_allclose(as_numpy(loaded(x)), as_numpy(model(x)), atol=1e-6)
     assert loaded.get_layer("predictions").class_names == ["neg", "pos", "mix"]
+    np.testing.assert_allclose(predict_texts(loaded, preprocessor, texts, batch_size=4), as_numpy(model(x)), atol=1e-6)
+    report = evaluate_texts(loaded, preprocessor, texts, [1, 0, 1, 2, 0, 2], ids=[f"t{i}" for i in range(6)],
+                            out=str(tmp_path / "report"))
+    assert report.n == 6 and (tmp_path / "report" / "report.json").is_file()
+    assert report.accuracy == np.mean(as_numpy(model(x)).argmax(-1) == np.array([1, 0, 1, 2, 0, 2]))
+    with pytest.raises(KerasTransferError, match="non-empty list of strings"):
+        predict_texts(loaded, preprocessor, "good film")
 
 
 def test_saved_model_on_raw_strings_matches_in_a_fresh_tensorflow_process(tmp_path):

@@ -20,7 +20,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the tokenizer's ops that the SavedModel holds)
+import tensorflow_text
 
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
@@ -28,6 +28,7 @@ from keras_transfer.models.classifier import get_class_names
 from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, JAX_PLATFORMS, SERVING_ENDPOINT, _constant_fn
 
 TOKEN_ENDPOINT = "serve_token_ids"
+TEXT_OPS = tensorflow_text.__name__  # imported for its side effect: it registers the tokenizer's ops
 CHECK_TEXTS = ("A short text to check the export.", "Another, longer text: the export must give the same "
                "probabilities as the model in memory, on raw strings.", "x")
 

@@ -71,7 +71,7 @@ def _batches(data, batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
         return
     for element in data:  # a tf.data batch as numpy: any backend's model takes it
-        yield np.asarray(element[0]), np.asarray(element[1])
+        yield keras.tree.map_structure(np.asarray, element[0]), np.asarray(element[1])  # a dict for text
 
 
 def features_of(model, data, batch_size=64):
