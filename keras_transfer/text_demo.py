@@ -2,7 +2,7 @@
 initialisation, on the same few labelled texts, scored on held-out texts.
 
 The data are real texts with honest labels and no download: the first paragraph of the docstring of every
-public function, class and method of 41 Python standard-library modules, labelled by the family of the module
+public function, class and method of 42 Python standard-library modules, labelled by the family of the module
 it comes from (files, maths, text, network, concurrency, time). Nothing is templated or written for the
 demo; a docstring's label is where Python's authors put that function. (No package installed here ships a
 labelled natural-language data set: scikit-learn's 20 newsgroups downloads, for one.)
@@ -108,7 +108,8 @@ def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence
                           per_class=(per_class, val_per_class, test_per_class))
         result = run_text_recipe(model, data.train, data.val, pretrained=pretrained,
                                  num_texts=len(data.splits.labels("train")), verbose=verbose)
-        predicted = np.concatenate([class_indices(model.predict_on_batch(x)) for x, _ in data.test])
+        predicted = np.concatenate([class_indices(model.predict_on_batch(keras.tree.map_structure(np.asarray, x)))
+                                    for x, _ in data.test])  # numpy: JAX takes no TensorFlow tensors
         truth = np.asarray(data.splits.labels("test"))
         results["pretrained" if pretrained else "scratch"] = (float((predicted == truth).mean()),
                                                               time.time() - start, result.plan)

@@ -130,6 +130,19 @@ def test_saved_model_on_raw_strings_matches_in_a_fresh_tensorflow_process(tmp_pa
     np.testing.assert_allclose(np.load(out), expected, atol=1e-4)
 
 
+def test_a_keras_hub_preset_folder_loads_with_its_weights_and_freezes_by_blocks(tmp_path):
+    encoder, preprocessor = tiny_bert()
+    encoder.save_to_preset(str(tmp_path / "preset"))
+    preprocessor.save_to_preset(str(tmp_path / "preset"))
+    model, loaded_preprocessor = build_text_classifier(str(tmp_path / "preset"), 2, sequence_length=8)
+    expected = as_numpy(encoder.get_layer("token_embedding").embeddings)
+    got = as_numpy(model.get_layer("backbone").get_layer("token_embedding").embeddings)
+    np.testing.assert_array_equal(got, expected)
+    assert as_numpy(loaded_preprocessor(["good film"])["token_ids"]).tolist() == \
+        as_numpy(preprocessor(["good film"])["token_ids"]).tolist()
+    assert freeze(model, "top_blocks", n=1).trainable_blocks == ("layer_2",)
+
+
 def _copy_minilm(tmp_path, drop=(), config=None):
     folder = tmp_path / "minilm"
     shutil.copytree(MINILM.local(), folder)

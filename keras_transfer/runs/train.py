@@ -18,6 +18,7 @@ from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
+from keras_transfer.runs.text_train import run_text_training
 from keras_transfer.serving import plots
 from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
@@ -85,6 +86,8 @@ train_from_folder.__signature__ = _signature()  # the settings are RunConfig's f
 def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call)."""
     config = config.validate(resume=resume)
+    if config.modality == "text":
+        return run_text_training(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     if resume:
         check_resume(out, config)
     else:

@@ -21,7 +21,8 @@ def predict_texts(model, preprocessor, texts, *, batch_size=32):
         raise KerasTransferError(f"texts must be a non-empty list of strings. Received: texts={str(texts)[:80]!r}")
     data = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(batch_size)
     data = data.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
-    return np.concatenate([np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(x))) for x in data])
+    return np.concatenate([np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(
+        keras.tree.map_structure(np.asarray, x)))) for x in data])  # numpy: JAX takes no TensorFlow tensors
 
 
 def evaluate_texts(model, preprocessor, texts, labels, *, ids=None, class_names=None, top_k=5, worst=10,
