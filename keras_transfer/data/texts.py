@@ -1,0 +1,228 @@
+"""Labelled texts: a CSV / TSV / JSONL table of `text,label`, or class folders of `.txt` files; checked, split
+(the image splits, stratified and seeded) and loaded as `tf.data` pipelines that tokenise in TensorFlow ops.
+
+Every text is checked once when it is read, so nothing fails mid-epoch: an empty or whitespace-only text, one
+that is not UTF-8, and a row without a label are named and skipped (`LabelledTexts.skipped`); a text longer
+than `max_chars` characters is cut there (`LabelledTexts.cut`), and the tokenizer truncates to the sequence
+length (counted per split in the summary).
+"""
+
+import csv
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.data.splits import SPLITS, class_weights, split_images
+from keras_transfer.errors import KerasTransferError
+
+TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
+MAX_CHARS = 20_000  # far beyond any encoder's 512 tokens; guards memory against a runaway line
+
+
+@dataclasses.dataclass
+class LabelledTexts:
+    """Readable texts with their labels and what was left out.
+
+    Attributes:
+        paths: one id per text (`"file.csv:12"` for row 12 of a table, the file path in a folder): what the
+            splits hold, and what an error or a wrong prediction names.
+        labels: int index into `class_names` per text.
+        class_names: sorted class names.
+        texts: `{id: text}`.
+        skipped: `(id, reason)` of each text left out (empty, not UTF-8, no label).
+        cut: ids of texts cut to `max_chars` characters.
+    """
+
+    paths: list
+    labels: list
+    class_names: list
+    texts: dict
+    skipped: list = dataclasses.field(default_factory=list)
+    cut: list = dataclasses.field(default_factory=list)
+    source: str = ""
+    kind: str = "table"
+    splits: list = None  # no train/val/test layout for texts: `split_images` splits per class
+
+    def of(self, ids):
+        return [self.texts[i] for i in ids]
+
+
+def read_texts(source, *, text_column="text", label_column="label", max_chars=MAX_CHARS):
+    """Reads labelled texts from a table (`.csv`, `.tsv`, `.jsonl`) or a folder of class subfolders of `.txt`.
+
+    Args:
+        source: the table file or the folder.
+        text_column, label_column: the table's column (JSON key) names.
+        max_chars: texts longer than this are cut to it (and listed in `cut`).
+
+    Returns:
+        A `LabelledTexts`.
+
+    Example:
+    >>> found = read_texts("reviews.csv")   # text,label rows
+    >>> found.class_names, len(found.paths), found.skipped[:1]
+    """
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        rows, kind = _folder_rows(source), "folder"
+    elif os.path.isfile(source) and source.lower().endswith(TABLE_EXTENSIONS):
+        rows, kind = _table_rows(source, text_column, label_column), "table"
+    else:
+        raise KerasTransferError(f"Text data must be a folder of class subfolders of .txt files or a table "
+                                 f"({', '.join(TABLE_EXTENSIONS)}) of {text_column},{label_column}. "
+                                 f"Received: source={source!r}")
+    kept, skipped, cut = [], [], []
+    for row_id, text, label in rows:
+        reason = _problem(text, label)
+        if reason:
+            skipped.append((row_id, reason))
+            continue
+        if len(text) > max_chars:
+            text = text[:max_chars]
+            cut.append(row_id)
+        kept.append((row_id, text, str(label)))
+    class_names = sorted({label for _, _, label in kept})
+    if len(class_names) < 2:
+        raise KerasTransferError(f"Text data needs at least two classes with a usable text; found {class_names} "
+                                 f"in {source} ({len(skipped)} texts skipped). Received: source={source!r}")
+    index = {name: i for i, name in enumerate(class_names)}
+    return LabelledTexts(paths=[r for r, _, _ in kept], labels=[index[lab] for _, _, lab in kept],
+                         class_names=class_names, texts={r: t for r, t, _ in kept}, skipped=skipped, cut=cut,
+                         source=source, kind=kind)
+
+
+def _problem(text, label):
+    if label is None or not str(label).strip():
+        return "no label"
+    if text is None:
+        return "no text"
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # surrogate-escaped bytes: not UTF-8
+        return "not UTF-8"
+    if not text.strip():
+        return "empty or whitespace only"
+    return None
+
+
+def _decode(data):
+    return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _folder_rows(folder):
+    for name in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, name)
+        if name.startswith(".") or not os.path.isdir(sub):
+            continue
+        for file in sorted(os.listdir(sub)):
+            if file.lower().endswith(".txt") and not file.startswith("."):
+                path = os.path.join(sub, file)
+                with open(path, "rb") as f:
+                    yield path, _decode(f.read()), name
+
+
+def _table_rows(path, text_column, label_column):
+    base = os.path.basename(path)
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        if path.lower().endswith(".jsonl"):
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    record = _json_record(line, f"{base}:{number}")
+                    yield f"{base}:{number}", _field(record, text_column), _field(record, label_column)
+            return
+        reader = csv.DictReader(f, delimiter="\t" if path.lower().endswith(".tsv") else ",")
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise KerasTransferError(f"{path} has no column {', '.join(missing)}; its columns: {reader.fieldnames}. "
+                                     f"Received: text_column={text_column!r}, label_column={label_column!r}")
+        for number, row in enumerate(reader, 2):
+            yield f"{base}:{number}", row.get(text_column), row.get(label_column)
+
+
+def _json_record(line, where):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise KerasTransferError(f"{where} is not a JSON object ({error.msg}); each line of a .jsonl is "
+                                 f'{{"text": ..., "label": ...}}. Received: line={line[:80]!r}') from None
+    return record if isinstance(record, dict) else {}
+
+
+def _field(record, key):
+    value = record.get(key)
+    return None if value is None else str(value)
+
+
+def text_dataset(texts, labels, preprocessor, *, batch_size=16, shuffle=False, seed=None):
+    """A `tf.data` pipeline of `(preprocessor(texts), labels)` batches: tokenised in TF ops, in parallel."""
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
+                                             tf.constant(np.asarray(labels, "int32"))))
+    if shuffle:
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass
+class TextData:
+    """What `load_texts` returns: the pipelines, the class names, the splits and a summary."""
+
+    train: object
+    val: object
+    test: object
+    class_names: list
+    splits: object
+    found: LabelledTexts
+    summary: dict
+    class_weight: dict
+
+
+def load_texts(source, preprocessor, *, batch_size=16, validation_split=0.2, test_split=0.0, seed=1337,
+               per_class=None, text_column="text", label_column="label", max_chars=MAX_CHARS):
+    """Reads, splits (stratified, seeded: `split_images`) and loads labelled texts as `tf.data` pipelines.
+
+    Args:
+        source: a table or a folder, as in `read_texts`.
+        preprocessor: the KerasHub preprocessor (`build_text_classifier` returns it).
+        batch_size, validation_split, test_split, seed, per_class: as in `load_image_folder`.
+        text_column, label_column, max_chars: as in `read_texts`.
+
+    Returns:
+        A `TextData`; `summary` holds texts per class per split, token lengths and how many the tokenizer
+        truncates, what was skipped and cut.
+    """
+    found = read_texts(source, text_column=text_column, label_column=label_column, max_chars=max_chars)
+    splits = split_images(found, validation_split=validation_split, test_split=test_split, seed=seed,
+                          per_class=per_class)
+    pipelines = {}
+    for split in SPLITS:
+        ids = splits.paths(split)
+        pipelines[split] = (text_dataset(found.of(ids), splits.labels(split), preprocessor, batch_size=batch_size,
+                                         shuffle=split == "train", seed=seed) if ids else None)
+    return TextData(**pipelines, class_names=found.class_names, splits=splits, found=found,
+                    summary=summarize_texts(found, splits, preprocessor),
+                    class_weight=class_weights(splits.labels("train"), len(found.class_names)))
+
+
+def summarize_texts(found, splits, preprocessor):
+    """Per split: texts per class, token counts (min / median / max) and texts truncated to the sequence length."""
+    length = int(preprocessor.sequence_length)
+    summary = {"sequence_length": length, "skipped": found.skipped, "cut_to_max_chars": len(found.cut)}
+    for split in SPLITS:
+        ids = splits.paths(split)
+        if not ids:
+            continue
+        counts = _token_counts(preprocessor.tokenizer, found.of(ids)) + 2  # [CLS] and [SEP]
+        summary[split] = {"counts": splits.counts(split), "tokens_min": int(counts.min()),
+                          "tokens_median": float(np.median(counts)), "tokens_max": int(counts.max()),
+                          "truncated": int((counts > length).sum())}
+    return summary
+
+
+def _token_counts(tokenizer, texts):
+    """Tokens per text (before truncation): a ragged tensor under TensorFlow, lists under JAX."""
+    tokens = tokenizer(tf.constant(texts))
+    if hasattr(tokens, "row_lengths"):
+        return np.asarray(tokens.row_lengths())
+    return np.asarray([len(t) for t in tokens])
