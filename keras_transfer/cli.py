@@ -133,7 +133,9 @@ def _predict(args):
     if not results:
         raise KerasTransferError("No readable image among the inputs (each is named above). "
                                  f"Received: inputs={args.inputs!r}")
-    if args.format == "json":
+    if "top" not in results[0]:  # a regression or multi-label model: its values, or labels and probabilities
+        print(json.dumps(results, indent=2))
+    elif args.format == "json":
         print(json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
                           for r in results], indent=2))
     elif args.format == "csv":
