@@ -23,7 +23,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from keras_transfer.data.images import load_images  # noqa: E402
 from keras_transfer.data.task_sources import find_task_images  # noqa: E402

@@ -78,3 +78,10 @@ def test_cli_task_flag_trains_and_predict_prints_values(tmp_path, capsys):
     main(["predict", str(tmp_path / "run"), os.path.join(tmp_path, "data", "images")])
     printed = json.loads(capsys.readouterr().out)
     assert len(printed) == 16 and all(isinstance(r["values"]["value"], float) for r in printed)
+    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "eval")]) in (0, None)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    val = json.loads((tmp_path / "run" / "splits.json").read_text())["val"]
+    by_path = {r["path"]: r["values"]["value"] for r in printed}
+    expected = regression_metrics([[by_path[p]] for p, _ in val], [t for _, t in val])
+    assert report["task"] == "regression" and report["n"] == len(val) == 3
+    assert report["metrics"]["rmse"] == pytest.approx(expected["rmse"], rel=1e-3, abs=1e-3)

@@ -10,7 +10,9 @@ import numpy as np
 
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import REPORT_JSON, REPORT_TXT
+from keras_transfer.data.task_sources import find_task_images, task_dataset
+from keras_transfer.layout import REPORT_JSON, REPORT_TXT, SPLITS_FILE
+from keras_transfer.models.classifier import input_size
 from keras_transfer.models.heads import get_thresholds, head_of, task_of
 from keras_transfer.serving import plots
 from keras_transfer.serving.task_metrics import multilabel_metrics, regression_metrics
@@ -141,3 +143,30 @@ def plot_regression(predicted, targets, names, out):
     scatter.tight_layout()
     residual.tight_layout()
     return [plots._save(scatter, os.path.join(out, PREDICTED_PNG)), plots._save(residual, os.path.join(out, RESIDUALS_PNG))]
+
+
+def evaluate_task_run(model, run_dir, *, data_dir=None, split=None, batch_size=32, out=None, antialias=False):
+    """Evaluates a regression or multi-label run's model on a manifest (`data_dir`) or a split of the run's
+    `splits.json` (default: test if it holds images, else val); returns `(TaskReport, description)`."""
+    task = task_of(model)
+    if data_dir is not None:
+        found = find_task_images(data_dir, task)
+        names = head_of(model).class_names
+        if task == "multilabel" and names and found.names != list(names):
+            unknown = sorted(set(found.names) - set(names))
+            if unknown:
+                raise KerasTransferError(f"{data_dir} has labels the model does not know: {', '.join(unknown)}. "
+                                         f"Received: data_dir={data_dir!r}")
+            index = [found.names.index(n) if n in found.names else None for n in names]
+            found.targets = np.stack([found.targets[:, i] if i is not None else np.zeros(len(found.paths))
+                                      for i in index], axis=1)
+        paths, targets, source = found.paths, found.targets, data_dir
+    else:
+        splits = io.read_json(os.path.join(run_dir, SPLITS_FILE))
+        split = split or ("test" if splits.get("test") else "val")
+        if not splits.get(split):
+            raise KerasTransferError(f"The {split} split of {run_dir} holds no images. Received: split={split!r}")
+        paths, targets = [p for p, _ in splits[split]], [t for _, t in splits[split]]
+        source = f"the {split} split of {os.path.join(run_dir, SPLITS_FILE)}"
+    dataset = task_dataset(paths, targets, image_size=input_size(model)[0], batch_size=batch_size, antialias=antialias)
+    return evaluate_task(model, dataset, batch_size=batch_size, out=out), source

@@ -67,11 +67,9 @@ def _sigmoid(z):
 def task_logs(head, outputs, targets):
     """The compiled loss and metrics of `head` (a `TaskHead`) on the model's `outputs`, with numpy."""
     if head.task == "regression":
-        mean, scale = np.asarray(head.target_mean), np.asarray(head.target_scale)
-        r = (outputs - targets) / scale
-        kind = head.loss
+        r = (outputs - targets) / np.asarray(head.target_scale)  # the residual in standardised units
         per = {"mse": r ** 2, "mae": np.abs(r),
-               "huber": np.where(np.abs(r) <= 1.0, 0.5 * r ** 2, np.abs(r) - 0.5)}[kind]
+               "huber": np.where(np.abs(r) <= 1.0, 0.5 * r ** 2, np.abs(r) - 0.5)}[head.loss]
         error = outputs - targets
         return dict(loss=float(per.mean()), mae=float(np.abs(error).mean()), rmse=float(np.sqrt((error ** 2).mean())))
     p = np.clip(outputs, 1e-7, 1 - 1e-7)
