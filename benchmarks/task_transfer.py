@@ -1,4 +1,4 @@
-"""Transfer vs scratch on real regression and multi-label data (`keras_transfer.digit_tasks`).
+"""Transfer vs scratch on real regression and multi-label data (`keras_transfer.data.digit_tasks`).
 
 - regression: scikit-learn's handwritten digits, each with its value as a number (0-9): RMSE on held-out test
   images (lower is better);
@@ -27,7 +27,7 @@ import keras  # noqa: E402
 from keras_transfer.data.images import load_images  # noqa: E402
 from keras_transfer.data.task_sources import find_task_images  # noqa: E402
 from keras_transfer.demo import DEMO_SIZE, demo_backbone, hed_weights_path  # noqa: E402
-from keras_transfer.digit_tasks import write_digit_tiles, write_digit_values  # noqa: E402
+from keras_transfer.data.digit_tasks import write_digit_tiles, write_digit_values  # noqa: E402
 from keras_transfer.models.heads import build_model, set_thresholds, standardisation  # noqa: E402
 from keras_transfer.serving.task_metrics import choose_thresholds, multilabel_metrics, regression_metrics  # noqa: E402
 from keras_transfer.serving.task_report import task_outputs  # noqa: E402

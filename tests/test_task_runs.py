@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_transfer.cli import main
-from keras_transfer.digit_tasks import write_digit_tiles, write_digit_values
+from keras_transfer.data.digit_tasks import write_digit_tiles, write_digit_values
 from keras_transfer.models.heads import get_thresholds, head_of, task_of
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving import plots
