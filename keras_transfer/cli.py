@@ -24,6 +24,8 @@ from keras_transfer.serving.evaluation import evaluate, evaluation_images, write
 from keras_transfer.serving.export import export
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import predict
+from keras_transfer.serving.task_report import evaluate_task_run
+from keras_transfer.models.heads import task_of
 from keras_transfer.training.recipes import RECIPES
 
 
@@ -102,6 +104,12 @@ def _add_evaluate(sub):
 def _evaluate(args):
     check_writable(args.out or args.run_dir, "the report")  # before the work, not after it
     model, names = load_model(args.run_dir)
+    if task_of(model) != "classification":  # regression, multi-label: their own metrics and report
+        report, source = evaluate_task_run(model, args.run_dir, data_dir=args.data_dir, split=args.split,
+                                           batch_size=args.batch_size, out=args.out or args.run_dir,
+                                           antialias=resize_rule(args.run_dir))
+        print(f"Evaluated {args.run_dir} on {source}:\n{report.summary()}", end="")
+        return
     names = default_class_names(model, names)
     paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
     print(f"Evaluating {args.run_dir} on {source} ({len(paths)} images)")
@@ -133,7 +141,9 @@ def _predict(args):
     if not results:
         raise KerasTransferError("No readable image among the inputs (each is named above). "
                                  f"Received: inputs={args.inputs!r}")
-    if args.format == "json":
+    if "top" not in results[0]:  # a regression or multi-label model: its values, or labels and probabilities
+        print(json.dumps(results, indent=2))
+    elif args.format == "json":
         print(json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
                           for r in results], indent=2))
     elif args.format == "csv":

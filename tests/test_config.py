@@ -59,7 +59,7 @@ def test_every_field_has_help_and_its_default_passes_its_own_check(tmp_path):
 
 @pytest.mark.backend_free
 @pytest.mark.parametrize("changes, text", [
-    (dict(task="regression"), "Unknown task 'regression'"),
+    (dict(task="regresion"), "Unknown task 'regresion'. Did you mean 'regression'?"),
     (dict(modality="audio"), "Unknown modality 'audio'"),
     (dict(strategy="top_block"), "Did you mean 'top_blocks'?"),
     (dict(n=0), "n must be an integer >= 1. Received: n=0"),

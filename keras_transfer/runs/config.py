@@ -29,7 +29,8 @@ from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, p
 from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
 from keras_transfer.training.recipes import RECIPES, UNFREEZE
 
-TASKS = ("classification",)  # single-label; regression and multi-label plug in here
+TASKS = ("classification", "regression", "multilabel")  # single-label; values (runs.task_train); several labels
+TASK_LOSSES = (None, "mse", "mae", "huber", "bce", "focal")
 MODALITIES = ("image", "text")
 TEXT_DEFAULT_BACKBONE = "all_minilm_l6_v2"  # --modality text with the image default backbone
 TEXT_SOURCES = (".csv", ".tsv", ".jsonl")
@@ -120,6 +121,12 @@ def check_weights_source(name, value):
                     "line) or the path of an existing weights file.", weights=value)
 
 
+def check_separator(name, value):
+    if not isinstance(value, str) or len(value) != 1 or value in ',"\n\r':
+        raise _fail("label_separator must be one character, not a comma, quote or newline (e.g. '|' or ';').",
+                    label_separator=value)
+
+
 def check_backbone_name(name, value):
     get_backbone_spec(value)  # raises with "Did you mean"
 
@@ -165,7 +172,12 @@ class RunConfig:
     data_dir: str = setting(None, "folder with one subfolder of images per class (or train/ val/ test/ subfolders "
                             "of those), or a CSV/JSON manifest of path,label rows (with --resume: optional)",
                             check=check_data_source, cli="positional")
-    task: str = setting("classification", "what the head predicts", choices=TASKS)
+    task: str = setting("classification", "what the head predicts: one class; regression: numbers (a manifest "
+                        "of path,target(s)); multilabel: several labels (a manifest of path,labels)", choices=TASKS)
+    loss: str = setting(None, "regression: mse (default), mae, huber; multilabel: bce (default), focal",
+                        choices=TASK_LOSSES, type=str)
+    label_separator: str = setting("|", "multilabel CSV: the separator between an image's labels",
+                                   check=check_separator)
     modality: str = setting("image", "what the inputs are", choices=MODALITIES)
     backbone: str = setting("mobilenetv2", "registry name (see `keras-transfer backbones`)", check=check_backbone_name)
     weights: str = setting("imagenet", "imagenet | none | PATH to a weights file", check=check_weights_source,
@@ -272,6 +284,9 @@ class RunConfig:
             if meta["check"] is not None and not (resume and field.name == "weights"):
                 meta["check"](field.name, value)
         if self.modality == "text":
+            if self.task != "classification":
+                raise _fail(f"modality is not supported for task {self.task!r} (image only, for now).",
+                            modality=self.modality)
             return self._validate_text()
         spec = get_backbone_spec(self.backbone)
         input_size = self.input_size or spec.default_size
@@ -287,6 +302,11 @@ class RunConfig:
             raise _fail("cache_features computes each image's features once, so it cannot see augmented images: "
                         "pass augmentation='none' (--augmentation none) or drop cache_features.",
                         cache_features=self.cache_features, augmentation=self.augmentation)
+        if self.task != "classification":
+            check_task_settings(self)
+        elif self.loss is not None:
+            raise _fail("loss picks a regression or multilabel loss; a classifier trains with cross-entropy.",
+                        loss=self.loss)
         return self.replace(backbone=spec.name, input_size=input_size, data_dir=os.path.abspath(self.data_dir),
                             cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
                             jit_compile=parse_jit_compile(self.jit_compile))
@@ -339,6 +359,20 @@ class RunConfig:
         settings.setdefault("epochs", 5)  # and counted in epochs, 5 by default
         settings.setdefault("batch_size", 32)
         return cls(**settings), env
+
+
+def check_task_settings(config):
+    """The settings a regression or multi-label run cannot take (one line each)."""
+    task, allowed = config.task, {"regression": ("mse", "mae", "huber"), "multilabel": ("bce", "focal")}[config.task]
+    if config.loss is not None and config.loss not in allowed:
+        raise _fail(f"loss {config.loss!r} does not fit task {task!r}. Allowed: {', '.join(allowed)}.", loss=config.loss)
+    if not os.path.isfile(config.data_dir):
+        raise _fail(f"A {task} run reads a .csv or .json manifest (a folder of class subfolders holds classes).",
+                    data_dir=config.data_dir)
+    for name, value, off in (("class_weight", config.class_weight, None), ("label_smoothing", config.label_smoothing, 0.0),
+                             ("cache_features", config.cache_features, False), ("devices", config.devices, "auto")):
+        if value != off:
+            raise _fail(f"{name} is not supported for task {task!r} (classification only, for now).", **{name: value})
 
 
 def environment():

@@ -17,6 +17,7 @@ from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERP
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig
+from keras_transfer.runs.task_train import run_task_training
 from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
 from keras_transfer.serving import plots
 from keras_transfer.serving.evaluation import evaluate
@@ -88,7 +89,10 @@ train_from_folder.__signature__ = _signature()  # the settings are RunConfig's f
 
 
 def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
-    """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call)."""
+    """Runs a validated `RunConfig` into the run folder `out` (what `train_from_folder` and resume call); a
+    regression or multi-label run goes to `task_train.run_task_training`."""
+    if config.task != "classification":
+        return run_task_training(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     config = config.validate(resume=resume)
     if config.modality == "text":
         if config.devices not in ("auto", 1):

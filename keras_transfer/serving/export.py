@@ -36,6 +36,7 @@ import numpy as np
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import class_indices
+from keras_transfer.models.heads import get_thresholds
 from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
 from keras_transfer.serving.export_tflite import check_quantize, convert_to_tflite, run_tflite
 from keras_transfer.serving.loading import load_model
@@ -176,6 +177,11 @@ def _check_writable(path):
     io.remove_temp_files(parent)
 
 
+def thresholds_beside(path):
+    """Where a multi-label TFLite model's per-label thresholds are written: `<name>.thresholds.json`."""
+    return os.path.splitext(path)[0] + ".thresholds.json"
+
+
 def _names_beside(path):
     return os.path.splitext(path)[0] + ".class_names.json"
 
@@ -228,6 +234,8 @@ def _write_tflite(model, path, class_names, images, expected, tolerance, quantiz
             difference = _compare("TFLite model", path, got, expected, tolerance)
             if names_path:
                 io.write_json(names_path, list(class_names))  # before the model: a model never lacks its names
+            if get_thresholds(model) is not None:  # a multi-label model's thresholds, beside it as its names
+                io.write_json(thresholds_beside(path), get_thresholds(model))
     except BaseException:
         if names_path and os.path.exists(names_path):  # ours, or a killed export's leftover without its model
             os.remove(names_path)

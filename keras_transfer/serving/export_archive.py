@@ -15,18 +15,23 @@ Endpoints (signature names), all returning class probabilities `(batch, classes)
     serve_uint8: uint8 `images` (batch, size, size, 3).
     serve_any_size: float32 `images` (batch, height, width, 3) of any height and width, resized
         inside (bilinear, `keras.ops.image.resize`, no antialiasing) to the model's input size.
-    class_names: no input; a string tensor `(classes,)` of the class names (only when known).
+    class_names: no input; a string tensor `(classes,)` of the class names (only when known); a regression
+        model's target names, a multi-label model's label names.
+    thresholds: no input; a float32 tensor `(labels,)` of a multi-label model's per-label thresholds (only for
+        those; a regression model's `serve` returns values in the user's units, its standardisation is in the graph).
 """
 
 import keras
 import numpy as np
 
 from keras_transfer.models.classifier import input_size
+from keras_transfer.models.heads import get_thresholds
 
 SERVING_ENDPOINT = "serve"
 UINT8_ENDPOINT = "serve_uint8"
 RESIZE_ENDPOINT = "serve_any_size"
 CLASS_NAMES_ENDPOINT = "class_names"
+THRESHOLDS_ENDPOINT = "thresholds"
 JAX_PLATFORMS = ("cpu", "cuda")
 
 
@@ -74,6 +79,8 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True, static=Fa
                              **options)
     if class_names:
         archive.add_endpoint(CLASS_NAMES_ENDPOINT, _constant_fn(class_names))
+    if get_thresholds(model) is not None:
+        archive.add_endpoint(THRESHOLDS_ENDPOINT, _constant_fn(get_thresholds(model), "thresholds", float))
     return archive
 
 
@@ -81,15 +88,18 @@ def _spec(model, dtype):
     return keras.InputSpec(shape=(None,) + tuple(model.input_shape[1:]), dtype=dtype)
 
 
-def _constant_fn(strings):
+def _constant_fn(values, name="class_names", kind=str):
     import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
-    @tf.function(input_signature=[])
-    def class_names():
-        return tf.constant([str(s) for s in strings])
+    constant = [kind(v) for v in values]
 
-    class_names()  # traced once: ExportArchive takes a called tf.function without an input_signature
-    return class_names
+    def values_fn():
+        return tf.constant(constant, dtype=tf.float32 if kind is float else tf.string)
+
+    values_fn.__name__ = name
+    function = tf.function(values_fn, input_signature=[])
+    function()  # traced once: ExportArchive takes a called tf.function without an input_signature
+    return function
 
 
 def served_outputs(folder, images):

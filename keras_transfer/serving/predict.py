@@ -15,6 +15,7 @@ from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import input_size
 from keras_transfer.serving.loading import default_class_names, load_model
+from keras_transfer.serving.task_predict import task_describer, task_outputs_on_batch
 
 
 def class_probabilities(outputs):
@@ -69,7 +70,9 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
 
     Returns:
         A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`, most probable
-        first; a file that cannot be read gets `{"path": str, "top": [], "skipped": reason}`.
+        first; a file that cannot be read gets `{"path": str, "top": [], "skipped": reason}`. A regression or
+        multi-label model gives `{"path", "values"}` or `{"path", "labels", "probabilities"}` instead of `"top"`
+        (`task_predict.task_describer`).
 
     Raises:
         KerasTransferError: no model there, a missing input, no image found; with `strict`, `ImageDecodeError`
@@ -87,18 +90,23 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
     model, names = load_model(model_or_run_dir)
-    names = default_class_names(model, names)
+    describe = task_describer(model)  # regression and multi-label models: values, or labels above thresholds
+    names = default_class_names(model, names) if describe is None else names
     size, paths = input_size(model), find_inputs(inputs)
-    k = min(top_k, len(names))
+    k = min(top_k, len(names or ()))
+    outputs_of = predict_probabilities if describe is None else task_outputs_on_batch
     results = []
     for start in range(0, len(paths), batch_size):
         images, skipped = _read_chunk(paths[start:start + batch_size], size, strict, antialias)
-        rows = iter(predict_probabilities(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
+        rows = iter(outputs_of(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
         for path in paths[start:start + batch_size]:
             if path in skipped:
                 results.append({"path": path, "top": [], "skipped": skipped[path]})
                 continue
             row = next(rows)
+            if describe is not None:
+                results.append({"path": path, **describe(row)})
+                continue
             order = np.argsort(-row, kind="stable")[:k]
             results.append({"path": path, "top": [(names[i], float(row[i])) for i in order]})
     return results

@@ -10,6 +10,7 @@ written into the model's own head layer, so the model predicts exactly what the 
 """
 
 import dataclasses
+import functools
 import time
 
 import keras
@@ -228,19 +229,20 @@ def _write_head(head, params, mean, std, units):
 
 
 def train_phase_linear(model, train, val=None, *, preset, initial_epoch=0, callbacks=(), class_weight=None,
-                       verbose="auto", jit_compile="auto", state=None):
+                       verbose="auto", jit_compile="auto", state=None, fit=None):
     """The head phase as a linear probe: like `phases.train_phase`, one "epoch" that fits the head to
     convergence. Returns `(History, FreezeReport)`.
 
     The model is frozen and compiled as the preset says (its optimizer is what a resumed run saves), the
     probe is fitted, then the phase's callbacks (checkpoint, CSV log, `state`) see one epoch with the probe's
-    losses and accuracies, as Keras would call them.
+    losses and accuracies, as Keras would call them. `fit` replaces `fit_linear_head` (a regression or
+    multi-label head: `task_probe.fit_task_head`).
     """
     report = freeze(model, "head_only", recompile=False)
     compile_model(model, preset, jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)
-    probe = fit_linear_head(model, train, val, l2=getattr(preset, "l2", None), class_weight=class_weight,
-                            views=preset.views)
+    fit = fit or functools.partial(fit_linear_head, views=preset.views)  # a task head: its own probe, no views
+    probe = fit(model, train, val, l2=getattr(preset, "l2", None), class_weight=class_weight)
     if verbose not in (0, "0"):
         print(probe)
     history = keras.callbacks.History()

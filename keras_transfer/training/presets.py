@@ -10,6 +10,7 @@ import os
 import keras
 from keras import ops
 
+from keras_transfer.models.heads import task_loss, task_metrics, task_of
 from keras_transfer.training.callbacks import AtomicModelCheckpoint
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer as build_optimizer
 from keras_transfer.training.schedules import make_schedule
@@ -159,7 +160,10 @@ def num_outputs(model):
 
 
 def default_loss(model, label_smoothing=0.0):
-    """Binary cross-entropy for a one-unit sigmoid head, sparse categorical otherwise."""
+    """Binary cross-entropy for a one-unit sigmoid head, sparse categorical otherwise; a regression or multi-label
+    head's own loss (`heads.task_loss`)."""
+    if task_of(model) != "classification":
+        return task_loss(model)
     if num_outputs(model) == 1:
         return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     if label_smoothing:
@@ -168,7 +172,10 @@ def default_loss(model, label_smoothing=0.0):
 
 
 def default_metrics(model):
-    """Accuracy, and top-5 accuracy where there are more than 5 classes."""
+    """Accuracy, and top-5 accuracy where there are more than 5 classes (a regression or multi-label head:
+    `heads.task_metrics`)."""
+    if task_of(model) != "classification":
+        return task_metrics(model)
     if num_outputs(model) == 1:
         return [keras.metrics.BinaryAccuracy(name="accuracy")]
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
