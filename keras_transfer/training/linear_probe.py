@@ -88,21 +88,35 @@ def takes_views(data):
     return shape is not None and len(shape) == 4
 
 
-def features_of(model, data, batch_size=64, *, views=0, seed=0, extractor=None):
-    """`(features, labels)` as float64/int arrays: the head's input for every image of `data`, in inference mode,
-    followed by the features of `views` shifted copies of every image (`shifted_views`, seeded by `seed`).
-    `extractor`: `feature_extractor(model)` when the caller has it already."""
-    extractor = extractor or feature_extractor(model)
+def extract(extractor, data, batch_size=64, *, views=0, seed=0):
+    """`(features, labels)`: `extractor`'s float64 output for every input of `data`, one row each, in inference mode,
+    followed by the features of `views` shifted copies of every image (`shifted_views`, seeded by `seed`); the
+    labels (or targets) as `data` holds them, stacked in the same order."""
     rng = np.random.default_rng(seed)
     features, labels = [], []
     for view in range(views + 1):
         for x, y in numpy_batches(data, batch_size, needs="The linear probe"):
             x = shifted_views(x, rng) if view else x
             features.append(np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float64"))
-            labels.append(np.asarray(keras.ops.convert_to_numpy(y)).reshape(-1))
+            labels.append(y)
     if not features:
         raise KerasTransferError("The linear probe got no images. Received: an empty dataset")
-    return np.concatenate(features).reshape(sum(len(f) for f in features), -1), np.concatenate(labels).astype("int64")
+    features = np.concatenate(features)
+    return features.reshape(len(features), -1), np.concatenate(labels)
+
+
+def features_of(model, data, batch_size=64, *, views=0, seed=0, extractor=None):
+    """`(features, labels)` as float64/int arrays: `extract` with `model`'s feature extractor (or `extractor`,
+    when the caller has it already), the labels as class indices."""
+    features, labels = extract(extractor or feature_extractor(model), data, batch_size, views=views, seed=seed)
+    return features, labels.reshape(-1).astype("int64")
+
+
+def standardiser(features):
+    """`(mean, std)` of each feature column; a constant feature gets std 1 (it carries nothing; its weight stays 0)."""
+    mean, std = features.mean(0), features.std(0)
+    std[std < 1e-12] = 1.0
+    return mean, std
 
 
 def _loss_and_grad(params, f, y, weights, l2, units):
@@ -189,8 +203,7 @@ def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_wei
     f, y = features_of(model, train, batch_size, views=views, seed=seed, extractor=extractor)
     _check_labels(y, units, "training")
     originals = len(y) // (views + 1)  # the first rows: the images themselves (scored below)
-    mean, std = f.mean(0), f.std(0)
-    std[std < 1e-12] = 1.0  # a constant feature carries nothing; its weight stays 0
+    mean, std = standardiser(f)
     scaled = (f - mean) / std
     weights = np.ones(len(y)) if not class_weight else np.asarray([class_weight.get(int(c), 1.0) for c in y])
     fv = yv = None

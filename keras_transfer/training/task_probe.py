@@ -17,15 +17,12 @@ so a later phase's `val_loss` compares with the probe's (the checkpoint and `kee
 import dataclasses
 import time
 
-import keras
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import head_of, task_of
-from keras_transfer.training.batches import numpy_batches
-from keras_transfer.training.distribution import predict_batch
-from keras_transfer.training.linear_probe import C_GRID, _write_head
+from keras_transfer.training.linear_probe import C_GRID, _write_head, extract, standardiser
 
 
 @dataclasses.dataclass
@@ -48,18 +45,10 @@ class TaskProbe:
         return f"{self.task} probe: l2 {self.l2:.3g}; {shown}; {self.seconds:.1f} s"
 
 
-def task_features(model, data, batch_size=64):
-    """`(features, targets)`: the head's input for every image (inference mode) and the float targets `(n, outputs)`."""
-    extractor = feature_extractor(model)
-    units = int(head_of(model).units)
-    features, targets = [], []
-    for x, y in numpy_batches(data, batch_size, needs="The linear probe"):
-        features.append(np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float64"))
-        targets.append(np.asarray(y, "float64").reshape(len(y), units))
-    if not features:
-        raise KerasTransferError("The linear probe got no images. Received: an empty dataset")
-    f = np.concatenate(features)
-    return f.reshape(len(f), -1), np.concatenate(targets)
+def task_features(model, data, batch_size=64, *, extractor=None):
+    """`(features, targets)`: `linear_probe.extract`'s features and the float targets `(n, outputs)`."""
+    features, targets = extract(extractor or feature_extractor(model), data, batch_size)
+    return features, targets.astype("float64").reshape(len(features), int(head_of(model).units))
 
 
 def _sigmoid(z):
@@ -139,13 +128,14 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
     if class_weight:
         raise KerasTransferError(f"class_weight applies to classification only. Received: class_weight={class_weight!r}")
     start = time.perf_counter()
-    f, y = task_features(model, train, batch_size)
-    mean, std = f.mean(0), f.std(0)
-    std[std < 1e-12] = 1.0
+    extractor = feature_extractor(model)
+    f, y = task_features(model, train, batch_size, extractor=extractor)
+    mean, std = standardiser(f)
     scaled = (f - mean) / std
     if task == "regression":
         y = (y - np.asarray(head.target_mean)) / np.asarray(head.target_scale)
-    fv, yv = task_features(model, val, batch_size) if val is not None else (None, None)
+    fv, yv = task_features(model, val, batch_size, extractor=extractor) if val is not None else (None, None)
+    fv = None if fv is None else (fv - mean) / std  # standardised once, for every strength
     grid = [l2] if l2 is not None else [1.0 / (len(y) * c) for c in c_grid]
     if fv is None and l2 is None:
         grid = [1.0 / len(y)]
@@ -154,13 +144,13 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
         fits[strength] = _ridge(scaled, y, strength) if task == "regression" else \
             _logistic(scaled, y, strength, max_iterations)
         if fv is not None:
-            validation[strength] = task_logs(head, _outputs(head, (fv - mean) / std, *fits[strength]), yv)["loss"]
+            validation[strength] = task_logs(head, _outputs(head, fv, *fits[strength]), yv)["loss"]
     chosen = min(validation, key=validation.get) if validation else grid[0]
     kernel, bias = fits[chosen]
     _write_head(head, np.concatenate([kernel.ravel(), bias]), mean, std, int(head.units))
     raw_y = y * np.asarray(head.target_scale) + np.asarray(head.target_mean) if task == "regression" else y
     train_logs = task_logs(head, _outputs(head, scaled, kernel, bias), raw_y)
-    val_logs = task_logs(head, _outputs(head, (fv - mean) / std, kernel, bias), yv) if fv is not None else None
+    val_logs = task_logs(head, _outputs(head, fv, kernel, bias), yv) if fv is not None else None
     return TaskProbe(task=task, l2=chosen, validation=validation, train_logs=train_logs, val_logs=val_logs,
                      seconds=time.perf_counter() - start)
 
