@@ -27,7 +27,7 @@ from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
 from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, parse_devices
 from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
-from keras_transfer.training.recipes import RECIPES, UNFREEZE
+from keras_transfer.training.recipes import RECIPES, UNFREEZE, RecipeOptions
 
 TASKS = ("classification", "regression", "multilabel")  # single-label; values (runs.task_train); several labels
 TASK_LOSSES = (None, "mse", "mae", "huber", "bce", "focal")
@@ -373,6 +373,16 @@ def check_task_settings(config):
                              ("cache_features", config.cache_features, False), ("devices", config.devices, "auto")):
         if value != off:
             raise _fail(f"{name} is not supported for task {task!r} (classification only, for now).", **{name: value})
+
+
+def recipe_options(config, **fields):
+    """The `RecipeOptions` every run takes from its `RunConfig` (freezing, epochs, rates, batch, head L2), plus
+    `fields`: what a run's kind adds (image runs: layer decay, label smoothing, L2-SP, the devices' rate scale)."""
+    return RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
+                         fine_tune_epochs=config.fine_tune_epochs or config.epochs,
+                         head_learning_rate=config.learning_rate,
+                         fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
+                         head_l2=config.head_l2, **fields)
 
 
 def environment():

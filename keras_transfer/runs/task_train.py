@@ -28,7 +28,8 @@ from keras_transfer.serving import plots
 from keras_transfer.serving.task_metrics import choose_thresholds
 from keras_transfer.serving.task_report import evaluate_task, task_outputs
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
-from keras_transfer.training.recipes import RecipeOptions, data_size, plan_recipe, run_recipe
+from keras_transfer.runs.config import recipe_options
+from keras_transfer.training.recipes import data_size, plan_recipe, run_recipe
 from keras_transfer.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,7 @@ def _load(config):
 
 
 def _run_recipe(config, model, data, out, state, verbose):
-    options = RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
-                            fine_tune_epochs=config.fine_tune_epochs or config.epochs,
-                            head_learning_rate=config.learning_rate,
-                            fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
-                            layer_decay=config.layer_decay, l2sp=config.l2sp, head_l2=config.head_l2)
+    options = recipe_options(config, layer_decay=config.layer_decay, l2sp=config.l2sp)
     num_images = len(data.parts["train"])
     pretrained = config.weights is not None
     name, _, why = plan_recipe(config.recipe, data_size(model, data.train, num_images), options, pretrained=pretrained)

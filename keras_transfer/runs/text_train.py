@@ -15,7 +15,8 @@ from keras_transfer.layout import BEST_MODEL, CLASS_NAMES, CONFIG, DATA_SUMMARY,
 from keras_transfer.models.text_classifier import build_text_classifier
 from keras_transfer.runs.folder import check_run_folder, prepare_run_folder
 from keras_transfer.serving.predict_text import evaluate_texts
-from keras_transfer.training.recipes import RecipeOptions, data_size
+from keras_transfer.runs.config import recipe_options
+from keras_transfer.training.recipes import data_size
 from keras_transfer.training.text_recipes import plan_text_recipe, run_text_recipe
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,7 @@ def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
     io.write_json(os.path.join(out, SPLITS_FILE), data.splits.as_dict())
     io.write_json(os.path.join(out, DATA_SUMMARY), data.summary)
     preprocessor.save_to_preset(os.path.join(out, PREPROCESSOR_FOLDER))
-    options = RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
-                            fine_tune_epochs=config.fine_tune_epochs or config.epochs,
-                            head_learning_rate=config.learning_rate,
-                            fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
-                            label_smoothing=config.label_smoothing, head_l2=config.head_l2)
+    options = recipe_options(config, label_smoothing=config.label_smoothing)
     num_texts = len(data.splits.labels("train"))
     name, _, why = plan_text_recipe(config.recipe, data_size(model, data.train, num_texts), options,
                                     pretrained=pretrained)

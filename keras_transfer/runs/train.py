@@ -16,13 +16,13 @@ from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERP
                                    RECIPE, REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
-from keras_transfer.runs.config import RunConfig
+from keras_transfer.runs.config import RunConfig, recipe_options
 from keras_transfer.runs.task_train import run_task_training
 from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
 from keras_transfer.serving import plots
 from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
-from keras_transfer.training.recipes import RecipeOptions, data_size, plan_recipe, run_recipe
+from keras_transfer.training.recipes import data_size, plan_recipe, run_recipe
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
 from keras_transfer.training.distribution import setup_devices
 from keras_transfer.training.phases import batch_of
@@ -182,12 +182,8 @@ def _run_recipe(config, model, data, out, state, weights_by_class, verbose, plan
     """The config's recipe (`auto`: chosen by the data), planned from the training split's size; what it chose
     and why is logged and written to `recipe.json`."""
     # history.csv and history.json are written by `state` after every epoch, atomically.
-    options = RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
-                            fine_tune_epochs=config.fine_tune_epochs or config.epochs,
-                            head_learning_rate=config.learning_rate,
-                            fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
-                            layer_decay=config.layer_decay, label_smoothing=config.label_smoothing, l2sp=config.l2sp,
-                            head_l2=config.head_l2, lr_scale=lr_scale)
+    options = recipe_options(config, layer_decay=config.layer_decay, label_smoothing=config.label_smoothing,
+                             l2sp=config.l2sp, lr_scale=lr_scale)
     num_images = len(data.splits.labels("train"))
     name, _, why = plan_recipe(config.recipe, data_size(model, data.train, num_images), options,
                                pretrained=config.weights is not None)
