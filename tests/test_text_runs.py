@@ -64,7 +64,6 @@ def test_the_cli_trains_text(tmp_path, capsys):
     (dict(sequence_length=600), r"sequence_length must be an integer from 2 to 512"),
     (dict(backbone="all_minilm"), r"Did you mean 'all_minilm_l6_v2'"),
     (dict(weights="w.h5"), r"takes weights 'imagenet' \(its pretrained weights\) or none"),
-    (dict(cache_features=True), r"cache_features is not supported for text"),
 ])
 def test_text_settings_are_checked_before_anything_runs(tmp_path, settings, message):
     source = _write(tmp_path / "texts.csv")

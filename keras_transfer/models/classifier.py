@@ -198,7 +198,7 @@ def backbone_spec_of(model):
     """The registry entry a classifier was built on, or `None` for a user backbone."""
     name = getattr(_head(model), "backbone_name", None)
     if is_text_backbone_name(name):  # a text encoder: its blocks from its layer count
-        return text_spec_of(name, get_backbone(model).num_layers)
+        return text_spec_of(name, get_backbone(model))
     return get_backbone_spec(name) if name else None
 
 

@@ -14,8 +14,8 @@ import keras_hub
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, _resolve_num_classes
-from keras_transfer.models.text_registry import (FAMILIES, TEXT_PREFIX, TextBackboneSpec, check_pooling,
-                                                 check_sequence_length, resolve_text_spec)
+from keras_transfer.models.text_registry import (FAMILIES, TEXT_PREFIX, TextBackboneSpec, block_count,
+                                                 check_pooling, check_sequence_length, family_of, resolve_text_spec)
 
 WEIGHTS = ("pretrained", None)
 
@@ -64,10 +64,20 @@ def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, p
     check_sequence_length(sequence_length, spec.max_sequence_length, spec.name)  # before the weights load
     family = FAMILIES[spec.family]
     encoder = getattr(keras_hub.models, family.backbone).from_preset(source, load_weights=weights == "pretrained")
-    preprocessor = getattr(keras_hub.models, family.preprocessor).from_preset(source, sequence_length=sequence_length)
+    preprocessor = _load_preprocessor(family, source, sequence_length)
     if not spec.num_layers:
-        spec = TextBackboneSpec(spec.name, spec.family, spec.preset, spec.pooling, encoder.num_layers, sequence_length)
+        spec = TextBackboneSpec(spec.name, spec.family, spec.preset, spec.pooling,
+                                block_count(encoder, spec.family), sequence_length)
     return encoder, preprocessor, spec
+
+
+def _load_preprocessor(family, source, sequence_length):
+    """The family's text classifier preprocessor, or KerasHub's generic one on its tokenizer (ELECTRA has no
+    preprocessor class of its own: `[CLS] text [SEP]`, padded, as its tokenizer's special tokens say)."""
+    if family.preprocessor:
+        return getattr(keras_hub.models, family.preprocessor).from_preset(source, sequence_length=sequence_length)
+    tokenizer = getattr(keras_hub.models, family.tokenizer).from_preset(source)
+    return keras_hub.models.TextClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
 
 
 def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", sequence_length=None, pooling=None,
@@ -107,8 +117,9 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     sequence_length = int(preprocessor.sequence_length)
     encoder.name = BACKBONE_LAYER
     inputs = {key: keras.Input((sequence_length,), dtype="int32", name=key) for key in encoder.input}
-    outputs = encoder(inputs)
-    x = SequencePooling(spec.pooling, name="pooling")(outputs["sequence_output"], inputs["padding_mask"])
+    outputs = encoder(inputs)  # BERT-like encoders return a dict; RoBERTa, XLM-R, DeBERTaV3 the sequence itself
+    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    x = SequencePooling(spec.pooling, name="pooling")(sequence, inputs["padding_mask"])
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
@@ -123,7 +134,7 @@ def _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor):
         if preprocessor is None:
             raise KerasTransferError("A KerasHub Backbone instance needs its preprocessor: pass preprocessor=... "
                                      "(e.g. keras_hub.models.BertTextClassifierPreprocessor). Received: preprocessor=None")
-        family = next((key for key, fam in FAMILIES.items() if type(backbone).__name__ == fam.backbone), None)
+        family = family_of(backbone)
         if family is None:
             raise KerasTransferError(f"Text encoders are {', '.join(f.backbone for f in FAMILIES.values())}. "
                                      f"Received: backbone={type(backbone).__name__}")
@@ -131,7 +142,7 @@ def _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor):
         check_sequence_length(length, int(backbone.max_sequence_length), backbone.name)
         pooling = pooling or "cls"
         check_pooling(pooling)
-        spec = TextBackboneSpec(f"custom_{family}", family, "", pooling, backbone.num_layers, length)
+        spec = TextBackboneSpec(f"custom_{family}", family, "", pooling, block_count(backbone, family), length)
         return backbone, preprocessor, spec
     encoder, preprocessor, spec = load_text_encoder(backbone, weights=weights, sequence_length=sequence_length,
                                                     pooling=pooling)

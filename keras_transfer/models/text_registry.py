@@ -22,19 +22,31 @@ POOLINGS = ("cls", "mean")
 
 @dataclasses.dataclass(frozen=True)
 class TextFamily:
-    """KerasHub classes and the files one encoder family needs.
+    """KerasHub classes, files and layer names of one encoder family.
 
     Args:
         backbone: the `keras_hub.models` backbone class name.
-        preprocessor: the `keras_hub.models` text classifier preprocessor class name.
-        hf_model_types: `model_type` values of a Hugging Face `config.json` that KerasHub converts to it.
+        preprocessor: the `keras_hub.models` text classifier preprocessor class name; `""` when KerasHub has
+            none (ELECTRA): then KerasHub's generic `TextClassifierPreprocessor` wraps `tokenizer`.
+        hf_model_types: `model_type` values of a Hugging Face `config.json` that KerasHub converts to it (none
+            for the families KerasHub 0.32 has no converter for: DeBERTaV3, ELECTRA).
         hf_tokenizer_files: the tokenizer files a Hugging Face folder must hold for KerasHub's converter.
+        embeddings_end: regex of the last layer of the `embeddings` block.
+        layer: regex of the layers of block `layer_{i + 1}`, formatted with `i`.
+        count: the backbone attribute (and config key) holding the number of `layer_*` blocks: `num_layers`,
+            or `num_groups` for ALBERT, whose blocks are its layer groups (each group's weights are shared by
+            `num_layers / num_groups` consecutive layers, so single layers cannot be frozen apart).
+        tokenizer: the `keras_hub.models` tokenizer class name (used when `preprocessor` is `""`).
     """
 
     backbone: str
     preprocessor: str
     hf_model_types: tuple
     hf_tokenizer_files: tuple
+    embeddings_end: str = r"embeddings_dropout"
+    layer: str = r"transformer_layer_{i}"
+    count: str = "num_layers"
+    tokenizer: str = ""
 
 
 FAMILIES = {
@@ -43,6 +55,15 @@ FAMILIES = {
                               ("tokenizer_config.json", "vocab.txt")),
     "roberta": TextFamily("RobertaBackbone", "RobertaTextClassifierPreprocessor", ("roberta",),
                           ("vocab.json", "merges.txt")),
+    "deberta_v3": TextFamily("DebertaV3Backbone", "DebertaV3TextClassifierPreprocessor", (), (),
+                             embeddings_end=r"rel_embedding", layer=r"disentangled_attention_encoder_layer_{i}"),
+    "albert": TextFamily("AlbertBackbone", "AlbertTextClassifierPreprocessor", ("albert",), ("spiece.model",),
+                         embeddings_end=r"embedding_projection", layer=r"group_{i}_inner_layer_\d+",
+                         count="num_groups"),
+    "electra": TextFamily("ElectraBackbone", "", (), (), embeddings_end=r"embeddings_projection",
+                          tokenizer="ElectraTokenizer"),
+    "xlm_roberta": TextFamily("XLMRobertaBackbone", "XLMRobertaTextClassifierPreprocessor", ("xlm-roberta",),
+                              ("sentencepiece.bpe.model",)),
 }
 _KERAS_PRESET_FILES = ("tokenizer.json", "preprocessor.json")
 
@@ -79,7 +100,7 @@ class TextBackboneSpec:
 
     @property
     def blocks(self):
-        return text_blocks(self.num_layers)
+        return text_blocks(self.num_layers, self.family)
 
     @property
     def block_names(self):
@@ -91,10 +112,22 @@ class TextBackboneSpec:
         return folder if folder and os.path.isdir(folder) else self.preset
 
 
-def text_blocks(num_layers):
-    """`(name, end_layer_regex)` pairs: the embeddings, then each transformer layer (KerasHub's layer names)."""
-    return (("embeddings", r"embeddings_dropout"),) + tuple(
-        (f"layer_{i + 1}", rf"transformer_layer_{i}") for i in range(num_layers))
+def text_blocks(num_layers, family="bert"):
+    """`(name, end_layer_regex)` pairs: the embeddings, then each transformer layer (ALBERT: each layer group),
+    by the family's KerasHub layer names."""
+    family = FAMILIES.get(family, FAMILIES["bert"])
+    return (("embeddings", family.embeddings_end),) + tuple(
+        (f"layer_{i + 1}", family.layer.format(i=i)) for i in range(num_layers))
+
+
+def family_of(encoder):
+    """The `FAMILIES` key of a KerasHub backbone instance (by its class), or `None`."""
+    return next((key for key, fam in FAMILIES.items() if type(encoder).__name__ == fam.backbone), None)
+
+
+def block_count(encoder, family):
+    """The number of `layer_*` blocks of a KerasHub backbone: its layers (ALBERT: its layer groups)."""
+    return int(getattr(encoder, FAMILIES[family].count))
 
 
 TEXT_BACKBONES = {spec.name: spec for spec in (
@@ -105,6 +138,14 @@ TEXT_BACKBONES = {spec.name: spec for spec in (
     TextBackboneSpec("bert_base_en_uncased", "bert", "bert_base_en_uncased", "cls", 12),
     TextBackboneSpec("distil_bert_base_en_uncased", "distil_bert", "distil_bert_base_en_uncased", "cls", 6),
     TextBackboneSpec("roberta_base_en", "roberta", "roberta_base_en", "cls", 12),
+    TextBackboneSpec("deberta_v3_extra_small_en", "deberta_v3", "deberta_v3_extra_small_en", "cls", 6),
+    TextBackboneSpec("deberta_v3_base_en", "deberta_v3", "deberta_v3_base_en", "cls", 12),
+    TextBackboneSpec("albert_base_en_uncased", "albert", "albert_base_en_uncased", "cls", 1),  # 1 shared group
+    TextBackboneSpec("electra_small_discriminator_uncased_en", "electra", "electra_small_discriminator_uncased_en",
+                     "cls", 12),
+    TextBackboneSpec("electra_base_discriminator_uncased_en", "electra", "electra_base_discriminator_uncased_en",
+                     "cls", 12),
+    TextBackboneSpec("xlm_roberta_base_multi", "xlm_roberta", "xlm_roberta_base_multi", "cls", 12),
 )}
 
 
@@ -128,13 +169,13 @@ def is_text_backbone_name(name):
     return isinstance(name, str) and name.startswith(TEXT_PREFIX)
 
 
-def text_spec_of(backbone_name, num_layers):
-    """The spec a text classifier's head names (`"text:<name>"`), with the encoder's layer count."""
+def text_spec_of(backbone_name, encoder):
+    """The spec a text classifier's head names (`"text:<name>"`), with the family and block count read from
+    its KerasHub `encoder` (a folder or a Backbone instance is in no registry entry)."""
     name = backbone_name[len(TEXT_PREFIX):]
-    spec = TEXT_BACKBONES.get(name)
-    if spec is None:  # a folder or a Backbone instance: only the family-independent blocks are needed
-        return TextBackboneSpec(name, "", "", "cls", int(num_layers))
-    return dataclasses.replace(spec, num_layers=int(num_layers))
+    family = family_of(encoder) or "bert"
+    spec = TEXT_BACKBONES.get(name) or TextBackboneSpec(name, family, "", "cls", 0)
+    return dataclasses.replace(spec, family=family, num_layers=block_count(encoder, family))
 
 
 def folder_spec(folder, *, pooling=None, sequence_length=128):
@@ -146,14 +187,16 @@ def folder_spec(folder, *, pooling=None, sequence_length=128):
     """
     config = _read_config(folder)
     if "registered_name" in config:  # a KerasHub preset folder (save_to_preset)
-        family = next((key for key, fam in FAMILIES.items() if config["registered_name"].endswith(fam.backbone)), None)
-        kind, needed, found_as = "keras_preset", _KERAS_PRESET_FILES[:1], config["registered_name"]
-        num_layers = config.get("config", {}).get("num_layers", 0)
+        found_as = config["registered_name"]
+        family = next((key for key, fam in FAMILIES.items() if found_as.split(">")[-1] == fam.backbone), None)
+        kind, needed = "keras_preset", _KERAS_PRESET_FILES[:1]
+        num_layers = config.get("config", {}).get(FAMILIES[family].count if family else "num_layers", 0)
         maximum = config.get("config", {}).get("max_sequence_length", 512)
     else:
         found_as = config.get("model_type")
         family = next((key for key, fam in FAMILIES.items() if found_as in fam.hf_model_types), None)
-        kind, num_layers = "hf_folder", config.get("num_hidden_layers", 0)
+        kind = "hf_folder"
+        num_layers = config.get("num_hidden_groups" if family == "albert" else "num_hidden_layers", 0)
         maximum = config.get("max_position_embeddings", 512) - (2 if found_as in ("roberta", "xlm-roberta") else 0)
         needed = FAMILIES[family].hf_tokenizer_files if family else ()
     if family is None:

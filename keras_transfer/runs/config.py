@@ -325,13 +325,11 @@ class RunConfig:
         if self.weights not in WEIGHTS:
             raise _fail("A text encoder takes weights 'imagenet' (its pretrained weights) or none (random "
                         "initialisation).", weights=self.weights)
-        if self.cache_features:
-            raise _fail("cache_features is not supported for text yet (the linear probe computes the frozen "
-                        "encoder's features once per call already).", cache_features=self.cache_features)
         if self.strategy == "from_layer" and not self.layer:
             raise _fail("strategy='from_layer' needs layer, the first encoder layer to unfreeze "
                         "(e.g. transformer_layer_4).", layer=self.layer)
         return self.replace(backbone=backbone, data_dir=os.path.abspath(source),
+                            cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
                             jit_compile=parse_jit_compile(self.jit_compile))
 
     def differences(self, other):

@@ -58,7 +58,8 @@ def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
     io.write_json(os.path.join(out, RECIPE), dict(recipe=name, requested=config.recipe, plan=why))
     result = run_text_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=pretrained,
                              options=options, num_texts=num_texts, checkpoint_path=os.path.join(out, BEST_MODEL),
-                             verbose=verbose, class_weight=weights_by_class)
+                             verbose=verbose, class_weight=weights_by_class,
+                             cache_features=config.cache_features, cache_dir=config.cache_dir)
     test_ids = data.splits.paths("test")
     if test_ids:
         report = evaluate_texts(model, preprocessor, data.found.of(test_ids), data.splits.labels("test"),

@@ -6,6 +6,8 @@ per image and kept in memory (numpy) or streamed in chunks to raw float32 files 
 batch by batch through a memory map, so memory stays flat for data larger than memory. The head is trained
 as a small model `Input(features) -> the full model's own "dropout" and "predictions" layers`, so training
 updates the full model's head in place and the full model then predicts exactly like the cached path.
+A text classifier (`build_text_classifier`, token ids in) caches the same way: its features are the pooled
+outputs of the frozen encoder, computed once per text from the token-id batches of its `tf.data` pipeline.
 
 What feeds the head is chosen per backend, measured (BENCHMARKS.md, feature caching): on TensorFlow a
 `tf.data` pipeline of the cached arrays (`CachedFeatures.as_tf_dataset`: a gather per batch from tensors in
@@ -157,12 +159,12 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
         os.makedirs(os.fspath(cache), exist_ok=True)
     with open(path, "wb") if path else _NoFile() as sink:
         for x, y in numpy_batches(data, batch_size or 32, needs="Feature caching"):
-            size = size or len(x)
+            size = size or len(y)  # the batch's rows: `x` is an array of images or a dict of a text's token ids
             features = np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float32")
-            features = features.reshape(len(x), -1)
+            features = features.reshape(len(y), -1)
             sink.write(features.tobytes()) if path else chunks.append(features)
             labels.append(y)
-            rows += len(x)
+            rows += len(y)
     if not rows:
         raise KerasTransferError(f"No images to cache in the {name} data. Received: {rows} images")
     labels = np.concatenate(labels)
