@@ -19,6 +19,7 @@ def test_text_recipes_fine_tune_with_adamw_at_encoder_rates_and_one_rate_for_the
     fine = phases[1][1]
     assert (fine.optimizer, fine.learning_rate, fine.layer_decay) == ("adamw", TEXT_FINE_TUNE_RATE, None)
     assert any("adamw 3e-05" in line for line in why)
+    assert phases[0][1].views == 0 and not any("shifted views" in line for line in why)  # token ids do not shift
     name, phases, why = plan_text_recipe("auto", DataSize(images=300, classes=3, batch=None), pretrained=False)
     assert name == "scratch" and phases[0][1].learning_rate == TEXT_SCRATCH_RATE
     assert not any("BatchNorm included" in line for line in why)

@@ -30,7 +30,7 @@ def plan_text_recipe(recipe, size, options=None, *, pretrained=True):
     name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained)
     # one rate for the whole encoder: per-block rates go by inner layer names, and every transformer layer's
     # sublayers share theirs (`self_attention_layer`, ...), so `block_multipliers` cannot tell them apart
-    phases = [(phase, preset if preset.solver == "linear"
+    phases = [(phase, dataclasses.replace(preset, views=0) if preset.solver == "linear"  # views shift images
                else dataclasses.replace(preset, optimizer=TEXT_OPTIMIZER, layer_decay=None))
               for phase, preset in phases]
     why = [line.replace(", BatchNorm included", "") for line in why
