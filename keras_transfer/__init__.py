@@ -21,6 +21,7 @@ from keras_transfer.models.classifier import (ClassifierHead, build_classifier, 
                                               get_class_names, head_model)
 from keras_transfer.models.heads import (TaskHead, build_model, get_thresholds, set_thresholds, standardisation,
                                          task_loss, task_metrics, task_of)
+from keras_transfer.models.label_weights import WeightedBinaryCrossentropy, positive_weights
 from keras_transfer.models.freezing import FreezeReport, backbone_blocks, freeze
 from keras_transfer.models.preprocessing import ImagePreprocessing
 from keras_transfer.models.registry import BackboneSpec, get_backbone_spec, list_backbones, split_blocks
@@ -34,7 +35,7 @@ from keras_transfer.serving.loading import load_model
 from keras_transfer.serving.plots import plot_confusion_matrix, plot_history
 from keras_transfer.serving.predict import predict
 from keras_transfer.serving.task_metrics import choose_thresholds, multilabel_metrics, regression_metrics
-from keras_transfer.serving.task_report import TaskReport, evaluate_task
+from keras_transfer.serving.task_report import TaskReport, evaluate_task, task_outputs
 from keras_transfer.training.caching import extract_features, train_head_cached
 from keras_transfer.training.presets import PRESETS, Preset, compile_model, get_preset, phase_callbacks, run_callbacks
 from keras_transfer.training.budget import DataSize
@@ -56,7 +57,7 @@ __all__ = [
     "build_backbone", "build_classifier", "class_indices", "freeze", "get_backbone", "get_backbone_spec",
     "get_class_names", "head_model", "list_backbones", "load_weights_by_order", "make_augmentation", "split_blocks",
     "TaskHead", "build_model", "get_thresholds", "set_thresholds", "standardisation", "task_loss", "task_metrics",
-    "task_of",
+    "task_of", "WeightedBinaryCrossentropy", "positive_weights",
     # data
     "DataSummary", "ImageFolderData", "LabelledImages", "class_weights", "find_images", "load_image_folder",
     "make_dataset", "split_images", "TaskData", "TaskImages", "find_task_images", "load_task_data",
@@ -69,7 +70,7 @@ __all__ = [
     "check_features", "detach_regularization", "find_lr", "regularize_head",
     "TaskProbe", "fit_task_head",
     # serving
-    "TaskReport", "choose_thresholds", "evaluate_task", "multilabel_metrics", "regression_metrics",
+    "TaskReport", "choose_thresholds", "evaluate_task", "task_outputs", "multilabel_metrics", "regression_metrics",
     "EvaluationReport", "ExportResult", "evaluate", "export", "export_saved_model", "load_model",
     "plot_confusion_matrix", "plot_history", "predict",
     # runs

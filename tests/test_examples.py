@@ -1,4 +1,5 @@
-"""Every script in examples/ runs, in its own process under the current backend, on a tiny image folder.
+"""Every script in examples/ runs, in its own process under the current backend, on a tiny image folder (the
+regression and multi-label scripts: on 32 real digit images or tiles they write themselves).
 
 `two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
 examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
@@ -33,7 +34,10 @@ EXPECTED = {
     "lp_ft.py": ["linear probe: l2 ", "freeze 'top_blocks'", "validation: {"],
     "recipe_by_name.py": ["recipe 'auto' -> 'scratch'", "phase 'scratch': every layer", "validation: {"],
     "text_classifier.py": ["'sequence_length': 16", "phase 'head': the head fitted", "validation: {", "exported to "],
+    "regression.py": ["freeze 'head_only'", "freeze 'top_blocks'", "target(s): MAE ", "R^2", "predicted: ["],
+    "multilabel.py": ["label weights: {", "freeze 'top_blocks'", "thresholds: {", "micro F1", "mAP", "predicted: ["],
 }
+TASK_ARGS = ["--n", "32", *TINY, "--blocks", "1"]  # 32 digit images or tiles of the real digits
 # Real sentences (the first lines of Python standard-library docstrings), 3 families x 6, for the text example.
 TEXTS = {"maths": ["Return the square root of x.", "Return the sine of x (measured in radians).",
                    "Return the cosine of x (measured in radians).", "Return the natural logarithm of x.",
@@ -106,6 +110,13 @@ def test_example_runs(script, workdir, request):
         stdout = run_example(script, ["texts.csv", "--sequence-length", "16", "--out", "exported_text"], workdir)
         assert (workdir / "exported_text" / "saved_model.pb").is_file()
         assert all(name in TEXTS for name in ast.literal_eval(stdout.strip().splitlines()[-1]))
+    elif script in ("regression.py", "multilabel.py"):
+        stdout = run_example(script, [script[:-3], *TASK_ARGS], workdir)
+        true, predicted = stdout.strip().splitlines()[-1].split("true: ")[1].split(" predicted: ")
+        if script == "regression.py":  # values in the digits' units: numbers, one per image shown
+            assert len(ast.literal_eval(predicted)) == len(ast.literal_eval(true)) == 5
+        else:  # labels: digits present in the tile
+            assert set(ast.literal_eval(true)) <= set("0123456789") >= set(ast.literal_eval(predicted))
     else:
         args = ["images", *TINY, *SMALL.get(script, [])]
         stdout = run_example(script, args, workdir)

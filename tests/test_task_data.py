@@ -82,7 +82,7 @@ def test_task_data_yields_float_target_rows(tmp_path):
 
 @pytest.mark.parametrize("settings, message", [
     (dict(task="regression", loss="focal"), "loss 'focal' does not fit task 'regression'"),
-    (dict(task="multilabel", class_weight="balanced"), "class_weight is not supported for task 'multilabel'"),
+    (dict(task="regression", class_weight="balanced"), "a regression run has neither"),
     (dict(task="classification", loss="mse"), "loss picks a regression or multilabel loss"),
     (dict(task="multilabel", label_separator=","), "label_separator must be one character"),
     (dict(task="regression", devices=2), "devices is not supported for task 'regression'"),

@@ -9,19 +9,19 @@ before training on any failure.
 """
 
 import concurrent.futures
-import csv
 import dataclasses
-import json
+import functools
 import os
 import warnings
 
 from keras_transfer.data.images import ImageDecodeError, is_image_name, read_header, read_image
+from keras_transfer.data.manifests import PathResolver, csv_rows, is_header, json_rows
 from keras_transfer.data.pipeline import SkippedFiles, make_dataset
 from keras_transfer.data.splits import SPLITS, split_images, summarize
 from keras_transfer.errors import KerasTransferError
 
 MANIFEST_EXTENSIONS = (".csv", ".json")
-_HEADER_PATH, _HEADER_LABEL = ("path", "file", "filename", "image", "filepath"), ("label", "class", "class_name")
+_HEADER_LABEL = ("label", "class", "class_name")  # the path column's names: `manifests.PATH_COLUMNS`
 
 
 @dataclasses.dataclass
@@ -103,38 +103,12 @@ def _manifest_error(manifest, where, what):
 
 
 def _manifest_rows(manifest):
-    """`[(where, path, label)]` from a CSV (optional `path,label` header) or a JSON list."""
+    """`[(where, path, label)]` from a CSV (optional `path,label` header) or a JSON list (`data.manifests`)."""
+    error = functools.partial(_manifest_error, manifest)
     if manifest.lower().endswith(".json"):
-        try:
-            with open(manifest, encoding="utf-8-sig") as f:  # a byte-order mark is allowed
-                data = json.load(f)
-        except json.JSONDecodeError as error:
-            raise _manifest_error(manifest, "not valid JSON", str(error)) from None
-        except UnicodeDecodeError as error:
-            raise _manifest_error(manifest, "encoding", f"not UTF-8 text ({error.reason} at byte {error.start})") \
-                from None
-        if not isinstance(data, list):
-            raise _manifest_error(manifest, "top level", f"expected a list of rows, got {type(data).__name__}")
-        rows = []
-        for i, row in enumerate(data, 1):
-            if isinstance(row, dict) and "path" in row and "label" in row:
-                rows.append((f"entry {i}", row["path"], row["label"]))
-            elif isinstance(row, (list, tuple)) and len(row) == 2:
-                rows.append((f"entry {i}", *row))
-            else:
-                raise _manifest_error(manifest, f"entry {i}", f"expected {{'path': ..., 'label': ...}} or "
-                                      f"[path, label], got {row!r}")
-        return rows
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is allowed
-            reader = csv.reader(f)
-            rows = [(f"line {reader.line_num}", row) for row in reader if any(cell.strip() for cell in row)]
-    except UnicodeDecodeError as error:
-        raise _manifest_error(manifest, "encoding", f"not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except csv.Error as error:
-        raise _manifest_error(manifest, f"line {reader.line_num}", str(error)) from None
-    if rows and len(rows[0][1]) == 2 and rows[0][1][0].strip().lower() in _HEADER_PATH \
-            and rows[0][1][1].strip().lower() in _HEADER_LABEL:
+        return json_rows(manifest, ("label",), error)
+    rows = csv_rows(manifest, error)
+    if rows and is_header(rows[0][1], lambda rest: len(rest) == 1 and rest[0].strip().lower() in _HEADER_LABEL):
         rows = rows[1:]
     out = []
     for where, row in rows:
@@ -146,21 +120,13 @@ def _manifest_rows(manifest):
 
 def _scan_manifest(manifest):
     """`(entries, 0, "manifest")`; a missing file, an empty label or a file listed twice is an error naming its row."""
-    base = os.path.dirname(os.path.abspath(manifest))
-    entries, seen = [], {}
+    resolve = PathResolver(manifest, functools.partial(_manifest_error, manifest))
+    entries = []
     for where, path, label in _manifest_rows(manifest):
         label = "" if label is None else str(label).strip()
         if not label:
             raise _manifest_error(manifest, where, f"empty label for {path!r}")
-        if not path:
-            raise _manifest_error(manifest, where, "empty path")
-        full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
-        if not os.path.isfile(full):
-            raise _manifest_error(manifest, where, f"file not found: {full}")
-        if full in seen:  # would land in two splits, or carry two labels
-            raise _manifest_error(manifest, where, f"{full} is listed again (first at {seen[full]})")
-        seen[full] = where
-        entries.append((full, label, None))
+        entries.append((resolve(where, path), label, None))
     if not entries:
         raise _manifest_error(manifest, "whole file", "no rows")
     return entries, 0, "manifest"

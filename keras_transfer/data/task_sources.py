@@ -14,9 +14,8 @@ A bad row is one line naming it: a non-numeric or NaN target, an empty label lis
 twice; after the split, a label that no training image has (seen only in validation or test).
 """
 
-import csv
 import dataclasses
-import json
+import functools
 import math
 import os
 import warnings
@@ -24,12 +23,12 @@ import warnings
 import numpy as np
 
 from keras_transfer.data.images import ImageDecodeError, read_header
+from keras_transfer.data.manifests import PathResolver, csv_rows, is_header, json_rows
 from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.splits import SPLITS
 from keras_transfer.errors import KerasTransferError, unknown_name
 
 TASK_KINDS = ("regression", "multilabel")
-_PATH_NAMES = ("path", "file", "filename", "image", "filepath")
 _LABELS_NAMES = ("labels", "label", "tags", "classes")
 
 
@@ -58,37 +57,21 @@ def _error(manifest, where, what, task):
 
 
 def _read_json(manifest, task):
-    try:
-        with open(manifest, encoding="utf-8-sig") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _error(manifest, "whole file", f"not valid UTF-8 JSON ({error})", task) from None
-    if not isinstance(data, list):
-        raise _error(manifest, "top level", f"expected a list of rows, got {type(data).__name__}", task)
     keys = ("target", "targets", "value") if task == "regression" else ("labels", "tags")
-    rows = []
-    for i, row in enumerate(data, 1):
-        value = next((row[k] for k in keys if k in row), None) if isinstance(row, dict) else None
-        if isinstance(row, dict) and "path" in row and value is not None:
-            rows.append((f"entry {i}", row["path"], value))
-        elif isinstance(row, (list, tuple)) and len(row) == 2:
-            rows.append((f"entry {i}", row[0], row[1]))
-        else:
-            raise _error(manifest, f"entry {i}", f"expected {{'path': ..., '{keys[0]}': ...}} or [path, "
-                         f"{keys[0]}], got {row!r}", task)
-    return rows, None
+    return json_rows(manifest, keys, functools.partial(_error, manifest, task=task)), None
+
+
+def _names_values(task):
+    """Whether a header row's cells after the path column name the values (and are not themselves values)."""
+    if task == "regression":
+        return lambda rest: not _is_number(rest)
+    return lambda rest: rest[0].strip().lower() in _LABELS_NAMES
 
 
 def _read_csv(manifest, task):
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(f"line {reader.line_num}", row) for row in reader if any(cell.strip() for cell in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise _error(manifest, "whole file", f"not readable CSV text ({error})", task) from None
+    rows = csv_rows(manifest, functools.partial(_error, manifest, task=task))
     names = None
-    if rows and rows[0][1][0].strip().lower() in _PATH_NAMES and (
-            task == "regression" and not _is_number(rows[0][1][1:]) or rows[0][1][1].strip().lower() in _LABELS_NAMES):
+    if rows and is_header(rows[0][1], _names_values(task)):
         names, rows = [cell.strip() for cell in rows[0][1][1:]], rows[1:]
     out = []
     for where, row in rows:
@@ -148,15 +131,9 @@ def find_task_images(manifest, task, *, separator="|"):
         raise KerasTransferError(f"A {task} run reads a .csv or .json manifest; {manifest} is not one. "
                                  f"Received: data_dir={manifest!r}")
     rows, names = (_read_json if manifest.lower().endswith(".json") else _read_csv)(manifest, task)
-    base, seen, entries = os.path.dirname(os.path.abspath(manifest)), {}, []
-    for where, path, value in rows:
-        full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
-        if not str(path).strip() or not os.path.isfile(full):
-            raise _error(manifest, where, f"file not found: {full}", task)
-        if full in seen:
-            raise _error(manifest, where, f"{full} is listed again (first at {seen[full]})", task)
-        seen[full] = where
-        entries.append((where, full, _targets(manifest, where, value, task, separator)))
+    resolve = PathResolver(manifest, functools.partial(_error, manifest, task=task))
+    entries = [(where, resolve(where, path), _targets(manifest, where, value, task, separator))
+               for where, path, value in rows]
     if not entries:
         raise _error(manifest, "whole file", "no rows", task)
     return _task_images(manifest, task, entries, names)

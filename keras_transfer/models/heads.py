@@ -10,7 +10,8 @@ a task needs at inference travels in the layer's config, and so in `.keras` file
   computed on standardised values (`StandardisedRegressionLoss`), so one learning rate fits any unit.
 - multi-label: one sigmoid per label, binary cross-entropy (or `"focal"`: `keras.losses.BinaryFocalCrossentropy`),
   and one decision threshold per label (`thresholds`, 0.5 until `set_thresholds` stores the ones chosen on
-  validation data).
+  validation data); optionally per-label positive weights for rare labels (`label_weights`, see
+  `label_weights`: the loss is then `WeightedBinaryCrossentropy`).
 """
 
 import keras
@@ -18,6 +19,7 @@ import numpy as np
 
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import HEAD_LAYER, ClassifierHead, build_classifier, head_layers
+from keras_transfer.models.label_weights import WeightedBinaryCrossentropy
 
 TASKS = ("classification", "regression", "multilabel")
 LOSSES = {"regression": ("mse", "mae", "huber"), "multilabel": ("bce", "focal")}
@@ -34,11 +36,12 @@ class TaskHead(ClassifierHead):
         loss: the training loss's name (`LOSSES[task]`), kept so a reloaded model trains the same way.
         target_mean, target_scale: per-output standardisation of the regression targets (default 0 and 1).
         thresholds: per-label decision thresholds of a multi-label head (default 0.5 each).
+        label_weights: per-label positive weights of a multi-label head's loss (default: unweighted).
         class_names: the target or label names.
     """
 
     def __init__(self, units, task="regression", loss=None, target_mean=None, target_scale=None, thresholds=None,
-                 **kwargs):
+                 label_weights=None, **kwargs):
         if task not in LOSSES:
             raise unknown_name("task", task, LOSSES)
         kwargs.setdefault("activation", "sigmoid" if task == "multilabel" else None)
@@ -51,6 +54,10 @@ class TaskHead(ClassifierHead):
         if any(s <= 0 for s in self.target_scale):
             raise KerasTransferError(f"target_scale must be positive. Received: target_scale={self.target_scale}")
         self.thresholds = _per_output(thresholds, units, 0.5, "thresholds") if task == "multilabel" else None
+        self.label_weights = None if label_weights is None else _per_output(label_weights, units, 1.0, "label_weights")
+        if self.label_weights is not None and (task != "multilabel" or min(self.label_weights) <= 0):
+            raise KerasTransferError(f"label_weights are positive weights, one per label of a multilabel head. "
+                                     f"Received: label_weights={label_weights!r} (task {task!r})")
 
     def call(self, inputs):
         outputs = super().call(inputs)
@@ -62,7 +69,7 @@ class TaskHead(ClassifierHead):
 
     def get_config(self):
         return {**super().get_config(), "task": self.task, "loss": self.loss, "target_mean": self.target_mean,
-                "target_scale": self.target_scale, "thresholds": self.thresholds}
+                "target_scale": self.target_scale, "thresholds": self.thresholds, "label_weights": self.label_weights}
 
 
 def _per_output(values, units, default, name):
@@ -81,7 +88,7 @@ def _per_output(values, units, default, name):
 
 
 def build_model(backbone, task="classification", *, outputs=None, class_names=None, loss=None, target_mean=None,
-                target_scale=None, thresholds=None, **kwargs):
+                target_scale=None, thresholds=None, label_weights=None, **kwargs):
     """`build_classifier` for any task: a classifier, or the same network with a regression or multi-label head.
 
     Args:
@@ -92,6 +99,7 @@ def build_model(backbone, task="classification", *, outputs=None, class_names=No
         loss: regression `"mse"` (default), `"mae"`, `"huber"`; multi-label `"bce"` (default), `"focal"`.
         target_mean, target_scale: the regression targets' standardisation (`standardisation(targets)`).
         thresholds: per-label thresholds of a multi-label head (default 0.5).
+        label_weights: per-label positive weights of a multi-label loss (`label_weights.positive_weights`).
         **kwargs: `build_classifier`'s other keywords (weights, input_size, augmentation, dropout, ...).
 
     Returns:
@@ -116,8 +124,8 @@ def build_model(backbone, task="classification", *, outputs=None, class_names=No
     base = build_classifier(backbone, 2, **kwargs)  # its head is replaced: the rest of the network is kept
     old = base.get_layer(HEAD_LAYER)
     head = TaskHead(units, task=task, loss=loss, target_mean=target_mean, target_scale=target_scale,
-                    thresholds=thresholds, class_names=class_names, backbone_name=old.backbone_name, name=HEAD_LAYER,
-                    kernel_initializer="zeros")
+                    thresholds=thresholds, label_weights=label_weights, class_names=class_names,
+                    backbone_name=old.backbone_name, name=HEAD_LAYER, kernel_initializer="zeros")
     return keras.Model(base.inputs, head(old.input), name=name or base.name.replace("_classifier", f"_{task}"))
 
 
@@ -190,6 +198,8 @@ def task_loss(model):
     task, head = task_of(model), head_of(model)
     if task == "regression":
         return StandardisedRegressionLoss(head.loss, head.target_mean, head.target_scale)
+    if task == "multilabel" and getattr(head, "label_weights", None):
+        return WeightedBinaryCrossentropy(head.label_weights, focal=head.loss == "focal")
     if task == "multilabel":
         return keras.losses.BinaryFocalCrossentropy() if head.loss == "focal" else keras.losses.BinaryCrossentropy()
     return None

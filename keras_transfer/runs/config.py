@@ -205,7 +205,8 @@ class RunConfig:
                            check=check_flag)
     antialias: bool = setting(False, "antialiased downscaling of the images, as PIL resizes (about twice the CPU "
                               "per image; default off, as Keras's own loader)", check=check_flag)
-    class_weight: str = setting(None, "balanced: weigh classes by n / (k * count)", choices=(None, "balanced"),
+    class_weight: str = setting(None, "balanced: weigh classes by n / (k * count); multilabel: each label's "
+                                "positives by negatives / positives, in [1, 10]", choices=(None, "balanced"),
                                 type=str)
     augmentation: str = setting("light", "none | flip | light | geometric", check=check_augmentation_name)
     dropout: float = setting(0.2, "dropout rate before the head, in [0, 1)", check=check_dropout)
@@ -367,8 +368,10 @@ def check_task_settings(config):
     if not os.path.isfile(config.data_dir):
         raise _fail(f"A {task} run reads a .csv or .json manifest (a folder of class subfolders holds classes).",
                     data_dir=config.data_dir)
-    for name, value, off in (("class_weight", config.class_weight, None), ("label_smoothing", config.label_smoothing, 0.0),
-                             ("cache_features", config.cache_features, False), ("devices", config.devices, "auto")):
+    if task == "regression" and config.class_weight is not None:
+        raise _fail("class_weight weighs classes or multilabel's rare labels; a regression run has neither.",
+                    class_weight=config.class_weight)
+    for name, value, off in (("label_smoothing", config.label_smoothing, 0.0), ("devices", config.devices, "auto")):
         if value != off:
             raise _fail(f"{name} is not supported for task {task!r} (classification only, for now).", **{name: value})
 

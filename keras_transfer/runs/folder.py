@@ -94,16 +94,18 @@ def check_resume(out, config):
 
 
 def check_same_data(out, splits, class_names, prints=None):
-    """Raises unless the data found now splits as it did when the run started and, where the run stored a
-    fingerprint (`prints`, from `data.fingerprint`), its files hold the same content."""
+    """Raises unless the data found now splits as it did when the run started (a task run: with the same
+    targets or labels) and, where the run stored a fingerprint (`prints`, from `data.fingerprint`), its files
+    hold the same content."""
     path = os.path.join(out, SPLITS_FILE)
     if not os.path.isfile(path):
         return
     stored = io.read_json(path)
-    if stored.get("class_names") != list(class_names):
+    names = stored.get("class_names", stored.get("names"))  # a regression/multi-label run: targets or labels
+    if names != list(class_names):
         raise KerasTransferError(
-            f"The data's classes changed since the run started ({len(stored.get('class_names', []))} classes "
-            f"{stored.get('class_names')}, now {len(class_names)}: {list(class_names)}); the model's head cannot "
+            f"The data's classes changed since the run started ({len(names or [])} classes "
+            f"{names}, now {len(class_names)}: {list(class_names)}); the model's head cannot "
             f"be resumed on them. Received: class_names={list(class_names)!r}")
     for split in ("train", "val", "test"):
         if stored.get(split, []) != splits.get(split, []):

@@ -112,7 +112,8 @@ class CachedFeatures(keras.utils.PyDataset):
             def read(index):
                 features, labels = tf.numpy_function(lambda i: (np.asarray(self.features[i]), self.labels[i]),
                                                      [index], (tf.float32, label))
-                return tf.ensure_shape(features, [None, dim]), tf.ensure_shape(labels, [None])
+                shape = [None, *self.labels.shape[1:]]  # a label, or a row of targets (regression, multi-label)
+                return tf.ensure_shape(features, [None, dim]), tf.ensure_shape(labels, shape)
         else:
             features, labels = tf.constant(self.features, tf.float32), tf.constant(self.labels)
 
