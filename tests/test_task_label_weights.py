@@ -8,15 +8,17 @@ import os
 import keras
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from conftest import make_small_cnn
 from keras_transfer.data.digit_tasks import write_digit_tiles, write_digit_values
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.models.classifier import head_model
+from keras_transfer.models.classifier import feature_extractor, head_model
 from keras_transfer.models.heads import build_model, head_of, task_loss
 from keras_transfer.models.label_weights import WeightedBinaryCrossentropy, positive_weights
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.training.caching import train_phase_cached
+from keras_transfer.training.task_probe import fit_task_head
 from keras_transfer.training.presets import get_preset
 
 FAST = dict(backbone="vgg16", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
@@ -103,12 +105,35 @@ def test_weighted_multilabel_run_on_cached_features(tmp_path):
     assert evaluated == pytest.approx(_bce(y, p, np.array(expected)), rel=1e-3)
 
 
-def test_weighted_multilabel_run_refuses_a_linear_probe_phase(tmp_path):
+def test_weighted_probe_is_sample_weighted_logistic_regression_and_reports_the_weighted_loss():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (24, 32, 32, 3)).astype("float32")
+    colour = x.mean((1, 2))
+    y = (colour > np.quantile(colour, 0.75, axis=0)).astype("float32")  # a quarter positive: weights 3
+    weights = positive_weights(y)
+    model = build_model(make_small_cnn(), "multilabel", outputs=3, input_size=32, augmentation=None,
+                        label_weights=weights)
+    probe = fit_task_head(model, (x, y), (x, y), l2=0.1)
+    f = keras.ops.convert_to_numpy(feature_extractor(model)(x)).astype("float64")
+    std = f.std(0)
+    std[std < 1e-12] = 1.0
+    scaled = (f - f.mean(0)) / std
+    got = np.clip(keras.ops.convert_to_numpy(model.predict(x, verbose=0)), 1e-7, 1 - 1e-7)
+    for j in range(3):
+        reference = LogisticRegression(C=1.0 / (len(y) * 0.1), tol=1e-10, max_iter=10000)
+        reference.fit(scaled, y[:, j], sample_weight=1.0 + (weights[j] - 1.0) * y[:, j])
+        np.testing.assert_allclose(got[:, j], reference.predict_proba(scaled)[:, 1], atol=2e-3)
+    assert probe.val_logs["loss"] == pytest.approx(_bce(y, got, np.array(weights)), rel=1e-3)
+    model.compile(loss=task_loss(model))
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(probe.val_logs["loss"], rel=1e-3)
+
+
+def test_weighted_multilabel_run_fits_its_probe_weighted(tmp_path):
     manifest = write_digit_tiles(str(tmp_path / "data"), n=12, digits=(0, 1, 2))
-    with pytest.raises(KerasTransferError, match="recipe 'lp_ft' fits its head by the linear probe"):
-        train_from_folder(manifest, str(tmp_path / "run"), task="multilabel", class_weight="balanced",
-                          **dict(FAST, recipe="lp_ft"))
-    assert not os.path.exists(tmp_path / "run" / "config.json")  # refused before anything was written
+    train_from_folder(manifest, str(tmp_path / "run"), task="multilabel", class_weight="balanced",
+                      **dict(FAST, recipe="lp_ft"))
+    plan = json.load(open(tmp_path / "run" / "recipe.json"))
+    assert plan["recipe"] == "lp_ft" and os.path.isfile(tmp_path / "run" / "best.keras")
 
 
 @pytest.mark.parametrize("task, cache", [("regression", "memory"), ("multilabel", "disk")])

@@ -116,16 +116,10 @@ def _load(config):
 
 
 def _plan(config, model, data):
-    """`(options, recipe name, why)` of the run's recipe; a weighted multi-label loss with a linear-probe phase is
-    refused (the probe fits unweighted: its losses would not compare with the weighted phases' in the checkpoint)."""
+    """`(options, recipe name, why)` of the run's recipe."""
     options = recipe_options(config, layer_decay=config.layer_decay, l2sp=config.l2sp)
-    name, phases, why = plan_recipe(config.recipe, data_size(model, data.train, len(data.parts["train"])), options,
-                                    pretrained=config.weights is not None)
-    if config.class_weight and any(preset.solver == "linear" for _, preset in phases):
-        raise KerasTransferError(
-            f"class_weight weighs the multilabel loss of the gradient phases, and recipe {name!r} fits its head by "
-            f"the linear probe, which does not weigh labels yet: pass recipe='two_phase' or 'scratch' (--recipe), "
-            f"or drop class_weight. Received: class_weight={config.class_weight!r}, recipe={config.recipe!r}")
+    name, _, why = plan_recipe(config.recipe, data_size(model, data.train, len(data.parts["train"])), options,
+                               pretrained=config.weights is not None)
     return options, name, why
 
 

@@ -8,7 +8,8 @@ convex problems on the same standardised features, each solved exactly rather th
   minimises squared error whatever the head's loss; for `"mae"`/`"huber"` the fine-tuning phase that follows
   optimises the head's own loss from there. The L2 strength is chosen by the validation loss.
 - multi-label: one logistic regression per label (independent sigmoids), solved jointly by L-BFGS (their sum
-  separates by label); the L2 strength is chosen by the validation loss.
+  separates by label), each positive term weighted by the head's `label_weights` when it has them (the
+  weighted loss the later phases train); the L2 strength is chosen by the validation loss.
 
 The loss reported is the compiled loss's (MSE/MAE/Huber on standardised values; binary or focal cross-entropy),
 so a later phase's `val_loss` compares with the probe's (the checkpoint and `keep_start` rely on it).
@@ -69,6 +70,7 @@ def task_logs(head, outputs, targets):
     if head.loss == "focal":
         p_t = targets * p + (1 - targets) * (1 - p)
         bce = (1 - p_t) ** 2.0 * bce
+    bce = _term_weights(head, targets) * bce  # WeightedBinaryCrossentropy's, when the head weighs rare labels
     accuracy = float(((outputs > 0.5) == (targets > 0.5)).mean())
     return dict(loss=float(bce.mean()), binary_accuracy=accuracy)
 
@@ -83,17 +85,25 @@ def _ridge(f, y, l2):
     return kernel, y.mean(0)
 
 
-def _logistic(f, y, l2, max_iterations):
+def _term_weights(head, targets):
+    """Each `(image, label)` term's weight: `1 + (w_j - 1) y_ij` with the head's positive `label_weights`, else 1."""
+    if getattr(head, "label_weights", None) is None:
+        return np.ones_like(targets)
+    return 1.0 + (np.asarray(head.label_weights) - 1.0) * targets
+
+
+def _logistic(f, y, l2, max_iterations, weights=None):
     from scipy.optimize import minimize  # lazy: scipy loads only when a probe is fitted
 
     n, d = f.shape
     k = y.shape[1]
+    weights = np.ones_like(y) if weights is None else weights
 
     def loss_and_grad(params):
         kernel, bias = params[:d * k].reshape(d, k), params[d * k:]
         z = f @ kernel + bias
-        loss = (np.logaddexp(0.0, z) - y * z).sum() / n + 0.5 * l2 * (kernel ** 2).sum()
-        delta = (_sigmoid(z) - y) / n
+        loss = (weights * (np.logaddexp(0.0, z) - y * z)).sum() / n + 0.5 * l2 * (kernel ** 2).sum()
+        delta = weights * (_sigmoid(z) - y) / n
         return loss, np.concatenate([(f.T @ delta + l2 * kernel).ravel(), delta.sum(0)])
 
     result = minimize(loss_and_grad, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
@@ -148,7 +158,7 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
     fits, validation = {}, {}
     for strength in grid:
         fits[strength] = _ridge(scaled, y, strength) if task == "regression" else \
-            _logistic(scaled, y, strength, max_iterations)
+            _logistic(scaled, y, strength, max_iterations, _term_weights(head, y))
         if fv is not None:
             validation[strength] = task_logs(head, _outputs(head, fv, *fits[strength]), yv)["loss"]
     chosen = min(validation, key=validation.get) if validation else grid[0]
