@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 from keras_transfer.cli import main
+from keras_transfer.data.texts import read_unlabelled_texts
+from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.export_text import load_text_saved_model
 from keras_transfer.serving.predict_text import predict_texts
 from keras_transfer.serving.text_run import load_text_run
@@ -116,3 +118,26 @@ def test_cli_exports_a_text_run_as_a_raw_string_saved_model_and_a_keras_file(tex
     assert_one_line_error(main(["export", text_run, "--format", "tflite", "--out", str(tmp_path / "m.tflite")]),
                           capsys.readouterr(), "TensorFlow-Text ops", "Received: format='tflite'")
     assert not os.path.exists(tmp_path / "m.tflite")
+
+
+@pytest.mark.backend_free
+def test_texts_to_predict_come_from_strings_files_folders_and_tables(tmp_path):
+    folder = tmp_path / "notes" / "inner"
+    folder.mkdir(parents=True)
+    (folder / "b.txt").write_text("Second note.")
+    (tmp_path / "notes" / "a.txt").write_text("First note.")
+    (tmp_path / "notes" / "skip.md").write_text("not a .txt: not read from a folder")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe not UTF-8 \xff")
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"text": "From JSON."}\n{"body": "no text key"}\n')
+    ids, texts, skipped = read_unlabelled_texts(["A literal text.", str(tmp_path / "notes"), str(jsonl),
+                                                 str(tmp_path / "bad.txt")], max_chars=8)
+    assert ids == ["A literal text.", str(tmp_path / "notes" / "a.txt"), str(folder / "b.txt"), "rows.jsonl:1"]
+    assert texts == ["A litera", "First no", "Second n", "From JSO"]  # cut to max_chars
+    assert skipped == [("rows.jsonl:2", "no text"), (str(tmp_path / "bad.txt"), "not UTF-8")]
+    table = tmp_path / "t.csv"
+    table.write_text("body\nx\n")
+    with pytest.raises(KerasTransferError, match=r"has no column text.*Received: text_column='text'"):
+        read_unlabelled_texts([str(table)])
+    with pytest.raises(KerasTransferError, match=r"not a \.txt file.*Received: input="):
+        read_unlabelled_texts([str(tmp_path / "notes" / "skip.md")])
