@@ -70,6 +70,22 @@ def test_cli_evaluates_a_text_run_on_its_test_split_and_on_a_table(text_run, tmp
     assert_one_line_error(main(["evaluate", text_run, str(other)]), capsys.readouterr(),
                           "classes the model does not know: files")
 
+    source = read_json(os.path.join(text_run, "config.json"))["settings"]["data_dir"]
+    test_id = read_json(os.path.join(text_run, "splits.json"))["test"][0][0]
+    with open(source) as f:
+        original = f.read()
+    lines = original.splitlines(keepends=True)
+    row = int(test_id.split(":")[1]) - 1  # "texts.csv:N" is line N, the header line 1
+    lines[row] = '"Now ' + lines[row][1:] if lines[row].startswith('"') else "Now " + lines[row]
+    try:
+        with open(source, "w") as f:
+            f.write("".join(lines))
+        assert_one_line_error(main(["evaluate", text_run, "--out", str(tmp_path / "edited")]), capsys.readouterr(),
+                              "changed since the run", test_id)
+    finally:
+        with open(source, "w") as f:
+            f.write(original)
+
 
 def test_cli_predicts_strings_txt_files_and_a_table_as_the_model_does(text_run, tmp_path, capsys):
     note = tmp_path / "note.txt"

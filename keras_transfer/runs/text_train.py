@@ -9,13 +9,13 @@ machinery: the settings must equal the run's (`check_resume`), the texts must sp
 content (`check_same_data` on each text's hash), and `TrainingState` puts the weights, optimizer and counters of
 the last finished epoch back."""
 
-import hashlib
 import logging
 import os
 
 import keras
 
 from keras_transfer import io
+from keras_transfer.data.fingerprint import text_fingerprint
 from keras_transfer.data.texts import load_texts, read_texts
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.history import history_columns
@@ -57,7 +57,7 @@ def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
     data = load_texts(config.data_dir, preprocessor, batch_size=config.batch_size or TEXT_BATCH,
                       validation_split=config.validation_split, test_split=config.test_split, seed=config.seed)
     log.info("%s", data.summary)
-    prints = text_fingerprint(data.found)
+    prints = text_fingerprint(data.found.texts)
     if resume:
         check_same_data(out, data.splits.as_dict(), data.class_names, prints)
     state = TrainingState(out, resume=resume)  # resumed: reads last.keras
@@ -74,14 +74,6 @@ def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
     if data.splits.paths("test"):
         _evaluate_test_split(out, data, preprocessor, fallback=model)
     return model, result
-
-
-def text_fingerprint(found):
-    """`{text id: "<characters>:<blake2b-16 hex>"}` of every readable text: a text changed under the same id
-    (an edited table row) is what resume refuses, as it refuses a changed image file."""
-    def one(text):
-        return f"{len(text)}:{hashlib.blake2b(text.encode('utf-8', 'surrogateescape'), digest_size=16).hexdigest()}"
-    return {text_id: one(text) for text_id, text in found.texts.items()}
 
 
 def _write_run_files(out, config, data, preprocessor, prints, weights_by_class):

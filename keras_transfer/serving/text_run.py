@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer import io
+from keras_transfer.data.fingerprint import text_fingerprint
 from keras_transfer.data.texts import read_texts, read_unlabelled_texts
 from keras_transfer.errors import KerasTransferError, unknown_name
-from keras_transfer.layout import CONFIG, PREPROCESSOR
+from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
 from keras_transfer.serving.evaluation import _relabel, evaluation_images, write_report
 from keras_transfer.serving.export import TOLERANCES, _check_target, _check_writable, _write_keras, check_serialisable
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
@@ -70,10 +71,15 @@ def evaluation_texts(run_dir, class_names, *, data_dir=None, split=None):
     ids, labels, description = evaluation_images(run_dir, class_names, split=split)  # splits.json holds text ids
     source = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
     found = read_texts(source)
-    missing = [text_id for text_id in ids if text_id not in found.texts]
-    if missing:
-        raise KerasTransferError(f"{len(missing)} text(s) of {description} are no longer in {source} (first: "
-                                 f"{missing[0]}): pass the texts to evaluate on (DATA_DIR). Received: run_dir={run_dir!r}")
+    wanted = set(ids)
+    current = text_fingerprint({i: text for i, text in found.texts.items() if i in wanted})
+    prints_file = os.path.join(run_dir, DATA_FINGERPRINT)
+    stored = io.read_json(prints_file) if os.path.isfile(prints_file) else current  # an older run: ids only
+    changed = [i for i in ids if i not in current or stored.get(i) != current[i]]
+    if changed:
+        raise KerasTransferError(f"{len(changed)} text(s) of {description} are missing from {source} or changed since "
+                                 f"the run (first: {changed[0]}): pass the texts to evaluate on (DATA_DIR). "
+                                 f"Received: run_dir={run_dir!r}")
     return ids, found.of(ids), labels, description
 
 
