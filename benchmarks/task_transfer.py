@@ -75,13 +75,14 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=["regression", "multilabel"])
+    parser.add_argument("--models", nargs="+", default=["transfer", "scratch"], choices=["transfer", "scratch"])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     weights, rows = hed_weights_path(), []
     for task in args.tasks:
         with tempfile.TemporaryDirectory() as folder:
             names, data = load_task(task, folder, args.train, args.val, args.test, args.seed)
-        for pretrained in (True, False):
+        for pretrained in [model == "transfer" for model in args.models]:
             row = dict(task=task, model="transfer" if pretrained else "scratch", backend=keras.backend.backend(),
                        **train_one(task, names, data, pretrained=pretrained, weights=weights, seed=args.seed))
             rows.append(row)

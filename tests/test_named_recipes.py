@@ -43,6 +43,7 @@ def test_given_epochs_and_batch_are_kept_and_large_data_keeps_the_preset():
     large = budget(get_preset("fine_tune"), DataSize(images=10_000, classes=3), min_steps=200)
     assert (large.epochs, large.batch_size) == (10, 32)
     assert batch_for(3) == 1 and batch_for(1000) == 32 and batch_for(1000, 5) == 5
+    assert batch_for(12, largest=16) == 3 and batch_for(1000, largest=16) == 16  # texts: batches of at most 16
 
 
 @pytest.mark.backend_free

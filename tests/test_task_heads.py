@@ -11,6 +11,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import (StandardisedRegressionLoss, build_model, head_of, set_thresholds, task_loss,
                                          task_metrics)
+from keras_transfer.training.linear_probe import extract, standardiser
 from keras_transfer.training.task_probe import fit_task_head
 
 
@@ -68,6 +69,22 @@ def test_regression_probe_is_ridge_in_closed_form():
     expected = ridge.predict(scaled).reshape(-1, 1) * y.std(0) + y.mean(0)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.predict(x, verbose=0)), expected, rtol=1e-3, atol=1e-3)
     assert probe.logs()["loss"] >= 0 and "rmse" in probe.logs()
+
+
+def test_regression_probe_with_views_is_ridge_on_the_images_and_their_shifted_copies():
+    x, colour = _data(12)
+    y = colour[:, :1] * 3.0 + 7.0
+    model = build_model(make_small_cnn(), "regression", outputs=1, input_size=32, augmentation=None,
+                        target_mean=y.mean(0), target_scale=y.std(0))
+    probe = fit_task_head(model, (x, y), l2=0.05, views=2, seed=3)
+    f, _ = extract(feature_extractor(model), (x, y), views=2, seed=3)  # the images, then two shifted copies
+    assert len(f) == 36
+    mean, std = standardiser(f)
+    ridge = Ridge(alpha=len(f) * 0.05).fit((f - mean) / std, np.tile((y - y.mean(0)) / y.std(0), (3, 1)))
+    expected = ridge.predict((f[:12] - mean) / std).reshape(-1, 1) * y.std(0) + y.mean(0)
+    got = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+    assert probe.logs()["rmse"] == pytest.approx(float(np.sqrt(((got - y) ** 2).mean())), rel=1e-3)  # originals only
 
 
 def test_multilabel_probe_is_logistic_regression_per_label():

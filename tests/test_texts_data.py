@@ -99,3 +99,5 @@ def test_load_texts_splits_stratified_and_seeded_and_tokenises_in_the_pipeline(t
     truncated = sum(data.summary[s]["truncated"] for s in ("train", "val"))
     assert truncated == sum(4 + i > 6 for i in range(6)) * 2
     assert data.class_weight == {0: 1.0, 1: 1.0}
+    default = load_texts(source, preprocessor, validation_split=0.34, seed=3)  # 8 training texts: batch 2
+    assert [int(y.shape[0]) for _, y in default.train] == [2, 2, 2, 2]

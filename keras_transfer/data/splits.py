@@ -8,6 +8,16 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 
 SPLITS = ("train", "val", "test")
+DEFAULT_BATCH = 32
+MIN_STEPS_PER_EPOCH = 4
+
+
+def batch_for(images, batch_size=None, largest=DEFAULT_BATCH):
+    """`batch_size` if given; else `largest` (32), at most `images / 4` (so an epoch has at least 4 steps), at
+    least 1. (A set of 12 at batch 16 would train one step, then run one validation pass, 300 times over.)"""
+    if batch_size is not None:
+        return batch_size
+    return max(1, min(largest, images // MIN_STEPS_PER_EPOCH))
 
 
 @dataclasses.dataclass

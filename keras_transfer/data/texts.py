@@ -15,10 +15,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.data.splits import SPLITS, class_weights, split_images
+from keras_transfer.data.splits import SPLITS, batch_for, class_weights, split_images
 from keras_transfer.errors import KerasTransferError
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
+TEXT_BATCH = 16  # an encoder's batch on a CPU; BERT fine-tunes at 16-32
 MAX_CHARS = 20_000  # far beyond any encoder's 512 tokens; guards memory against a runaway line
 
 
@@ -225,14 +226,16 @@ class TextData:
     class_weight: dict
 
 
-def load_texts(source, preprocessor, *, batch_size=16, validation_split=0.2, test_split=0.0, seed=1337,
+def load_texts(source, preprocessor, *, batch_size=None, validation_split=0.2, test_split=0.0, seed=1337,
                per_class=None, text_column="text", label_column="label", max_chars=MAX_CHARS):
     """Reads, splits (stratified, seeded: `split_images`) and loads labelled texts as `tf.data` pipelines.
 
     Args:
         source: a table or a folder, as in `read_texts`.
         preprocessor: the KerasHub preprocessor (`build_text_classifier` returns it).
-        batch_size, validation_split, test_split, seed, per_class: as in `load_image_folder`.
+        batch_size: texts a batch; `None`: 16, at most a quarter of the training texts (`splits.batch_for`:
+            an epoch of at least 4 steps, so a tiny set is not trained one step and one validation pass at a time).
+        validation_split, test_split, seed, per_class: as in `load_image_folder`.
         text_column, label_column, max_chars: as in `read_texts`.
 
     Returns:
@@ -242,6 +245,7 @@ def load_texts(source, preprocessor, *, batch_size=16, validation_split=0.2, tes
     found = read_texts(source, text_column=text_column, label_column=label_column, max_chars=max_chars)
     splits = split_images(found, validation_split=validation_split, test_split=test_split, seed=seed,
                           per_class=per_class)
+    batch_size = batch_for(len(splits.labels("train")), batch_size, largest=TEXT_BATCH)
     pipelines = {}
     for split in SPLITS:
         ids = splits.paths(split)

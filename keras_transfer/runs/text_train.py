@@ -32,7 +32,6 @@ from keras_transfer.training.state import TrainingState
 from keras_transfer.training.text_recipes import plan_text_recipe, run_text_recipe
 
 log = logging.getLogger(__name__)
-TEXT_BATCH = 16
 
 
 def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=False):
@@ -54,7 +53,7 @@ def run_text_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
                                                 weights="pretrained" if pretrained and not resume else None,
                                                 sequence_length=config.sequence_length, dropout=config.dropout,
                                                 seed=config.seed)
-    data = load_texts(config.data_dir, preprocessor, batch_size=config.batch_size or TEXT_BATCH,
+    data = load_texts(config.data_dir, preprocessor, batch_size=config.batch_size,
                       validation_split=config.validation_split, test_split=config.test_split, seed=config.seed)
     log.info("%s", data.summary)
     prints = text_fingerprint(data.found.texts)

@@ -9,8 +9,8 @@ not to stop before them.
 import dataclasses
 import math
 
-DEFAULT_BATCH = 32
-MIN_STEPS_PER_EPOCH = 4
+from keras_transfer.data.splits import DEFAULT_BATCH, batch_for  # the batch rule lives with the data (texts use it too)
+
 MIN_HEAD_STEPS = 100
 MIN_FINE_TUNE_STEPS = 200
 MIN_SCRATCH_STEPS = 300
@@ -28,13 +28,6 @@ class DataSize:
     images: int
     classes: int
     batch: int = None
-
-
-def batch_for(images, batch_size=None):
-    """`batch_size` if given; else 32, at most `images / 4` (so an epoch has at least 4 steps), at least 1."""
-    if batch_size is not None:
-        return batch_size
-    return max(1, min(DEFAULT_BATCH, images // MIN_STEPS_PER_EPOCH))
 
 
 def budget(preset, size, *, epochs=None, min_steps=0, batch_size=None):

@@ -254,7 +254,7 @@ def train_phase_linear(model, train, val=None, *, preset, initial_epoch=0, callb
     report = freeze(model, "head_only", recompile=False)
     compile_model(model, preset, jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)
-    fit = fit or functools.partial(fit_linear_head, views=preset.views)  # a task head: its own probe, no views
+    fit = functools.partial(fit or fit_linear_head, views=preset.views)  # a task head: its own probe
     probe = fit(model, train, val, l2=getattr(preset, "l2", None), class_weight=class_weight)
     if verbose not in (0, "0"):
         print(probe)

@@ -22,7 +22,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import head_of, task_of
-from keras_transfer.training.linear_probe import C_GRID, _write_head, extract, standardiser
+from keras_transfer.training.linear_probe import C_GRID, _write_head, extract, standardiser, takes_views
 
 
 @dataclasses.dataclass
@@ -45,9 +45,10 @@ class TaskProbe:
         return f"{self.task} probe: l2 {self.l2:.3g}; {shown}; {self.seconds:.1f} s"
 
 
-def task_features(model, data, batch_size=64, *, extractor=None):
-    """`(features, targets)`: `linear_probe.extract`'s features and the float targets `(n, outputs)`."""
-    features, targets = extract(extractor or feature_extractor(model), data, batch_size)
+def task_features(model, data, batch_size=64, *, extractor=None, views=0, seed=0):
+    """`(features, targets)`: `linear_probe.extract`'s features (with `views` shifted copies of each image) and the
+    float targets `(n, outputs)`."""
+    features, targets = extract(extractor or feature_extractor(model), data, batch_size, views=views, seed=seed)
     return features, targets.astype("float64").reshape(len(features), int(head_of(model).units))
 
 
@@ -101,7 +102,7 @@ def _logistic(f, y, l2, max_iterations):
 
 
 def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weight=None, batch_size=64,
-                  max_iterations=1000):
+                  max_iterations=1000, views=0, seed=0):
     """Fits a regression or multi-label head to convergence on the frozen features and writes it into `model`.
 
     Args:
@@ -111,6 +112,9 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
             loss (C = 1 without `val`).
         class_weight: not supported for these tasks (a dict is an error).
         max_iterations: L-BFGS iterations (multi-label).
+        views, seed: shifted copies of each training image whose features join the training set, as in
+            `linear_probe.fit_linear_head` (a digit's value and the digits in a tile do not change when the
+            image moves by a few pixels); validation sees the images as they are.
 
     Returns:
         A `TaskProbe`.
@@ -129,7 +133,9 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
         raise KerasTransferError(f"class_weight applies to classification only. Received: class_weight={class_weight!r}")
     start = time.perf_counter()
     extractor = feature_extractor(model)
-    f, y = task_features(model, train, batch_size, extractor=extractor)
+    views = views if takes_views(train) else 0
+    f, y = task_features(model, train, batch_size, extractor=extractor, views=views, seed=seed)
+    originals = len(y) // (views + 1)  # the first rows: the images themselves (the logs score these)
     mean, std = standardiser(f)
     scaled = (f - mean) / std
     if task == "regression":
@@ -149,7 +155,7 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
     kernel, bias = fits[chosen]
     _write_head(head, np.concatenate([kernel.ravel(), bias]), mean, std, int(head.units))
     raw_y = y * np.asarray(head.target_scale) + np.asarray(head.target_mean) if task == "regression" else y
-    train_logs = task_logs(head, _outputs(head, scaled, kernel, bias), raw_y)
+    train_logs = task_logs(head, _outputs(head, scaled[:originals], kernel, bias), raw_y[:originals])
     val_logs = task_logs(head, _outputs(head, fv, kernel, bias), yv) if fv is not None else None
     return TaskProbe(task=task, l2=chosen, validation=validation, train_logs=train_logs, val_logs=val_logs,
                      seconds=time.perf_counter() - start)
