@@ -17,7 +17,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.runs.config import add_flags, given_settings
-from keras_transfer.runs.folder import resize_rule
+from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
@@ -83,6 +83,10 @@ def _add_export(sub):
 
 
 def _export(args):
+    if run_modality(args.run_dir) == "text":
+        print(_text_run().export_text_run(args.run_dir, args.out, format=args.format, quantize=args.quantize,
+                                          atol=args.atol).summary())
+        return
     print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
 
 
@@ -103,6 +107,13 @@ def _add_evaluate(sub):
 
 def _evaluate(args):
     check_writable(args.out or args.run_dir, "the report")  # before the work, not after it
+    if run_modality(args.run_dir) == "text":
+        report, source, written = _text_run().evaluate_text_run(
+            args.run_dir, data_dir=args.data_dir, split=args.split, top_k=args.top_k, worst=args.worst,
+            batch_size=args.batch_size, out=args.out or args.run_dir)
+        print(f"Evaluated {args.run_dir} on {source} ({report.n} texts)\n{report.summary()}", end="")
+        print(f"Wrote {', '.join(written)}")
+        return
     model, names = load_model(args.run_dir)
     if task_of(model) != "classification":  # regression, multi-label: their own metrics and report
         report, source = evaluate_task_run(model, args.run_dir, data_dir=args.data_dir, split=args.split,
@@ -121,9 +132,11 @@ def _evaluate(args):
 
 
 def _add_predict(sub):
-    p = sub.add_parser("predict", help="predict the classes of image files with a run's best.keras")
+    p = sub.add_parser("predict", help="predict the classes of image files (texts, for a text run) with a run's "
+                       "best.keras")
     p.add_argument("run_dir", help="run folder written by `train` (its best.keras), or a .keras file")
-    p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="image files and folders (searched recursively); for a text run: "
+                   "texts, .txt files, folders of them, .csv/.tsv/.jsonl tables (their text column)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--format", default="table", choices=("table", "json", "csv"))
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
@@ -132,14 +145,21 @@ def _add_predict(sub):
 
 
 def _predict(args):
-    results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size,
-                      strict=args.strict, antialias=resize_rule(args.run_dir))
+    text = run_modality(args.run_dir) == "text"
+    if text and args.tta:
+        raise KerasTransferError("--tta flips images; a text run has none to flip. Received: tta=True")
+    if text:
+        results = _text_run().predict_text_run(args.run_dir, args.inputs, top_k=args.top_k,
+                                               batch_size=args.batch_size, strict=args.strict)
+    else:
+        results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size,
+                          strict=args.strict, antialias=resize_rule(args.run_dir))
     for r in results:
         if "skipped" in r:  # named on stderr, as training names them; the predictions go to stdout
             print(f"skipped {r['path']}: {r['skipped']}", file=sys.stderr)
     results = [r for r in results if "skipped" not in r]
     if not results:
-        raise KerasTransferError("No readable image among the inputs (each is named above). "
+        raise KerasTransferError(f"No readable {'text' if text else 'image'} among the inputs (each is named above). "
                                  f"Received: inputs={args.inputs!r}")
     if "top" not in results[0]:  # a regression or multi-label model: its values, or labels and probabilities
         print(json.dumps(results, indent=2))
@@ -155,6 +175,16 @@ def _predict(args):
         width = max(len(r["path"]) for r in results)
         for r in results:
             print(f"{r['path']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in r["top"]))
+
+
+def _text_run():
+    """`serving.text_run` (text runs' evaluate, predict, export), or a one-line error naming the install command."""
+    try:
+        import keras_transfer.serving.text_run as text_run  # optional: keras-hub, the `text` extra
+    except ImportError as error:
+        raise KerasTransferError(f"Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]'. "
+                                 f"Received: {error}") from None
+    return text_run
 
 
 def _train(args):

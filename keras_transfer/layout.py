@@ -14,6 +14,7 @@ A run folder holds:
     state.json           a readable copy of that training state
     report.json / .txt   with a test split: `best.keras` evaluated on it
     confusion_matrix.png its confusion matrix (with matplotlib)
+    preprocessor/        a text run's KerasHub preprocessor (tokenizer, sequence length): `TextClassifierPreprocessor.from_preset`
 """
 
 CONFIG = "config.json"
@@ -33,6 +34,7 @@ PHASE_BEST_GLOB = "phase_best-*.npz"  # EarlyStopping's best weights of the runn
 REPORT_JSON = "report.json"
 REPORT_TXT = "report.txt"
 CONFUSION_PNG = "confusion_matrix.png"
+PREPROCESSOR = "preprocessor"  # a text run's KerasHub preprocessor folder
 REPORT_FILES = (REPORT_JSON, REPORT_TXT, CONFUSION_PNG)
 
 # What a run writes as it trains; `--overwrite` removes these from an old run first.

@@ -40,3 +40,11 @@ def fingerprint(paths, workers=8):
 def changed_files(stored, current):
     """The paths whose fingerprint differs (or that are in one of the two only), sorted."""
     return sorted(p for p in set(stored) | set(current) if stored.get(p) != current.get(p))
+
+
+def text_fingerprint(texts):
+    """`{text id: "<characters>:<blake2b-16 hex>"}` of `{id: text}` (a text run's rows): a text changed under the
+    same id (an edited table row) is what resume and evaluation refuse, as they refuse a changed image file."""
+    def one(text):
+        return f"{len(text)}:{hashlib.blake2b(text.encode('utf-8', 'surrogateescape'), digest_size=16).hexdigest()}"
+    return {text_id: one(text) for text_id, text in texts.items()}

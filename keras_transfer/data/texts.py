@@ -133,12 +133,59 @@ def _table_rows(path, text_column, label_column):
                     yield f"{base}:{number}", _field(record, text_column), _field(record, label_column)
             return
         reader = csv.DictReader(f, delimiter="\t" if path.lower().endswith(".tsv") else ",")
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        missing = [c for c in (text_column, label_column) if c is not None and c not in (reader.fieldnames or [])]
         if missing:
             raise KerasTransferError(f"{path} has no column {', '.join(missing)}; its columns: {reader.fieldnames}. "
                                      f"Received: text_column={text_column!r}, label_column={label_column!r}")
         for number, row in enumerate(reader, 2):
-            yield f"{base}:{number}", row.get(text_column), row.get(label_column)
+            yield f"{base}:{number}", row.get(text_column), row.get(label_column) if label_column else None
+
+
+def read_unlabelled_texts(inputs, *, text_column="text", max_chars=MAX_CHARS):
+    """The texts to predict, in order: `.txt` files, folders of them (searched recursively), tables (`.csv`,
+    `.tsv`, `.jsonl`: their `text_column`), and strings that name no file, each the text itself. A name ending in
+    `.txt` or a table's extension that does not exist is an error, not a text.
+
+    Returns:
+        `(ids, texts, skipped)`: an id per text (the file path, `file:row`, or the string itself), the texts (cut
+        to `max_chars`), and `(id, reason)` of each text left out (empty or whitespace only, not UTF-8).
+
+    Example:
+    >>> read_unlabelled_texts(["my invoice is wrong", "tickets.csv"])[0][:2]
+    ['my invoice is wrong', 'tickets.csv:2']
+    """
+    ids, texts, skipped = [], [], []
+    for item in inputs:
+        for text_id, text in _unlabelled_rows(os.fspath(item), text_column):
+            reason = _problem(text, "-")
+            if reason:
+                skipped.append((text_id, reason))
+            else:
+                ids.append(text_id)
+                texts.append(text[:max_chars])
+    return ids, texts, skipped
+
+
+def _unlabelled_rows(item, text_column):
+    if os.path.isdir(item):
+        for root, folders, files in os.walk(item):
+            folders.sort()
+            yield from (_text_file(os.path.join(root, f)) for f in sorted(files)
+                        if f.lower().endswith(".txt") and not f.startswith("."))
+    elif os.path.isfile(item) and item.lower().endswith(TABLE_EXTENSIONS):
+        yield from ((text_id, text) for text_id, text, _ in _table_rows(item, text_column, None))
+    elif os.path.isfile(item) and item.lower().endswith(".txt"):
+        yield _text_file(item)
+    elif os.path.exists(item) or item.lower().endswith(TABLE_EXTENSIONS + (".txt",)):
+        raise KerasTransferError(f"{item} is not a .txt file, a folder of them or a table "
+                                 f"({', '.join(TABLE_EXTENSIONS)}) that exists. Received: input={item!r}")
+    else:
+        yield item, item
+
+
+def _text_file(path):
+    with open(path, "rb") as f:
+        return path, _decode(f.read())
 
 
 def _json_record(line, where):

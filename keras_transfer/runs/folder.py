@@ -56,6 +56,15 @@ def resize_rule(source):
     return False
 
 
+def run_modality(source):
+    """What a run's model takes, `"image"` or `"text"` (its `config.json`); `"image"` for a model file or a
+    folder without one. `evaluate`, `predict` and `export` dispatch on it."""
+    source = os.fspath(source)
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, CONFIG)):
+        return read_config(source)[0].modality
+    return "image"
+
+
 def check_compatible(out, env):
     """Raises unless the run in `out` was written by this run format on this Keras backend."""
     backend = keras.backend.backend()

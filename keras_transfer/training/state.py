@@ -10,8 +10,11 @@ truth on resume: the model and its state cannot disagree.
 import glob
 import json
 import os
+import warnings
 import zipfile
+from io import BytesIO
 
+import h5py
 import keras
 import numpy as np
 
@@ -23,6 +26,7 @@ from keras_transfer.training.callbacks import is_finite, first_non_finite, non_f
 from keras_transfer.history import write_history
 
 
+WEIGHTS_IN_ZIP, OPTIMIZER_IN_WEIGHTS = "model.weights.h5", "optimizer/vars"  # Keras's `.keras` layout
 # last.keras is replaced whole after every epoch (never half-written), so a damaged one was changed afterwards,
 # and no older state is kept to fall back to.
 NO_FALLBACK = ("--resume cannot continue from it, and no earlier state is kept: best.keras (the best model so far) "
@@ -37,6 +41,18 @@ def read_checkpoint_state(path):
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as error:
         raise DamagedFileError(f"The checkpoint {path} is damaged ({error}); {NO_FALLBACK} "
                                f"Received: path={path!r}") from None
+
+
+def saved_optimizer_variables(path):
+    """The optimizer variables stored in a `.keras` file, in order, read from its weights file.
+
+    `keras.models.load_model` builds the optimizer over the rebuilt model's trainable variables and skips the
+    saved state (with a warning) when their number differs: so it does for a text model, whose KerasHub encoder is
+    rebuilt from its config with every inner layer trainable, whatever the phase had frozen.
+    """
+    with zipfile.ZipFile(path) as z, h5py.File(BytesIO(z.read(WEIGHTS_IN_ZIP)), "r") as weights:
+        group = weights.get(OPTIMIZER_IN_WEIGHTS)
+        return [] if group is None else [np.asarray(group[str(i)]) for i in range(len(group))]
 
 
 def _counters(callback, names):
@@ -140,7 +156,9 @@ class TrainingState(keras.callbacks.Callback):
             return
         s, self.saved = self.saved, None
         try:
-            loaded = load_keras_file(os.path.join(self.folder, LAST_MODEL))
+            with warnings.catch_warnings():  # a text model's optimizer state: read from the file by `watch`
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                loaded = load_keras_file(os.path.join(self.folder, LAST_MODEL))
         except DamagedFileError as error:
             raise DamagedFileError(f"{str(error).split(' Received:')[0]} {NO_FALLBACK}") from None
         model.set_weights(loaded.get_weights())
@@ -160,6 +178,8 @@ class TrainingState(keras.callbacks.Callback):
         self._pending_optimizer = None
         model.optimizer.build(model.trainable_variables)
         source, target = loaded.optimizer.variables, model.optimizer.variables
+        if len(source) != len(target):  # the loaded model froze other layers: its optimizer skipped the state
+            source = saved_optimizer_variables(os.path.join(self.folder, LAST_MODEL))
         if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
             raise KerasTransferError(
                 f"The optimizer state in {LAST_MODEL} does not fit phase '{self.name}' ({len(source)} variables, "
