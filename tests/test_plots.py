@@ -12,7 +12,7 @@ from keras_transfer import plot_confusion_matrix, plot_history
 from keras_transfer.history import write_history
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.evaluation import report_from_probabilities, write_report
-from keras_transfer.runs.train import write_history_plot
+from keras_transfer.runs.folder import write_history_plot
 
 pytestmark = pytest.mark.backend_free  # runs on the first backend only (tests/run.sh)
 

@@ -1,5 +1,6 @@
 """The run folder on disk: creating it, reading its config back, and checking that it can be resumed as asked."""
 
+import logging
 import os
 import warnings
 
@@ -8,9 +9,13 @@ import keras
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.data.fingerprint import changed_files
-from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, LAST_MODEL, RUN_FORMAT, SPLITS_FILE, TRAINING_FILES
+from keras_transfer.layout import (CONFIG, DATA_FINGERPRINT, HISTORY_JSON, HISTORY_PLOT, LAST_MODEL, RUN_FORMAT,
+                                   SPLITS_FILE, TRAINING_FILES)
 from keras_transfer.runs.config import RunConfig
+from keras_transfer.serving import plots
 from keras_transfer.version import __version__
+
+log = logging.getLogger(__name__)
 
 
 def check_run_folder(out, overwrite=False):
@@ -130,3 +135,13 @@ def check_same_data(out, splits, class_names, prints=None):
             raise KerasTransferError(
                 f"The content of {len(changed)} data file(s) changed since the run started, under the same names: "
                 f"{shown}. Restore the data or start a new run. Received: {len(changed)} changed file(s)")
+
+
+def write_history_plot(out):
+    """Writes `history.png` into the run folder where matplotlib is installed; else says how to get it."""
+    if not plots.matplotlib_available():
+        log.info("No history.png: plots need matplotlib (%s).", plots.INSTALL_HINT)
+        return None
+    path = os.path.join(out, HISTORY_PLOT)
+    plots.plot_history(os.path.join(out, HISTORY_JSON), path)
+    return path

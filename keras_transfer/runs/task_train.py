@@ -27,14 +27,14 @@ from keras_transfer.data.fingerprint import fingerprint
 from keras_transfer.data.splits import SPLITS
 from keras_transfer.data.task_sources import load_task_data
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, HISTORY_JSON, HISTORY_PLOT,
+from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, HISTORY_JSON,
                                    RECIPE, SPLITS_FILE)
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import load_keras_file
 from keras_transfer.models.heads import build_model, set_thresholds, standardisation
 from keras_transfer.models.label_weights import positive_weights
-from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
-from keras_transfer.serving import plots
+from keras_transfer.runs.folder import (check_resume, check_run_folder, check_same_data, prepare_run_folder,
+                                        write_history_plot)
 from keras_transfer.serving.task_metrics import choose_thresholds
 from keras_transfer.serving.task_report import evaluate_task, task_outputs
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
@@ -83,8 +83,7 @@ def run_task_training(config, out, *, overwrite=False, verbose="auto", resume=Fa
         io.write_json(os.path.join(out, DATA_FINGERPRINT), prints)
     result = _run_recipe(config, model, data, out, state, verbose, plan)
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))
-    if plots.matplotlib_available():
-        plots.plot_history(os.path.join(out, HISTORY_JSON), os.path.join(out, HISTORY_PLOT))
+    write_history_plot(out)
     best_path = os.path.join(out, BEST_MODEL)
     best = load_keras_file(best_path) if os.path.isfile(best_path) else model
     if config.task == "multilabel" and data.val is not None:

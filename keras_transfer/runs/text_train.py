@@ -22,8 +22,8 @@ from keras_transfer.history import history_columns
 from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON,
                                    PREPROCESSOR, RECIPE, SPLITS_FILE)
 from keras_transfer.models.text_classifier import build_text_classifier
-from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
-from keras_transfer.runs.train import write_history_plot
+from keras_transfer.runs.folder import (check_resume, check_run_folder, check_same_data, prepare_run_folder,
+                                        write_history_plot)
 from keras_transfer.serving.loading import load_model
 from keras_transfer.serving.predict_text import evaluate_texts
 from keras_transfer.runs.config import recipe_options

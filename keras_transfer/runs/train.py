@@ -12,14 +12,14 @@ from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.fingerprint import fingerprint
 from keras_transfer.data.splits import SPLITS, class_weights
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON, HISTORY_PLOT,
+from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON,
                                    RECIPE, REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import build_classifier, input_size
 from keras_transfer.runs.config import RunConfig, recipe_options
 from keras_transfer.runs.task_train import run_task_training
-from keras_transfer.runs.folder import check_resume, check_run_folder, check_same_data, prepare_run_folder
-from keras_transfer.serving import plots
+from keras_transfer.runs.folder import (check_resume, check_run_folder, check_same_data, prepare_run_folder,
+                                        write_history_plot)
 from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
 from keras_transfer.training.recipes import data_size, plan_recipe, run_recipe
@@ -208,13 +208,3 @@ def evaluate_test_split(out, data, *, batch_size, fallback, antialias=False):
     log.info("Test split (%d images): accuracy %.4f, top-%d accuracy %.4f; full report in %s", report.n,
              report.accuracy, report.top_k, report.top_k_accuracy, os.path.join(out, REPORT_TXT))
     return report
-
-
-def write_history_plot(out):
-    """Writes `history.png` into the run folder where matplotlib is installed; else says how to get it."""
-    if not plots.matplotlib_available():
-        log.info("No history.png: plots need matplotlib (%s).", plots.INSTALL_HINT)
-        return None
-    path = os.path.join(out, HISTORY_PLOT)
-    plots.plot_history(os.path.join(out, HISTORY_JSON), path)
-    return path
