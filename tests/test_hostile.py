@@ -12,7 +12,7 @@ import pytest
 
 from keras_transfer import cli, io
 from keras_transfer.errors import DamagedFileError, KerasTransferError, WorkFailedError
-from keras_transfer.models.classifier import build_classifier
+from keras_transfer.models.classifier import build_classifier, load_keras_file
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving import export as export_module
 from keras_transfer.training.callbacks import NonFiniteLossError
@@ -93,6 +93,27 @@ def test_damaged_json_is_named(tmp_path, content):
     (tmp_path / "splits.json").write_bytes(content)
     with pytest.raises(DamagedFileError, match="splits.json is damaged"):
         io.read_json(tmp_path / "splits.json")
+
+
+@keras.saving.register_keras_serializable(package="test_hostile")
+class RefusesToLoad(keras.layers.Layer):
+    """A layer whose saved config cannot be read back, as a layer changed between save and load."""
+
+    def call(self, x):
+        return x
+
+    @classmethod
+    def from_config(cls, config):
+        raise TypeError("the inner cause of the failed load")  # Keras wraps a TypeError with the whole config
+
+
+def test_a_model_that_cannot_be_rebuilt_is_named_with_the_inner_cause(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(RefusesToLoad()(inputs)))
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(DamagedFileError, match="the inner cause of the failed load") as caught:
+        load_keras_file(tmp_path / "m.keras")
+    assert "config=" not in str(caught.value)  # not the model's whole config, which would push the cause out
 
 
 # --- a run folder whose path holds glob characters ------------------------------------------------------------

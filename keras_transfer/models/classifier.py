@@ -160,7 +160,9 @@ def load_keras_file(path, **kwargs):
     try:
         return keras.saving.load_model(path, **kwargs)
     except Exception as error:  # zipfile, h5py, JSON and Keras errors all mean: this file cannot be used
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        text = " ".join(str(error).split())
+        inner = text.rsplit("Exception encountered:", 1)  # Keras puts the whole config before the cause
+        reason = (inner[-1].strip() if len(inner) == 2 else text)[:300] or type(error).__name__
         if "safe_mode" in reason:
             raise DamagedFileError(
                 f"Keras's safe mode refused {path}: it holds code (e.g. a Lambda layer) that would run when loaded. "
