@@ -13,7 +13,7 @@ fi
 # The requirements are the `docs` extra in pyproject.toml, read here so that they are written down once
 .venv-docs/bin/python - > .venv-docs/docs-requirements.txt <<'PY'
 import pathlib, re
-block = re.search(r"^docs = \[(.*?)\]", pathlib.Path("pyproject.toml").read_text(), re.M | re.S).group(1)
+block = re.search(r"^docs = \[(.*?)\]\s*$", pathlib.Path("pyproject.toml").read_text(), re.M | re.S).group(1)
 print("\n".join(re.findall(r'"([^"]+)"', block)))
 PY
 .venv-docs/bin/python -m pip install -q --upgrade pip
