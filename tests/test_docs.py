@@ -56,8 +56,10 @@ def test_cli_reference_matches_the_command(gen_cli):
               "    try:\n        keras_transfer_launcher.main(argv)\n"
               "    except SystemExit as stop:\n        assert stop.code in (0, None), stop.code\n"
               "    sys.stdout.flush()\n")
-    env = dict(os.environ, COLUMNS=gen_cli.COLUMNS, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, COLUMNS=gen_cli.COLUMNS, PYTHONPATH=path)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     printed = {}
     for chunk in done.stdout.split(SEPARATOR)[1:]:
