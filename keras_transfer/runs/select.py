@@ -212,6 +212,8 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
     names = resolve_candidates(backbones, all_small)
     chosen = resolve_weights(weights, names)
     _check_options(rank_by, views, folds, input_size, names)
+    check_task(task)
+    check_max_images(max_images)
     if out is not None:
         io.check_writable(out, "the selection")
     paths, labels, readers = load_selection_data(data, task, max_images=max_images, seed=seed)
