@@ -131,7 +131,8 @@ def test_candidates_and_weights_are_resolved_and_checked(tmp_path):
 def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class=4, size=20)
     out = tmp_path / "sel"
-    selection = select_backbones(data, out, **dict(TINY, backbones="mobilenetv3small,mobilenetv2"), max_images=3)
+    selection = select_backbones(data, out, **dict(TINY, backbones="mobilenetv3small,mobilenetv2", folds=5),
+                                 max_images=3)
     assert selection.images == 9  # 3 classes x at most 3 images
     assert {c.backbone for c in selection.candidates} == {"mobilenetv3small", "mobilenetv2"}
     logmes = [c.logme for c in selection.candidates]
@@ -143,6 +144,7 @@ def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
     written = json.loads((out / "selection.json").read_text())
     assert [c["backbone"] for c in written["candidates"]] == [c.backbone for c in selection.candidates]
     assert written["probe_metric"] == "accuracy" and written["images"] == 9
+    assert written["folds"] == 3  # 5 asked, 3 images a class: the folds the probe could use, said
     assert f"--backbone {selection.best.backbone}" in written["command"]
     with Image.open(out / "selection.png") as plot:
         assert plot.size[0] > 100

@@ -29,7 +29,7 @@ from keras_transfer.serving.plots import matplotlib_available, pareto_front, plo
 from keras_transfer.training.budget import PROBE_VIEWS, PROBE_VIEWS_UP_TO
 from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.linear_probe import extract
-from keras_transfer.training.transferability import PROBE_METRIC, check_task, logme, probe_score
+from keras_transfer.training.transferability import PROBE_METRIC, check_task, effective_folds, logme, probe_score
 
 SMALL_PARAMS = 8_000_000  # `--all-small`: the registry's backbones under this many parameters
 RANK_BY = ("logme", "probe")
@@ -225,13 +225,14 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
             dataset = make_dataset(paths, list(labels), image_size=size, batch_size=batch_size, readers=readers)
         else:
             dataset = task_dataset(paths, labels, image_size=size, batch_size=batch_size)
-        candidates.append(score_candidate(name, chosen[name], size, dataset, len(paths), task, views=views, folds=folds,
-                                          seed=seed, batch_size=batch_size, verbose=verbose))
+        candidates.append(score_candidate(name, chosen[name], size, dataset, len(paths), task, views=views,
+                                          folds=folds, seed=seed, batch_size=batch_size, verbose=verbose))
     for i in pareto_front([c.probe for c in candidates], [c.ms_per_image for c in candidates]):
         candidates[i].pareto = True
     candidates.sort(key=lambda c: -getattr(c, rank_by))
     selection = Selection(candidates=candidates, task=task, rank_by=rank_by, images=len(paths), views=views,
-                          folds=folds, source=os.path.abspath(os.fspath(data)), seconds=time.perf_counter() - start,
+                          folds=effective_folds(labels, task, folds), source=os.path.abspath(os.fspath(data)),
+                          seconds=time.perf_counter() - start,
                           command=train_command(data, candidates[0], task, input_size))
     if out is not None:
         write_selection(selection, out)
@@ -251,8 +252,8 @@ def _check_options(rank_by, views, folds, input_size, names):
 
 
 def score_candidate(name, weights, size, dataset, images, task, *, views=0, folds=5, seed=1337, batch_size=32, verbose=1):
-    """One `Candidate`: its features computed once (images, then `views` shifted copies), LogME on the
-    images' features, the cross-validated probe on all, and the serving cost measured here."""
+    """One `Candidate`: its features computed once (the `images` of `dataset`, then `views` shifted copies),
+    LogME on the images' features, the cross-validated probe on all, and the serving cost measured here."""
     model = build_classifier(name, 2, weights=weights, input_size=size, augmentation=None, dropout=0.0)
     extractor = feature_extractor(model)
     progress = keras.utils.Progbar(images * (views + 1), unit_name="image") if verbose else None

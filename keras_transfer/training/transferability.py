@@ -104,6 +104,14 @@ def check_task(task):
         raise KerasTransferError(f"task must be one of {', '.join(TASKS)}. Received: task={task!r}")
 
 
+def effective_folds(labels, task, folds):
+    """The folds a probe can use: `folds`, or for a classification at most the smallest class's count."""
+    if task != "classification":
+        return min(folds, len(labels))
+    counts = np.unique(np.asarray(labels).reshape(-1), return_counts=True)[1]
+    return min(folds, int(counts.min()))
+
+
 def folds_of(labels, task, folds, seed=0):
     """A fold index per row: stratified by class for a classification (each class dealt round-robin after a
     seeded shuffle), a seeded shuffle otherwise."""
@@ -140,8 +148,7 @@ def probe_score(features, labels, task="classification", *, folds=5, views=0, se
     labels = np.asarray(labels)
     n = len(labels)
     f = np.asarray(features, "float64").reshape(n * (views + 1), -1)
-    if task == "classification":
-        folds = min(folds, int(np.bincount(labels.reshape(-1).astype("int64")).min()))
+    folds = effective_folds(labels, task, folds)
     if folds < 2:
         raise KerasTransferError(f"A cross-validated probe needs 2 folds, so at least 2 images per class. "
                                  f"Received: {n} images, {folds} fold(s) possible")
