@@ -135,11 +135,12 @@ def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
                                  max_images=3)
     assert selection.images == 9  # 3 classes x at most 3 images
     assert {c.backbone for c in selection.candidates} == {"mobilenetv3small", "mobilenetv2"}
-    logmes = [c.logme for c in selection.candidates]
-    assert logmes == sorted(logmes, reverse=True)
+    ranked = [(round(c.logme, 9), c.probe) for c in selection.candidates]
+    assert ranked == sorted(ranked, reverse=True)  # by LogME, ties broken by the probe
     for c in selection.candidates:
         assert c.params == {"mobilenetv3small": 939_120, "mobilenetv2": 2_257_984}[c.backbone]
         assert c.ms_per_image > 0 and c.input_size == 32 and 0 <= c.probe <= 1
+        assert c.seconds >= c.features_seconds > 0
     assert any(c.pareto for c in selection.candidates)
     written = json.loads((out / "selection.json").read_text())
     assert [c["backbone"] for c in written["candidates"]] == [c.backbone for c in selection.candidates]
