@@ -230,7 +230,7 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
                                           folds=folds, seed=seed, batch_size=batch_size, verbose=verbose))
     for i in pareto_front([c.probe for c in candidates], [c.ms_per_image for c in candidates]):
         candidates[i].pareto = True
-    other = RANK_BY[1 - RANK_BY.index(rank_by)]  # breaks ties (to 1e-9: e.g. two LogMEs at the no-information limit)
+    other = RANK_BY[1 - RANK_BY.index(rank_by)]  # breaks ties (to 1e-9: two LogMEs at the no-information limit)
     candidates.sort(key=lambda c: (-round(getattr(c, rank_by), 9), -getattr(c, other)))
     selection = Selection(candidates=candidates, task=task, rank_by=rank_by, images=len(paths), views=views,
                           folds=effective_folds(labels, task, folds), source=os.path.abspath(os.fspath(data)),
@@ -253,7 +253,8 @@ def _check_options(rank_by, views, folds, input_size, names):
             check_input_size(get_backbone_spec(name), input_size)
 
 
-def score_candidate(name, weights, size, dataset, images, task, *, views=0, folds=5, seed=1337, batch_size=32, verbose=1):
+def score_candidate(name, weights, size, dataset, images, task, *, views=0, folds=5, seed=1337, batch_size=32,
+                    verbose=1):
     """One `Candidate`: its features computed once (the `images` of `dataset`, then `views` shifted copies),
     LogME on the images' features, the cross-validated probe on all, and the serving cost measured here
     (`seconds`: all of it, from building the model; `features_seconds`: the features alone)."""
