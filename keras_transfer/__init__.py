@@ -7,7 +7,7 @@ The package is layered; imports point down only:
     training/  presets, optimizers and schedules, step budgets, the linear probe, phases, named recipes, callbacks,
                the per-epoch state, feature caching
     serving/   loading a trained model, predict, evaluate, plots, export
-    runs/      the run configuration, a run folder, train_from_folder, resume
+    runs/      the run configuration, a run folder, train_from_folder, resume, select_backbones
     cli, demo  the `keras-transfer` command and the offline demo
 """
 
@@ -28,6 +28,7 @@ from keras_transfer.models.registry import BackboneSpec, get_backbone_spec, list
 from keras_transfer.models.weights import WeightsError, build_backbone, load_weights_by_order
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.resume import resume_run
+from keras_transfer.runs.select import Candidate, Selection, select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import EvaluationReport, evaluate
 from keras_transfer.serving.export import ExportResult, export, export_saved_model
@@ -42,6 +43,7 @@ from keras_transfer.training.budget import DataSize
 from keras_transfer.training.diagnostics import FeatureCollapseCheck, FeatureCollapseError, check_features
 from keras_transfer.training.linear_probe import LinearProbe, fit_linear_head
 from keras_transfer.training.task_probe import TaskProbe, fit_task_head
+from keras_transfer.training.transferability import logme, probe_score
 from keras_transfer.training.lr_finder import LRFinderResult, find_lr
 from keras_transfer.training.optimizers import (LayerwiseAdam, LayerwiseAdamW, LayerwiseRMSprop, LayerwiseSGD,
                                                 block_multipliers, make_optimizer)
@@ -68,13 +70,13 @@ __all__ = [
     "make_schedule", "phase_callbacks", "plan_recipe", "run_callbacks", "run_phases", "run_recipe",
     "train_head_cached", "FeatureCollapseCheck", "FeatureCollapseError", "LRFinderResult", "attach_l2sp",
     "check_features", "detach_regularization", "find_lr", "regularize_head",
-    "TaskProbe", "fit_task_head",
+    "TaskProbe", "fit_task_head", "logme", "probe_score",
     # serving
     "TaskReport", "choose_thresholds", "evaluate_task", "task_outputs", "multilabel_metrics", "regression_metrics",
     "EvaluationReport", "ExportResult", "evaluate", "export", "export_saved_model", "load_model",
     "plot_confusion_matrix", "plot_history", "predict",
     # runs
-    "RunConfig", "resume_run", "train_from_folder",
+    "Candidate", "RunConfig", "Selection", "resume_run", "select_backbones", "train_from_folder",
     # errors
     "KerasTransferError",
     "__version__",

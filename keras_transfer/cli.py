@@ -1,4 +1,4 @@
-"""The `keras-transfer` command: `backbones`, `train`, `evaluate`, `predict`, `export`, `demo`.
+"""The `keras-transfer` command: `backbones`, `select`, `train`, `evaluate`, `predict`, `export`, `demo`.
 
 Every failure is reported in one line (`error: ...`): exit status 2 for bad input (an argument, a file or folder
 given), 1 for a failure during work, 130 when interrupted; `--debug` shows the traceback.
@@ -19,6 +19,7 @@ from keras_transfer.models.registry import list_backbones
 from keras_transfer.runs.config import add_flags, given_settings
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
+from keras_transfer.runs.select import RANK_BY, select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
 from keras_transfer.serving.export import export
@@ -50,6 +51,7 @@ def _build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backbones", help="list the backbone registry")
+    _add_select(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
@@ -71,6 +73,50 @@ def backbones_table():
                      f"{spec.params / 1e6:.1f}M", " ".join(spec.block_names)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+
+
+def _add_select(sub):
+    p = sub.add_parser("select", help="rank backbones on your data (LogME, a cross-validated linear probe, "
+                       "latency) before training")
+    p.add_argument("data_dir", help="what `train` reads: class subfolders, a layout or a manifest")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--backbones", default=None, help="comma-separated registry names (default: --all-small)")
+    which.add_argument("--all-small", action="store_true", help="every registry backbone under 8M parameters")
+    p.add_argument("--weights", action="append", default=None, metavar="NAME=PATH",
+                   help="a candidate's weights: NAME=PATH, NAME=imagenet or NAME=none (repeatable); a bare "
+                   "imagenet | none | PATH applies to all (default: imagenet)")
+    p.add_argument("--input-size", type=int, default=None, help="one square side for all (default: each one's own)")
+    p.add_argument("--task", default="classification", choices=("classification", "regression", "multilabel"))
+    p.add_argument("--max-images", type=int, default=None, help="at most N images per class (in all for a "
+                   "regression or multi-label manifest)")
+    p.add_argument("--views", default="auto", help="shifted views of each image for the probe (default auto: as "
+                   "the default recipe)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probe (default 5)")
+    p.add_argument("--rank-by", default="logme", choices=RANK_BY)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", default="selection", help="folder for selection.json and selection.png "
+                   "(default: selection)")
+
+
+def _select(args):
+    weights = args.weights
+    if weights and len(weights) == 1 and "=" not in weights[0]:
+        weights = weights[0]  # one value for every candidate
+    views = args.views if args.views == "auto" else _int_flag("--views", args.views)
+    selection = select_backbones(args.data_dir, args.out, backbones=args.backbones, all_small=args.all_small,
+                                 weights=weights, input_size=args.input_size, task=args.task,
+                                 max_images=args.max_images, views=views, folds=args.folds, rank_by=args.rank_by,
+                                 batch_size=args.batch_size, seed=args.seed)
+    print(selection.table())
+    print(f"Wrote {args.out}")
+
+
+def _int_flag(flag, value):
+    try:
+        return int(value)
+    except ValueError:
+        raise KerasTransferError(f"{flag} must be 'auto' or an integer >= 0. Received: {flag} {value}") from None
 
 
 def _add_export(sub):
@@ -220,7 +266,7 @@ def _demo(args):
              cut="block5_pool" if args.whole else DEMO_CUT)
 
 
-COMMANDS = {"backbones": _backbones, "train": _train, "evaluate": _evaluate, "predict": _predict,
+COMMANDS = {"backbones": _backbones, "select": _select, "train": _train, "evaluate": _evaluate, "predict": _predict,
             "export": _export, "demo": _demo}
 
 

@@ -148,3 +148,49 @@ def plot_confusion_matrix(matrix, class_names, path):
                       color="white" if share[i, j] > 0.5 else "black")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def pareto_front(scores, costs):
+    """Indices of the points no other point beats: none has a score as high and a cost as low, one of them
+    strictly (higher score is better, lower cost is better).
+
+    Example:
+    >>> pareto_front([0.9, 0.8, 0.7], [10.0, 2.0, 5.0])
+    [0, 1]
+    """
+    points = list(zip(scores, costs))
+    return [i for i, (s, c) in enumerate(points)
+            if not any(s2 >= s and c2 <= c and (s2 > s or c2 < c) for s2, c2 in points)]
+
+
+def plot_selection(names, scores, costs, path, *, score_label="score", cost_label="ms per image"):
+    """Draws candidate backbones as points of score against serving cost, the Pareto front joined and marked.
+
+    Args:
+        names: a label per point; scores: higher is better; costs: lower is better (e.g. ms per image).
+        path: the PNG file to write.
+
+    Returns:
+        `path`.
+
+    Example:
+    >>> plot_selection(["a", "b"], [0.9, 0.8], [10.0, 2.0], "/tmp/kt_selection.png")
+    '/tmp/kt_selection.png'
+    """
+    if not len(names) == len(scores) == len(costs) or not names:
+        raise KerasTransferError(f"plot_selection needs one score and one cost per name, at least one. Received: "
+                                 f"{len(names)} names, {len(scores)} scores, {len(costs)} costs")
+    front = pareto_front(scores, costs)
+    figure = _figure(7, 5)
+    axes = figure.add_subplot(1, 1, 1)
+    others = [i for i in range(len(names)) if i not in front]
+    axes.scatter([costs[i] for i in others], [scores[i] for i in others], color="tab:gray", label="dominated")
+    ordered = sorted(front, key=lambda i: costs[i])
+    axes.plot([costs[i] for i in ordered], [scores[i] for i in ordered], "o-", color="tab:red",
+              label="Pareto front")
+    for name, score, cost in zip(names, scores, costs):
+        axes.annotate(name, (cost, score), textcoords="offset points", xytext=(4, 4), fontsize=9)
+    axes.set(xlabel=cost_label, ylabel=score_label, title="Backbones: score against serving cost")
+    axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)

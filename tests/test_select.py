@@ -1,0 +1,199 @@
+"""`keras-transfer select` / `select_backbones`: LogME against an independent reference, the probe, the ranking
+files and plot, bad input, and the command end to end (tiny random backbones at 32 px, a few images)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_transfer import cli, select_backbones
+from keras_transfer.errors import KerasTransferError
+from keras_transfer.runs.select import resolve_candidates, resolve_weights
+from keras_transfer.serving.plots import pareto_front
+from keras_transfer.training.transferability import log_evidence, logme, probe_score
+from conftest import write_image_folder
+from test_cli import assert_one_line_error
+
+TINY = dict(backbones="mobilenetv3small", weights="none", input_size=32, views=0, folds=2, verbose=0)
+
+
+def reference_evidence(f, y, iterations=100_000):
+    """LogME from the paper's equations, written out with D x D matrices (no SVD): the fixed point
+    gamma = sum_i beta l_i / (alpha + beta l_i) over the eigenvalues l_i of F'F, m = beta A^-1 F'y,
+    alpha = gamma / m'm, beta = (n - gamma) / |F m - y|^2, then the log evidence / n."""
+    n, d = f.shape
+    gram, fy = f.T @ f, f.T @ y
+    eigenvalues = np.linalg.eigvalsh(gram)
+    alpha, beta = 1.0, 1.0
+    for _ in range(iterations):
+        a = alpha * np.eye(d) + beta * gram
+        m = beta * np.linalg.solve(a, fy)
+        gamma = np.sum(beta * eigenvalues / (alpha + beta * eigenvalues))
+        new = gamma / (m @ m), (n - gamma) / np.sum((f @ m - y) ** 2)
+        if np.allclose(new, (alpha, beta), rtol=1e-15, atol=0):
+            break
+        alpha, beta = new
+    a = alpha * np.eye(d) + beta * gram
+    m = beta * np.linalg.solve(a, fy)
+    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+                - beta / 2 * np.sum((f @ m - y) ** 2) - alpha / 2 * m @ m - np.linalg.slogdet(a)[1] / 2)
+    return evidence / n
+
+
+@pytest.mark.backend_free
+@pytest.mark.parametrize("n, d, seed", [(30, 4, 0), (50, 8, 1), (12, 3, 2), (40, 6, 3)])
+def test_log_evidence_matches_the_papers_equations_within_1e_6(n, d, seed):
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d)
+    y = f @ rng.normal(size=d) * 0.5 + rng.normal(size=n)
+    assert abs(log_evidence(f, y)[0] - reference_evidence(f, y)) < 1e-6
+
+
+@pytest.mark.backend_free
+def test_logme_averages_the_columns_of_each_task():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    one_hot = np.eye(3)[labels]
+    f = one_hot @ rng.normal(size=(3, 5)) + rng.normal(size=(40, 5))  # informative: a finite optimum
+    expected = np.mean([reference_evidence(f, one_hot[:, j]) for j in range(3)])
+    assert abs(logme(f, labels, "classification") - expected) < 1e-6
+    targets = f[:, :2] + rng.normal(size=(40, 2))
+    expected = np.mean([reference_evidence(f, targets[:, j]) for j in range(2)])
+    assert abs(logme(f, targets, "regression") - expected) < 1e-6
+    multi = (rng.random((40, 3)) > 0.5).astype("float32")
+    expected = np.mean([reference_evidence(f, multi[:, j]) for j in range(3)])
+    assert abs(logme(f, multi, "multilabel") - expected) < 1e-6
+
+
+@pytest.mark.backend_free
+def test_logme_of_features_that_say_nothing_is_at_least_the_evidence_of_pure_noise():
+    """Features unrelated to y: alpha may grow without bound (m -> 0), where the evidence tends to that of y
+    as pure noise, 1/2 log(beta / 2 pi) - 1/2 with beta = n / |y|^2; the maximum is never below it."""
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        f, y = rng.normal(size=(40, 5)), rng.normal(size=40)
+        noise = 0.5 * np.log(len(y) / (y @ y) / (2 * np.pi)) - 0.5
+        assert log_evidence(f, y)[0] >= noise - 1e-9
+    f, y = rng.normal(size=(40, 5)), rng.normal(size=40)
+    assert abs(reference_evidence(f, y, iterations=50) - log_evidence(f, y)[0]) < 1e-6
+
+
+@pytest.mark.backend_free
+def test_logme_and_the_probe_prefer_features_that_carry_the_labels():
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    good = np.eye(3)[labels] + rng.normal(0, 0.3, (60, 3))
+    noise = rng.normal(size=(60, 3))
+    assert logme(good, labels) > logme(noise, labels) + 0.1
+    assert probe_score(good, labels, folds=3) > 0.9 > 0.6 > probe_score(noise, labels, folds=3)
+    targets = good[:, :1] * 2 + rng.normal(0, 0.1, (60, 1))
+    assert probe_score(good, targets, "regression") > 0.9
+    assert probe_score(noise, targets, "regression") < 0.2
+
+
+@pytest.mark.backend_free
+def test_the_probe_trains_on_views_but_scores_the_images_alone():
+    rng = np.random.default_rng(0)
+    labels = np.arange(20) % 2
+    images = np.eye(2)[labels] + rng.normal(0, 0.1, (20, 2))
+    misleading_views = np.eye(2)[1 - labels] * 5  # views labelled the other way: they must change the fit
+    assert probe_score(images, labels, folds=2) == 1.0
+    assert probe_score(np.concatenate([images, misleading_views]), labels, folds=2, views=1) < 0.5
+
+
+@pytest.mark.backend_free
+def test_pareto_front_keeps_the_points_nothing_beats():
+    assert pareto_front([0.9, 0.8, 0.7, 0.8], [10.0, 2.0, 5.0, 3.0]) == [0, 1]
+    assert pareto_front([0.5], [1.0]) == [0]
+
+
+@pytest.mark.backend_free
+def test_candidates_and_weights_are_resolved_and_checked(tmp_path):
+    assert all(name.startswith(("mobilenet", "efficientnet", "nasnet", "densenet")) for name in resolve_candidates())
+    assert resolve_candidates("MobileNetV2, vgg16") == ["mobilenetv2", "vgg16"]
+    weights_file = tmp_path / "w.weights.h5"
+    weights_file.write_bytes(b"x")
+    assert resolve_weights([f"vgg16={weights_file}"], ["mobilenetv2", "vgg16"]) == {
+        "mobilenetv2": "imagenet", "vgg16": str(weights_file)}
+    assert resolve_weights("none", ["vgg16"]) == {"vgg16": None}
+    with pytest.raises(KerasTransferError, match="Did you mean 'resnet50'"):
+        resolve_candidates("resnet5")
+    with pytest.raises(KerasTransferError, match="not a candidate.*Received: weights resnet50="):
+        resolve_weights(["resnet50=none"], ["vgg16"])
+    with pytest.raises(KerasTransferError, match="Weights file not found: /nope.h5"):
+        resolve_weights(["vgg16=/nope.h5"], ["vgg16"])
+    with pytest.raises(KerasTransferError, match="NAME=PATH"):
+        resolve_weights(["vgg16="], ["vgg16"])
+
+
+def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=4, size=20)
+    out = tmp_path / "sel"
+    selection = select_backbones(data, out, **dict(TINY, backbones="mobilenetv3small,mobilenetv2", folds=5),
+                                 max_images=3)
+    assert selection.images == 9  # 3 classes x at most 3 images
+    assert {c.backbone for c in selection.candidates} == {"mobilenetv3small", "mobilenetv2"}
+    ranked = [(round(c.logme, 9), c.probe) for c in selection.candidates]
+    assert ranked == sorted(ranked, reverse=True)  # by LogME, ties broken by the probe
+    for c in selection.candidates:
+        assert c.params == {"mobilenetv3small": 939_120, "mobilenetv2": 2_257_984}[c.backbone]
+        assert c.ms_per_image > 0 and c.input_size == 32 and 0 <= c.probe <= 1
+        assert c.seconds >= c.features_seconds > 0
+    assert any(c.pareto for c in selection.candidates)
+    written = json.loads((out / "selection.json").read_text())
+    assert [c["backbone"] for c in written["candidates"]] == [c.backbone for c in selection.candidates]
+    assert written["probe_metric"] == "accuracy" and written["images"] == 9
+    assert written["folds"] == 3  # 5 asked, 3 images a class: the folds the probe could use, said
+    assert f"--backbone {selection.best.backbone}" in written["command"]
+    with Image.open(out / "selection.png") as plot:
+        assert plot.size[0] > 100
+    table = selection.table()
+    assert table.splitlines()[1].split()[1] == selection.best.backbone
+    assert "Train the winner: keras-transfer train" in table
+
+
+def test_select_backbones_scores_a_regression_manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["path,value"]
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{i * 0.5}")
+    (tmp_path / "values.csv").write_text("\n".join(rows) + "\n")
+    selection = select_backbones(str(tmp_path / "values.csv"), None, task="regression", **TINY)
+    assert selection.images == 8 and np.isfinite(selection.best.logme) and np.isfinite(selection.best.probe)
+    assert selection.to_dict()["probe_metric"] == "R^2"
+    assert "--task regression" in selection.command
+
+
+def test_cli_select_end_to_end(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class=3, size=20)
+    out = tmp_path / "sel"
+    code = cli.main(["select", data, "--backbones", "mobilenetv3small", "--weights", "none", "--input-size", "32",
+                     "--views", "1", "--folds", "2", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "mobilenetv3small" in captured.out and "Train the winner" in captured.out
+    assert "18/18" in captured.out  # the progress bar: 9 images and their 9 views
+    written = json.loads((out / "selection.json").read_text())
+    assert written["views"] == 1 and written["candidates"][0]["feature_dim"] == 576
+    assert os.path.isfile(out / "selection.png")
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--backbones", "mobilenetv3smal"], ["Unknown backbone 'mobilenetv3smal'", "Did you mean 'mobilenetv3small'"]),
+    (["--backbones", "mobilenetv3small", "--weights", "mobilenetv3small=/no/such.h5"],
+     ["Weights file not found: /no/such.h5"]),
+    (["--backbones", "mobilenetv3small", "--weights", "vgg16=none", "--weights", "mobilenetv3small=none"],
+     ["Weights are given for vgg16, which is not a candidate", "Candidates: mobilenetv3small"]),
+    (["--backbones", "mobilenetv3small", "--weights", "none", "--max-images", "0"],
+     ["max_images must be a positive integer", "Received: max_images=0"]),
+    (["--backbones", "mobilenetv3small", "--weights", "none", "--views", "many"],
+     ["--views must be 'auto' or an integer", "Received: --views many"]),
+])
+def test_cli_select_bad_input_is_one_line(tmp_path, capsys, extra, fragments):
+    data = write_image_folder(tmp_path / "data", per_class=2, size=20)
+    code = cli.main(["select", data, "--input-size", "32", "--out", str(tmp_path / "sel"), *extra])
+    assert_one_line_error(code, capsys.readouterr(), *fragments)
+    assert not os.path.exists(tmp_path / "sel" / "selection.json")
