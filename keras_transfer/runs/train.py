@@ -160,6 +160,11 @@ def _load_data(config, plan):
                                  test_split=config.test_split, strict=config.strict, antialias=config.antialias)
 
     data = load(first)
+    images = len(data.splits.labels("train"))
+    if images < plan.devices:  # before the run folder: each device needs an image of every batch
+        raise KerasTransferError(f"devices={config.devices} splits each batch over {plan.devices} devices, but "
+                                 f"only {images} training image(s) were found: pass devices <= {images} (or leave it "
+                                 f"unset for one device). Received: devices={config.devices!r}")
     batch, scale = plan.batch_and_scale(config.batch_size, batch_for(len(data.splits.labels("train"))))
     data = data if batch == first else load(batch)  # tiny data: scanned again
     return plan.even_batches(data, batch), scale
