@@ -34,7 +34,8 @@ class LabelledTexts:
         labels: int index into `class_names` per text.
         class_names: sorted class names.
         texts: `{id: text}`.
-        skipped: `(id, reason)` of each text left out (empty, not UTF-8, no label).
+        skipped: `(id, reason)` of each text left out (empty, not UTF-8, no label; in a folder, an entry
+            `data.scan` does not open: a FIFO, socket or device, a symlink out of the folder or a loop).
         cut: ids of texts cut to `max_chars` characters.
     """
 
