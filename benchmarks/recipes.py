@@ -19,8 +19,8 @@ over seeds; `--json` keeps every seed's values.
 Cost, measured on 2 CPU cores shared with other jobs (32 px, the cut network, 2026-11-29): a linear probe or
 `auto` (the converged head, under 20 images a class) takes 3-25 s, `scratch` 80-400 s (at least 300 steps),
 `lp_ft` / `two_phase` 85-190 s. `--tasks digits textures photos --ks 3 5 10 --seeds 0 --recipes auto` took about
-45 minutes a backend there; pick `--tasks`, `--ks` and `--seeds` for a quick look. The results are in README.md
-(Recipes, Few-shot results) and BENCHMARKS.md.
+45 minutes a backend there; pick `--tasks`, `--ks` and `--seeds` for a quick look. The results are in docs/results.md
+(Few-shot recipes).
 """
 
 import argparse

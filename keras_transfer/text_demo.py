@@ -98,7 +98,7 @@ def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence
             batch_size=16):
     """Trains the pretrained and the random-initialised MiniLM by the default text recipe on the same split;
     returns `{"pretrained"|"scratch": (held-out accuracy, seconds, plan)}`. `batch_size=None`: the library's
-    default (16, at most a quarter of the training texts); the README's table was measured at 16."""
+    default (16, at most a quarter of the training texts); the results table (docs/results.md) was measured at 16."""
     results = {}
     for pretrained in (True, False):
         start = time.time()

@@ -3,7 +3,7 @@
 A run writes it at its start; resume recomputes it and refuses a data folder whose files kept their names but
 changed their content (a renamed, re-encoded or replaced image). The hash is BLAKE2b (16 bytes) of the whole
 file, read in parallel threads (hashlib releases the GIL); mtimes are left out, so copying or touching the
-files does not count as a change. Cost, measured by `benchmarks/fingerprint.py`: see the README.
+files does not count as a change. Cost, measured by `benchmarks/fingerprint.py`: see docs/results.md.
 """
 
 import concurrent.futures

@@ -144,7 +144,7 @@ def make_dataset(paths, labels, *, image_size, batch_size, shuffle=False, seed=1
             epoch) or a file path prefix (`tf.data` cache files there: memory stays flat). Cached images
             are stored as uint8 (a quarter of the size; values rounded to whole levels).
         antialias: antialiased (area-weighted) downscaling, as PIL's resize does; off by default, as in
-            Keras's own loader: it costs about twice the CPU per image (see BENCHMARKS.md).
+            Keras's own loader: it costs about twice the CPU per image (see docs/results.md).
         readers: the reader per path (`"jpeg"`, `"png"`, `"pil"`, see `images.read_header`); by default
             read from each file's header.
         skipped: a `SkippedFiles` to record the files that fail to decode into; by default a new one.

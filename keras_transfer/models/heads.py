@@ -34,10 +34,11 @@ class TaskHead(ClassifierHead):
         units: outputs (regression targets, or labels).
         task: `"regression"` or `"multilabel"`.
         loss: the training loss's name (`LOSSES[task]`), kept so a reloaded model trains the same way.
-        target_mean, target_scale: per-output standardisation of the regression targets (default 0 and 1).
+        target_mean: per-output mean of the regression targets' standardisation (default 0).
+        target_scale: per-output scale of the regression targets' standardisation (default 1).
         thresholds: per-label decision thresholds of a multi-label head (default 0.5 each).
         label_weights: per-label positive weights of a multi-label head's loss (default: unweighted).
-        class_names: the target or label names.
+        **kwargs: `ClassifierHead`'s, e.g. `class_names`: the target or label names.
     """
 
     def __init__(self, units, task="regression", loss=None, target_mean=None, target_scale=None, thresholds=None,
@@ -97,7 +98,8 @@ def build_model(backbone, task="classification", *, outputs=None, class_names=No
         outputs: regression targets or labels (default `len(class_names)`); for classification, `num_classes`.
         class_names: the class, target or label names.
         loss: regression `"mse"` (default), `"mae"`, `"huber"`; multi-label `"bce"` (default), `"focal"`.
-        target_mean, target_scale: the regression targets' standardisation (`standardisation(targets)`).
+        target_mean: the regression targets' mean (`standardisation(targets)`).
+        target_scale: the regression targets' scale (`standardisation(targets)`).
         thresholds: per-label thresholds of a multi-label head (default 0.5).
         label_weights: per-label positive weights of a multi-label loss (`label_weights.positive_weights`).
         **kwargs: `build_classifier`'s other keywords (weights, input_size, augmentation, dropout, ...).

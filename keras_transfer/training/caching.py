@@ -9,7 +9,7 @@ updates the full model's head in place and the full model then predicts exactly 
 A text classifier (`build_text_classifier`, token ids in) caches the same way: its features are the pooled
 outputs of the frozen encoder, computed once per text from the token-id batches of its `tf.data` pipeline.
 
-What feeds the head is chosen per backend, measured (BENCHMARKS.md, feature caching): on TensorFlow a
+What feeds the head is chosen per backend, measured (docs/results.md, feature caching): on TensorFlow a
 `tf.data` pipeline of the cached arrays (`CachedFeatures.as_tf_dataset`: a gather per batch from tensors in
 memory, or a read of the batch's rows from the memory map), which spares the Python generator Keras makes
 of a `keras.utils.PyDataset` (2026-11-29, 1,024 features, batch 32: 3.0-5.4 ms a step against 4.2-7.5 ms
@@ -139,7 +139,8 @@ def extract_features(model, data, *, cache="memory", name="train", batch_size=No
             (`<name>.features.f32`, `<name>.json`, `<name>.labels.npy`) and memory-mapped back.
         name: the file name stem in a cache folder (e.g. `"train"`, `"val"`).
         batch_size: batch size for arrays (default 32); a dataset keeps its own batches.
-        shuffle, seed: reorder the cached images each epoch, in a seeded order.
+        shuffle: reorder the cached images each epoch, in a seeded order.
+        seed: the seed of that order.
 
     Returns:
         A `CachedFeatures` (a `keras.utils.PyDataset` of `(features, labels)` batches).
@@ -270,11 +271,13 @@ def train_head_cached(model, train, val=None, *, preset="feature_extraction", ep
 
     Args:
         model: a model made by `build_classifier` with `augmentation="none"`.
-        train, val: `(images, labels)` arrays (batch size 32) or `tf.data.Dataset`s of `(images, labels)`.
+        train: `(images, labels)` arrays (batch size 32) or `tf.data.Dataset`s of `(images, labels)`.
+        val: the validation data, as `train`.
         preset: a head-only preset name or `Preset`; `epochs`, `learning_rate` override it.
         cache: `"memory"` or a folder to stream the features to (for data larger than memory).
         callbacks: extra Keras callbacks; a `ModelCheckpoint` saves the full model.
-        shuffle, seed: reorder the cached training images each epoch, in a seeded order.
+        shuffle: reorder the cached training images each epoch, in a seeded order.
+        seed: the seed of that order.
         head_batch_size: train the head on batches of this size instead of the source's (fewer, cheaper
             steps; other steps than the uncached phase's, so opt-in).
 

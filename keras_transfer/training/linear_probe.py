@@ -173,7 +173,8 @@ def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_wei
     Args:
         model: a model made by `build_classifier` (augmentation, if any, is off: features are computed in
             inference mode).
-        train, val: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        train: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        val: the validation data, as `train`.
         l2: a fixed L2 strength (of mean cross-entropy + l2/2 |W|^2 on standardised features); `None` tries
             l2 = 1 / (n C) for C in `c_grid` and keeps the best validation accuracy, ties to the lower validation
             loss (a linear probe's usual selection), or C = 1 without `val`.

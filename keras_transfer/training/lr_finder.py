@@ -95,7 +95,8 @@ def find_lr(model, train, *, start_learning_rate=1e-7, end_learning_rate=10.0, s
     Args:
         model: a compiled Keras model (e.g. `build_classifier` then `compile_model`).
         train: `(x, y)` arrays, or a `tf.data.Dataset` of `(x, y)` batches (repeated as needed).
-        start_learning_rate, end_learning_rate: the first and last rates (0 < start < end).
+        start_learning_rate: the first rate (0 < start < end).
+        end_learning_rate: the last rate.
         steps: optimizer steps, one batch each (>= 2).
         batch_size: batch size for arrays (default 32, at most the number of samples); not for datasets.
         optimizer: the optimizer to test (a name or a Keras optimizer, copied, not changed); defaults to a

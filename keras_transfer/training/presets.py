@@ -193,7 +193,8 @@ def compile_model(model, preset="feature_extraction", *, optimizer=None, loss=No
         preset: a preset name or `Preset`.
         optimizer: an optimizer name (`"adam"`, `"adamw"`, `"sgd"`, `"rmsprop"`, built with the preset's rate)
             or a Keras optimizer object replacing the preset's.
-        loss, metrics: Keras objects replacing the preset's.
+        loss: a Keras loss replacing the preset's.
+        metrics: Keras metrics replacing the preset's.
         jit_compile: `"auto"` lets Keras choose (XLA off on a CPU-only TensorFlow, where it is slower).
         **overrides: `Preset` fields, e.g. `learning_rate=1e-4`, `label_smoothing=0.1`.
 

@@ -46,13 +46,16 @@ class RecipeOptions:
     Args:
         strategy: `"head_only"` (the head phase alone), or how the backbone is unfrozen after it:
             `"top_blocks"` (the top `n` blocks), `"from_layer"` (from `layer` on), `"full"`, `"gradual"`.
-        head_epochs, fine_tune_epochs: exact epochs of each phase (default: from the step budget).
-        head_learning_rate, fine_tune_learning_rate: the phases' (peak) rates.
+        head_epochs: exact epochs of the head phase (default: from the step budget).
+        fine_tune_epochs: exact epochs of the fine-tuning phase (default: from the step budget).
+        head_learning_rate: the head phase's (peak) rate.
+        fine_tune_learning_rate: the fine-tuning phase's (peak) rate.
         batch_size: the batch size (default: 32, at most a quarter of the training images).
         layer_decay: per-block rate factor of `lp_ft` / `gradual` (the top block trains at rate x decay).
         label_smoothing: of the cross-entropy loss, in every gradient phase.
         l2sp: L2-SP strength alpha: the backbone is pulled toward its pretrained weights (`None`: off).
-        head_l1, head_l2: L1/L2 kernel penalties of the head in the gradient phases (saved with the model).
+        head_l1: L1 kernel penalty of the head in the gradient phases (saved with the model).
+        head_l2: L2 kernel penalty of the head, likewise.
         lr_scale: every phase's learning rate is multiplied by it (data-parallel runs: the linear scaling
             rule, `training.distribution`).
     """
@@ -226,14 +229,22 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, option
 
     Args:
         model: a model made by `build_classifier`.
-        train, val: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        train: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        val: the validation data, as `train`.
         recipe: `"auto"`, `"two_phase"`, `"lp_ft"`, `"gradual"` or `"scratch"`.
         pretrained: whether the backbone holds pretrained weights (`False`: BatchNorm trains; `"auto"` runs
             `scratch`). A model rebuilt for resuming has its weights from the checkpoint: say what it was built with.
         options: a `RecipeOptions` (strategy, epochs, rates, batch size, ...).
         num_images: the training images, where `train` cannot tell (a dataset of unknown size).
-        checkpoint_path, csv_path, callbacks, class_weight, verbose, cache_features, cache_dir, jit_compile,
-            state: as in `run_phases`.
+        checkpoint_path: as in `run_phases`.
+        csv_path: as in `run_phases`.
+        callbacks: as in `run_phases`.
+        class_weight: as in `run_phases`.
+        verbose: as in `run_phases`.
+        cache_features: as in `run_phases`.
+        cache_dir: as in `run_phases`.
+        jit_compile: as in `run_phases`.
+        state: as in `run_phases`.
 
     Returns:
         A `FineTuneResult` whose `recipe` names the recipe run and `plan` says what it chose and why.
@@ -306,9 +317,12 @@ def fine_tune(model, train, val=None, *, head_epochs=None, fine_tune_epochs=None
 
     Args:
         model: a model made by `build_classifier`.
-        train, val: `tf.data.Dataset`s of (images, labels), or `(images, labels)` tuples of arrays.
-        head_epochs, fine_tune_epochs: epochs of each phase (default: the presets').
-        head_learning_rate, fine_tune_learning_rate: override the presets' rates.
+        train: `tf.data.Dataset`s of (images, labels), or `(images, labels)` tuples of arrays.
+        val: the validation data, as `train`.
+        head_epochs: epochs of the head phase (default: the preset's).
+        fine_tune_epochs: epochs of the fine-tuning phase (default: the preset's).
+        head_learning_rate: overrides the head preset's rate.
+        fine_tune_learning_rate: overrides the fine-tuning preset's rate.
         label_smoothing: overrides both presets' label smoothing.
         checkpoint_path: optional `.keras` path for the best model over all phases.
         csv_path: optional CSV log over all phases.

@@ -117,14 +117,16 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
 
     Args:
         model: a model made by `heads.build_model` with `task="regression"` or `"multilabel"`.
-        train, val: `(images, targets)` arrays or `tf.data.Dataset`s of `(images, targets)` batches.
+        train: `(images, targets)` arrays or `tf.data.Dataset`s of `(images, targets)` batches.
+        val: the validation data, as `train`.
         l2: a fixed L2 strength; `None` tries l2 = 1 / (n C) for C in `c_grid` and keeps the lowest validation
             loss (C = 1 without `val`).
         class_weight: not supported for these tasks (a dict is an error).
         max_iterations: L-BFGS iterations (multi-label).
-        views, seed: shifted copies of each training image whose features join the training set, as in
+        views: shifted copies of each training image whose features join the training set, as in
             `linear_probe.fit_linear_head` (a digit's value and the digits in a tile do not change when the
             image moves by a few pixels); validation sees the images as they are.
+        seed: the seed of the shifts.
 
     Returns:
         A `TaskProbe`.
