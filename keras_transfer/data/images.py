@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_transfer.data.scan import file_problem
 from keras_transfer.errors import KerasTransferError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -68,8 +69,9 @@ def read_image(path):
     >>> read_image("/tmp/gray.png").shape
     (4, 5, 3)
     """
-    if not os.path.isfile(path):
-        raise ImageDecodeError(path, "no such file")
+    problem = file_problem(path)  # a FIFO or device is never opened: `open` could wait forever
+    if problem:
+        raise ImageDecodeError(path, problem)
     with _pil_errors(path), Image.open(path) as image:
         image.load()  # decodes every byte: a truncated file fails here, not mid-epoch
         image = ImageOps.exif_transpose(image)
@@ -206,6 +208,9 @@ def read_header(path):
     >>> read_header("/tmp/header.png")
     ImageHeader(format='PNG', mode='RGB', height=4, width=5, orientation=1, reader='png')
     """
+    problem = file_problem(path)  # a FIFO or device is never opened: `open` could wait forever
+    if problem:
+        raise ImageDecodeError(path, problem)
     try:
         fd = os.open(path, os.O_RDONLY)  # no buffered file object: the header read is two system calls
         try:

@@ -17,6 +17,7 @@ import warnings
 from keras_transfer.data.images import ImageDecodeError, is_image_name, read_header, read_image
 from keras_transfer.data.manifests import PathResolver, csv_rows, is_header, json_rows
 from keras_transfer.data.pipeline import SkippedFiles, make_dataset
+from keras_transfer.data.scan import class_folders, scan_files
 from keras_transfer.data.splits import SPLITS, split_images, summarize
 from keras_transfer.errors import KerasTransferError
 
@@ -54,22 +55,19 @@ class LabelledImages:
     readers: list = None
 
 
-def _visible_dirs(folder):
-    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+def _visible_dirs(folder, refused, root):
+    """The class (or split) folders of `folder`; a symlinked one that breaks `scan`'s rule goes to `refused`."""
+    names, skipped = class_folders(folder, root=root)
+    refused.update(skipped)
+    return names
 
 
-def walk_images(folder):
-    """`(image_paths, ignored_count)` under `folder`, recursively; hidden files and folders are not entered."""
-    found, ignored = [], 0
-    for root, dirs, files in os.walk(folder):
-        ignored += sum(1 for d in dirs if d.startswith("."))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if is_image_name(name):
-                found.append(os.path.join(root, name))
-            else:
-                ignored += 1
-    return found, ignored
+def walk_images(folder, *, root=None):
+    """`(image_paths, ignored_count, skipped)` under `folder`, recursively, under `data.scan`'s rule (a FIFO,
+    socket or device, a symlink outside `root` (default `folder`) or a loop is in `skipped`, never opened);
+    hidden files and folders are not entered."""
+    paths, skipped, ignored = scan_files(folder, is_image_name, root=root)
+    return paths, ignored, skipped
 
 
 def _ignored_at(folder):
@@ -78,9 +76,11 @@ def _ignored_at(folder):
 
 
 def _scan_folder(folder):
-    """`(entries, ignored, kind)`: entries are `(path, class_name, split_or_None)`."""
+    """`(entries, ignored, kind, refused)`: entries are `(path, class_name, split_or_None)`; `refused` maps each
+    entry `data.scan` does not let the scan read to why."""
     folder = os.path.abspath(folder)
-    top = _visible_dirs(folder)
+    refused = {}
+    top = _visible_dirs(folder, refused, folder)
     ignored = _ignored_at(folder)
     layout = "train" in top and set(top) <= set(SPLITS)  # a class named "train" beside "cat" is no layout
     entries = []
@@ -88,13 +88,15 @@ def _scan_folder(folder):
         base = os.path.join(folder, split) if split else folder
         if split:
             ignored += _ignored_at(base)
-        for name in _visible_dirs(base):
-            found, skipped = walk_images(os.path.join(base, name))
+        for name in _visible_dirs(base, refused, folder):
+            found, skipped, refused_here = walk_images(os.path.join(base, name), root=folder)
             ignored += skipped
+            refused.update(refused_here)
             entries.extend((p, name, split) for p in found)  # absolute: the walk starts from an absolute folder
-            if not found:
+            entries.extend((p, name, split) for p, _ in refused_here)  # named, and its class counted as listed
+            if not found and not refused_here:
                 entries.append((None, name, split))  # remembers the class, so that an empty one is named
-    return entries, ignored, "layout" if layout else "folder"
+    return entries, ignored, "layout" if layout else "folder", refused
 
 
 def _manifest_error(manifest, where, what):
@@ -175,9 +177,9 @@ def _read_all(paths, strict):
 def _check_source(source):
     source = os.fspath(source)
     if os.path.isdir(source):
-        return _scan_folder(source)
+        return _scan_folder(source)  # `data.scan`'s rule: no FIFO opened, no symlink followed out of it
     if os.path.isfile(source) and source.lower().endswith(MANIFEST_EXTENSIONS):
-        return _scan_manifest(source)
+        return _scan_manifest(source) + ({},)
     what = "is not a folder or a .csv/.json manifest" if os.path.exists(source) else "not found"
     raise KerasTransferError(f"Data source {source} {what}. Give a folder of class subfolders, a folder with "
                              f"train/ val/ test/ subfolders, or a CSV/JSON manifest of path,label rows. "
@@ -211,8 +213,9 @@ def find_images(source, *, strict=False):
     >>> find_images("/tmp/kt_find").class_names
     ['a', 'b']
     """
-    entries, ignored, kind = _check_source(source)
-    read = _read_all([path for path, _, _ in entries if path], strict)
+    entries, ignored, kind, refused = _check_source(source)
+    read = _read_all([path for path, _, _ in entries if path and path not in refused], strict)
+    read.update({path: ImageDecodeError(path, reason) for path, reason in refused.items()})
     skipped = [(path, result.reason) for path, result in read.items() if isinstance(result, ImageDecodeError)]
     if strict and skipped:
         listing = "; ".join(f"{path} ({reason})" for path, reason in skipped)

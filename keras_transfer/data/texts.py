@@ -15,6 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer.data.scan import class_folders, scan_files
 from keras_transfer.data.splits import SPLITS, batch_for, class_weights, split_images
 from keras_transfer.errors import KerasTransferError
 
@@ -33,7 +34,8 @@ class LabelledTexts:
         labels: int index into `class_names` per text.
         class_names: sorted class names.
         texts: `{id: text}`.
-        skipped: `(id, reason)` of each text left out (empty, not UTF-8, no label).
+        skipped: `(id, reason)` of each text left out (empty, not UTF-8, no label; in a folder, an entry
+            `data.scan` does not open: a FIFO, socket or device, a symlink out of the folder or a loop).
         cut: ids of texts cut to `max_chars` characters.
     """
 
@@ -67,15 +69,16 @@ def read_texts(source, *, text_column="text", label_column="label", max_chars=MA
     >>> found.class_names, len(found.paths), found.skipped[:1]
     """
     source = os.fspath(source)
+    skipped = []  # `(id, reason)`: a folder's entries `data.scan` refuses come first, then the unusable texts
     if os.path.isdir(source):
-        rows, kind = _folder_rows(source), "folder"
+        rows, kind = _folder_rows(source, skipped), "folder"
     elif os.path.isfile(source) and source.lower().endswith(TABLE_EXTENSIONS):
         rows, kind = _table_rows(source, text_column, label_column), "table"
     else:
         raise KerasTransferError(f"Text data must be a folder of class subfolders of .txt files or a table "
                                  f"({', '.join(TABLE_EXTENSIONS)}) of {text_column},{label_column}. "
                                  f"Received: source={source!r}")
-    kept, skipped, cut = [], [], []
+    kept, cut = [], []
     for row_id, text, label in rows:
         reason = _problem(text, label)
         if reason:
@@ -111,16 +114,20 @@ def _decode(data):
     return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _folder_rows(folder):
-    for name in sorted(os.listdir(folder)):
-        sub = os.path.join(folder, name)
-        if name.startswith(".") or not os.path.isdir(sub):
-            continue
-        for file in sorted(os.listdir(sub)):
-            if file.lower().endswith(".txt") and not file.startswith("."):
-                path = os.path.join(sub, file)
-                with open(path, "rb") as f:
-                    yield path, _decode(f.read()), name
+def _is_text_name(name):
+    return name.lower().endswith(".txt")
+
+
+def _folder_rows(folder, skipped):
+    """`(path, text, class)` of each `.txt` file under a class folder (recursively, as image class folders are
+    walked), under `data.scan`'s rule; what it refuses goes to `skipped`, named."""
+    names, refused = class_folders(folder)
+    skipped.extend(refused)
+    for name in names:
+        paths, refused, _ = scan_files(os.path.join(folder, name), _is_text_name, root=folder)
+        skipped.extend(refused)
+        for path in paths:
+            yield _text_file(path) + (name,)
 
 
 def _table_rows(path, text_column, label_column):
@@ -156,7 +163,7 @@ def read_unlabelled_texts(inputs, *, text_column="text", max_chars=MAX_CHARS):
     """
     ids, texts, skipped = [], [], []
     for item in inputs:
-        for text_id, text in _unlabelled_rows(os.fspath(item), text_column):
+        for text_id, text in _unlabelled_rows(os.fspath(item), text_column, skipped):
             reason = _problem(text, "-")
             if reason:
                 skipped.append((text_id, reason))
@@ -166,12 +173,11 @@ def read_unlabelled_texts(inputs, *, text_column="text", max_chars=MAX_CHARS):
     return ids, texts, skipped
 
 
-def _unlabelled_rows(item, text_column):
+def _unlabelled_rows(item, text_column, skipped):
     if os.path.isdir(item):
-        for root, folders, files in os.walk(item):
-            folders.sort()
-            yield from (_text_file(os.path.join(root, f)) for f in sorted(files)
-                        if f.lower().endswith(".txt") and not f.startswith("."))
+        paths, refused, _ = scan_files(item, _is_text_name)  # the training folders' rule, `item` the root
+        skipped.extend(refused)
+        yield from map(_text_file, paths)
     elif os.path.isfile(item) and item.lower().endswith(TABLE_EXTENSIONS):
         yield from ((text_id, text) for text_id, text, _ in _table_rows(item, text_column, None))
     elif os.path.isfile(item) and item.lower().endswith(".txt"):

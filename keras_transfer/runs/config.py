@@ -136,6 +136,13 @@ def check_optional_text(name, value):
         raise _fail(f"{name} must be text or None.", **{name: value})
 
 
+def check_cache_folder(name, value):
+    check_optional_text(name, value)
+    if value is not None and os.path.exists(value) and not os.path.isdir(value):
+        raise _fail(f"{name} must be a folder (new or existing) to stream the cached features to; {value} is a "
+                    "file.", **{name: value})
+
+
 def check_augmentation_name(name, value):
     if value not in AUGMENTATIONS:
         raise unknown_name(name, value, AUGMENTATIONS)
@@ -147,6 +154,17 @@ def check_jit_compile_value(name, value):
 
 def _none_or(text):
     return None if text.lower() == "none" else text
+
+
+def _check_field(field, value):
+    """Runs a field's check; an error about a field whose flag has another name (`n`: `--blocks`) names the flag."""
+    try:
+        field.metadata["check"](field.name, value)
+    except KerasTransferError as error:
+        flag = field.metadata["cli"]
+        if flag in (None, "positional"):
+            raise
+        raise KerasTransferError(f"{error} (on the command line: {flag})") from None
 
 
 def setting(default, help, *, check=None, choices=None, cli=None, type=None, cli_choices=None):
@@ -224,7 +242,7 @@ class RunConfig:
     seed: int = setting(1337, "seed of the split, shuffling, augmentation and initial head", check=check_non_negative_int)
     cache_features: bool = setting(False, "train the head phase on backbone features computed once (needs "
                                    "--augmentation none)", check=check_flag)
-    cache_dir: str = setting(None, "stream cached features to this folder (default: in memory)", check=check_optional_text,
+    cache_dir: str = setting(None, "stream cached features to this folder (default: in memory)", check=check_cache_folder,
                              type=str)
     precision: str = setting("float32", "numeric precision of the model", choices=PRECISIONS)
     jit_compile: object = setting("auto", "XLA compilation (auto: off on a CPU-only TensorFlow, on for JAX)",
@@ -283,7 +301,7 @@ class RunConfig:
             if self.modality == "text" and field.name in ("backbone", "data_dir", "weights"):
                 continue  # checked by `_validate_text`
             if meta["check"] is not None and not (resume and field.name == "weights"):
-                meta["check"](field.name, value)
+                _check_field(field, value)
         if self.modality == "text":
             if self.task != "classification":
                 raise _fail(f"modality is not supported for task {self.task!r} (image only, for now).",

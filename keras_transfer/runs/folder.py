@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def check_run_folder(out, overwrite=False):
-    """Refuses a folder that already holds a run unless `overwrite`."""
+    """Refuses a folder that already holds a run unless `overwrite`, and an `out` that is a file."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise KerasTransferError(f"--out {out} is a file; a run is written into a folder (new, or holding a run "
+                                 f"with --overwrite / --resume). Received: out={os.fspath(out)!r}")
     if os.path.exists(os.path.join(out, CONFIG)) and not overwrite:
         raise KerasTransferError(
             f"Run folder {out} already holds a run ({CONFIG}). Choose another --out or pass --overwrite. "

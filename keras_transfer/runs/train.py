@@ -24,6 +24,7 @@ from keras_transfer.serving.evaluation import evaluate
 from keras_transfer.serving.loading import load_model
 from keras_transfer.training.recipes import data_size, plan_recipe, run_recipe
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
+from keras_transfer.models.freezing import check_strategy
 from keras_transfer.training.distribution import setup_devices
 from keras_transfer.training.phases import batch_of
 from keras_transfer.training.state import TrainingState
@@ -117,6 +118,8 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
         model = build_classifier(config.backbone, data.num_classes, weights=weights, input_size=config.input_size,
                                  augmentation=config.augmentation, dropout=config.dropout,
                                  class_names=data.class_names, seed=config.seed, precision=config.precision)
+        if config.strategy in ("top_blocks", "from_layer"):  # an unknown --layer or too many --blocks: now
+            check_strategy(model, config.strategy, n=config.n, layer=config.layer)
         state = TrainingState(out, resume=resume)  # resumed: reads last.keras (weights=None above: from it)
         if state.finished:
             raise KerasTransferError(f"The run in {out} already finished all its epochs; nothing to resume. "
@@ -160,6 +163,11 @@ def _load_data(config, plan):
                                  test_split=config.test_split, strict=config.strict, antialias=config.antialias)
 
     data = load(first)
+    images = len(data.splits.labels("train"))
+    if images < plan.devices:  # before the run folder: each device needs an image of every batch
+        raise KerasTransferError(f"devices={config.devices} splits each batch over {plan.devices} devices, but "
+                                 f"only {images} training image(s) were found: pass devices <= {images} (or leave it "
+                                 f"unset for one device). Received: devices={config.devices!r}")
     batch, scale = plan.batch_and_scale(config.batch_size, batch_for(len(data.splits.labels("train"))))
     data = data if batch == first else load(batch)  # tiny data: scanned again
     return plan.even_batches(data, batch), scale

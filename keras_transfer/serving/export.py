@@ -88,6 +88,7 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
     >>> export(model, "/tmp/exported").max_abs_difference < 1e-4
     True
     """
+    check_atol(atol)  # before the export: a bad tolerance is refused without minutes of work first
     if format not in FORMATS:
         raise unknown_name("format", format, FORMATS)
     if format == "tflite":
@@ -111,6 +112,16 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
         difference, got, names_path = _write_tflite(model, path, class_names, images, expected, tolerance, quantize)
     agreement = float(np.mean(class_indices(got) == class_indices(expected)))
     return ExportResult(path, format, difference, agreement, tolerance, quantize, names_path)
+
+
+def check_atol(atol):
+    """Raises a one-line error unless `atol` is None (the format's tolerance) or a finite number > 0."""
+    if atol is None:
+        return
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not 0 < atol < float("inf"):
+        raise KerasTransferError(f"atol is the largest difference accepted between the export and the model: a "
+                                 f"finite number > 0 (e.g. 1e-4), or unset for the format's default. "
+                                 f"Received: atol={atol!r}")
 
 
 def export_saved_model(model, path, *, check=True, atol=1e-4, uint8=True, resize=True):

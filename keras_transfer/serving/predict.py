@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_transfer.data.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image, resize_image
+from keras_transfer.data.scan import file_problem
 from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import input_size
@@ -30,19 +31,30 @@ def class_probabilities(outputs):
 
 def find_inputs(inputs):
     """Image files from files and folders (folders walked recursively, sorted, hidden entries left out)."""
+    return scan_inputs(inputs)[0]
+
+
+def scan_inputs(inputs):
+    """`(paths, refused)`: the image files of `inputs` in order, and `{path: reason}` for those among them that
+    are never opened (`data.scan`'s rule, as training scans: a FIFO, socket or device; in a folder, a symlink
+    out of it or a loop). Folders are walked recursively, sorted, hidden entries left out."""
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    found = []
+    found, refused = [], {}
     for item in map(os.fspath, given):
         if os.path.isdir(item):
-            found.extend(walk_images(item)[0])  # the training loader's walk: same files, same order
-        elif os.path.isfile(item):
+            paths, _, skipped = walk_images(item)  # the training loader's walk: same files, same order, same rule
+            found.extend(paths + [path for path, _ in skipped])  # the refused ones last, each named
+            refused.update(skipped)
+        elif os.path.lexists(item):
             found.append(item)
+            if file_problem(item):  # a FIFO named on the command line: named, not opened
+                refused[item] = file_problem(item)
         else:
             raise KerasTransferError(f"No such file or folder: {item}. Received: inputs={given!r}")
     if not found:
         raise KerasTransferError(f"No image files found in {', '.join(map(os.fspath, given)) or 'nothing'} "
                                  f"(looked for {', '.join(IMAGE_EXTENSIONS)}). Received: inputs={given!r}")
-    return found
+    return found, refused
 
 
 def predict_probabilities(model, images, *, tta=False):
@@ -92,12 +104,12 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
     model, names = load_model(model_or_run_dir)
     describe = task_describer(model)  # regression and multi-label models: values, or labels above thresholds
     names = default_class_names(model, names) if describe is None else names
-    size, paths = input_size(model), find_inputs(inputs)
+    size, (paths, refused) = input_size(model), scan_inputs(inputs)
     k = min(top_k, len(names or ()))
     outputs_of = predict_probabilities if describe is None else task_outputs_on_batch
     results = []
     for start in range(0, len(paths), batch_size):
-        images, skipped = _read_chunk(paths[start:start + batch_size], size, strict, antialias)
+        images, skipped = _read_chunk(paths[start:start + batch_size], size, strict, antialias, refused)
         rows = iter(outputs_of(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
         for path in paths[start:start + batch_size]:
             if path in skipped:
@@ -112,11 +124,14 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
     return results
 
 
-def _read_chunk(paths, size, strict, antialias):
-    """`({path: image}, {path: reason})`: the readable files' pixels and why the others were skipped."""
+def _read_chunk(paths, size, strict, antialias, refused):
+    """`({path: image}, {path: reason})`: the readable files' pixels and why the others were skipped (`refused`:
+    the scan's reasons, for files never opened)."""
     images, skipped = {}, {}
     for path in paths:
         try:
+            if path in refused:
+                raise ImageDecodeError(path, refused[path])
             images[path] = resize_image(read_image(path), size, antialias)
         except ImageDecodeError as error:
             if strict:

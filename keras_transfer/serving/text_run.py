@@ -18,7 +18,7 @@ from keras_transfer.data.texts import read_texts, read_unlabelled_texts
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
 from keras_transfer.serving.evaluation import _relabel, evaluation_images, write_report
-from keras_transfer.serving.export import TOLERANCES, _check_target, _check_writable, _write_keras, check_serialisable
+from keras_transfer.serving.export import TOLERANCES, _check_target, check_atol, _check_writable, _write_keras, check_serialisable
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import class_probabilities
@@ -154,6 +154,7 @@ def export_text_run(run_dir, path, *, format="saved_model", quantize=None, atol=
     >>> export_text_run("runs/text", "exported/text").max_abs_difference < 1e-4  # doctest: +SKIP
     True
     """
+    check_atol(atol)  # before loading the run: a bad tolerance costs nothing
     if format == "tflite":
         raise KerasTransferError("A text run exports format 'saved_model' (raw strings in) or 'keras': its tokenizer "
                                  "is TensorFlow-Text ops, which TFLite does not run. Received: format='tflite'")

@@ -231,11 +231,20 @@ def _setup_tensorflow(devices):
         names, reduce = [f"/gpu:{i}" for i in range(count)], None  # None: NCCL all-reduce where it can
     else:  # one reduction device: CPU collectives of two strategies in one process clash over group keys
         count = _logical_cpus() if devices == "all" else devices
+        if count > max_cpu_devices():
+            raise _too_many(devices, max_cpu_devices(), "logical CPU devices TensorFlow makes without a GPU: at most "
+                            "one per core, and 8 on a smaller machine")
         names, reduce = [f"/cpu:{i}" for i in range(_split_cpu(count))], tf.distribute.ReductionToOneDevice()
     if count == 1:
         return DataParallel(devices=1, backend="tensorflow")
     strategy = tf.distribute.MirroredStrategy(devices=names, cross_device_ops=reduce)
     return DataParallel(devices=count, backend="tensorflow", engine=strategy, kind="MirroredStrategy")
+
+
+def max_cpu_devices():
+    """The most logical devices a GPU-less TensorFlow splits its CPU into: a rehearsal of the multi-device path
+    (no speed-up), so one per core, and 8 where there are fewer cores (the tests rehearse on 4)."""
+    return max(8, os.cpu_count() or 1)
 
 
 def _logical_cpus():

@@ -20,6 +20,8 @@ minimum number of optimizer steps, and EarlyStopping cannot end a phase before i
 import dataclasses
 import logging
 
+import numpy as np
+
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import head_layers
 from keras_transfer.training.batchnorm import sample_batches
@@ -262,7 +264,7 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, option
         regularize_head(model, l1=options.head_l1, l2=options.head_l2)
         why.append(f"head penalty: l1 {options.head_l1:g}, l2 {options.head_l2:g}")
     if not pretrained:  # a random backbone whose BatchNorm cannot train collapses its features: say so, and stop
-        callbacks = [FeatureCollapseCheck(sample_batches(train, images=32)[0])] + list(callbacks)
+        callbacks = _collapse_check(train, why) + list(callbacks)
     for line in why:
         log.info("%s", line)
     result = run_phases(model, train, val, phases, checkpoint_path=checkpoint_path, csv_path=csv_path,
@@ -270,6 +272,21 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, option
                         cache_dir=cache_dir, jit_compile=jit_compile, state=state)
     result.recipe, result.plan = name, why
     return result
+
+
+COLLAPSE_SAMPLE = 32  # training images the feature-collapse check compares
+
+
+def _collapse_check(train, why):
+    """`[FeatureCollapseCheck]` on up to 32 training images, gathered over batches (a tiny run's batch holds one
+    image, and one image has no spread: the check failed valid runs); with fewer than 2 images, none, said in `why`."""
+    sample = sample_batches(train, images=COLLAPSE_SAMPLE)
+    x = np.concatenate(sample)[:COLLAPSE_SAMPLE] if sample else np.zeros((0,))
+    if len(x) < 2:
+        why.append(f"feature-collapse check skipped: it compares the features of 2 or more images, and the "
+                   f"training data holds {len(x)}")
+        return []
+    return [FeatureCollapseCheck(x)]
 
 
 def data_size(model, train, num_images=None):
