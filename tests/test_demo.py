@@ -1,6 +1,6 @@
 """The offline demo's pieces: the digits folder, the few-label split, the pretrained and scratch models, accuracy,
-and `run_demo` end to end with tiny settings (the full-size demo is run separately, not here). The scratch and
-end-to-end tests cut VGG16 after block 2 (`SMALL_CUT`): what they check does not depend on the depth, and the
+and `run_demo` end to end with tiny settings (the full-size demo is run separately, not here). The training
+tests cut VGG16 after block 2 (`SMALL_CUT`): what they check does not depend on the depth, and the
 demo's block-4 network made the end-to-end test one of the suite's slowest (86 s TensorFlow, 103 s JAX)."""
 
 import hashlib
@@ -133,7 +133,8 @@ def test_hed_weights_file_ships_a_vgg16_first_kernel(hed_first_kernel):
 
 
 def test_train_pretrained_keeps_the_hed_weights_in_its_frozen_first_block(tiny_split, hed_first_kernel):
-    model, result = demo.train_pretrained(tiny_split, weights=demo.hed_weights_path(), epochs=1, seed=0)
+    model, result = demo.train_pretrained(tiny_split, weights=demo.hed_weights_path(), epochs=1, seed=0,
+                                          cut=SMALL_CUT)
     assert result.recipe == "lp_ft" and result.phases == ["head"]  # auto, 2 images a class: the converged head
     assert [len(h.epoch) for h in result.histories] == [1]
     np.testing.assert_array_equal(first_kernel(model), hed_first_kernel)
