@@ -95,10 +95,11 @@ def write_corpus(path, families=None):
 
 
 def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence_length=64, seed=0, verbose=0,
-            batch_size=16):
+            batch_size=16, options=None):
     """Trains the pretrained and the random-initialised MiniLM by the default text recipe on the same split;
     returns `{"pretrained"|"scratch": (held-out accuracy, seconds, plan)}`. `batch_size=None`: the library's
-    default (16, at most a quarter of the training texts); the results table (docs/results.md) was measured at 16."""
+    default (16, at most a quarter of the training texts); the results table (docs/results.md) was measured at 16. `options`: a
+    `RecipeOptions` for both runs (the tests cut the epochs with it; the demo leaves the recipe its budget)."""
     results = {}
     for pretrained in (True, False):
         start = time.time()
@@ -108,7 +109,7 @@ def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence
                                                     sequence_length=sequence_length, seed=seed)
         data = load_texts(source, preprocessor, batch_size=batch_size, seed=seed,
                           per_class=(per_class, val_per_class, test_per_class))
-        result = run_text_recipe(model, data.train, data.val, pretrained=pretrained,
+        result = run_text_recipe(model, data.train, data.val, pretrained=pretrained, options=options,
                                  num_texts=len(data.splits.labels("train")), verbose=verbose)
         predicted = np.concatenate([class_indices(model.predict_on_batch(keras.tree.map_structure(np.asarray, x)))
                                     for x, _ in data.test])  # numpy: JAX takes no TensorFlow tensors

