@@ -14,31 +14,11 @@ import keras_hub
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, _resolve_num_classes
+from keras_transfer.models.pooling import SequencePooling
 from keras_transfer.models.text_registry import (FAMILIES, TEXT_PREFIX, TextBackboneSpec, block_count,
                                                  check_pooling, check_sequence_length, family_of, resolve_text_spec)
 
 WEIGHTS = ("pretrained", None)
-
-
-@keras.saving.register_keras_serializable(package="keras_transfer")
-class SequencePooling(keras.layers.Layer):
-    """`(sequence_output, padding_mask)` -> one vector a text: the first token (`"cls"`) or the mean over the
-    real tokens (`"mean"`, padding left out, as sentence-transformers pools)."""
-
-    def __init__(self, mode="cls", **kwargs):
-        super().__init__(**kwargs)
-        check_pooling(mode)
-        self.mode = mode
-
-    def call(self, sequence, padding_mask):
-        if self.mode == "cls":
-            return sequence[:, 0, :]
-        mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
-        total = keras.ops.sum(sequence * mask, axis=1)
-        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
 
 def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, pooling=None):
