@@ -15,8 +15,9 @@ import keras_hub
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, _resolve_num_classes
 from keras_transfer.models.pooling import SequencePooling
-from keras_transfer.models.text_registry import (FAMILIES, TEXT_PREFIX, TextBackboneSpec, block_count,
-                                                 check_pooling, check_sequence_length, family_of, resolve_text_spec)
+from keras_transfer.models.text_registry import (FAMILIES, PRETRAINED_ATTRIBUTE, TEXT_PREFIX, TextBackboneSpec,
+                                                 block_count, check_pooling, check_sequence_length, family_of,
+                                                 resolve_text_spec)
 
 WEIGHTS = ("pretrained", None)
 
@@ -105,7 +106,10 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     outputs = ClassifierHead(units, class_names=class_names, backbone_name=TEXT_PREFIX + spec.name,
                              activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
-    return keras.Model(inputs, outputs, name=name or f"{spec.name}_text_classifier"), preprocessor
+    model = keras.Model(inputs, outputs, name=name or f"{spec.name}_text_classifier")
+    if not isinstance(backbone, keras_hub.models.Backbone):  # an instance's weights are the caller's to know
+        setattr(model, PRETRAINED_ATTRIBUTE, weights == "pretrained")
+    return model, preprocessor
 
 
 def _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor):
