@@ -25,11 +25,11 @@ from keras_transfer.training.presets import compile_model
 
 SHIFT = 0.1  # a view moves the image by up to this share of its side, each way (reflected at the borders)
 
-# scikit-learn's inverse strengths: its objective C * sum(losses) + |W|^2 / 2 is n * C times ours, mean loss + l2/2 |W|^2,
-# so C gives l2 = 1 / (n C); the features are standardised first.
 # A feature's std is taken as at least this share of the largest one (see `standardiser`): 1e-3 leaves every
 # feature that varies at all on a comparable scale, and bounds a head weight at ~1000x the largest feature's.
 RELATIVE_STD_FLOOR = 1e-3
+# scikit-learn's inverse strengths: its objective C * sum(losses) + |W|^2 / 2 is n * C times ours, mean loss + l2/2 |W|^2,
+# so C gives l2 = 1 / (n C); the features are standardised first.
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 

@@ -116,7 +116,7 @@ def set_batchnorm_momentum(model, momentum):
 
 
 def _starting_point(model, val, preset):
-    """`(weights, (accuracy, -loss))` on the validation split at the start of a fresh `keep_start` phase, else `None`."""
+    """`(weights, (accuracy, -loss))` on validation at the start of a fresh `keep_start` phase, else `None`."""
     if not preset.keep_start or val is None:
         return None
     return model.get_weights(), _validation_score(model, val)
