@@ -12,7 +12,8 @@ import pytest
 
 from keras_transfer import cli, io
 from keras_transfer.errors import DamagedFileError, KerasTransferError, WorkFailedError
-from keras_transfer.models.classifier import build_classifier, load_keras_file
+from keras_transfer.models.classifier import build_classifier
+from keras_transfer.models.saving import load_keras_file
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving import export as export_module
 from keras_transfer.training.callbacks import NonFiniteLossError

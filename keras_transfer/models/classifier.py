@@ -7,9 +7,10 @@ import keras
 from keras_transfer.models.augmentation import make_augmentation
 from keras_transfer.models.registry import check_input_size, get_backbone_spec
 from keras_transfer.models.text_registry import is_text_backbone_name, text_spec_of
-from keras_transfer.errors import DamagedFileError, KerasTransferError
+from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.precision import dtype_policy
 from keras_transfer.models.preprocessing import ImagePreprocessing
+from keras_transfer.models.saving import load_keras_file
 from keras_transfer.models.weights import build_backbone, load_weights_file
 
 BACKBONE_LAYER = "backbone"
@@ -117,7 +118,7 @@ def _resolve_backbone(backbone, weights, input_size, preprocess):
     if isinstance(backbone, (str, os.PathLike)) and os.fspath(backbone).endswith(".keras"):
         if not os.path.isfile(backbone):
             raise KerasTransferError(f"Backbone file not found: {backbone}. Received: backbone={backbone!r}")
-        backbone = keras.saving.load_model(backbone, compile=False)
+        backbone = load_keras_file(backbone, compile=False)
     if isinstance(backbone, keras.Model):
         if weights is None:
             raise KerasTransferError(
@@ -147,30 +148,6 @@ def _user_input_size(model, input_size):
             f"Received: input_size={input_size!r}"
         )
     return input_size or fixed
-
-
-def load_keras_file(path, **kwargs):
-    """`keras.saving.load_model(path)` (Keras's safe mode kept), with a damaged or refused file named in one line.
-
-    Raises:
-        DamagedFileError: the file is missing, truncated or not a Keras model, or Keras's safe mode refused it
-            (it holds code, e.g. a Lambda layer).
-    """
-    path = os.fspath(path)
-    try:
-        return keras.saving.load_model(path, **kwargs)
-    except Exception as error:  # zipfile, h5py, JSON and Keras errors all mean: this file cannot be used
-        text = " ".join(str(error).split())
-        inner = text.rsplit("Exception encountered:", 1)  # Keras puts the whole config before the cause
-        reason = (inner[-1].strip() if len(inner) == 2 else text)[:300] or type(error).__name__
-        if "safe_mode" in reason:
-            raise DamagedFileError(
-                f"Keras's safe mode refused {path}: it holds code (e.g. a Lambda layer) that would run when loaded. "
-                f"Load it yourself only if you trust where it came from: keras.saving.load_model(path, "
-                f"safe_mode=False). Received: path={path!r}") from None
-        raise DamagedFileError(
-            f"{path} cannot be loaded as a Keras model ({type(error).__name__}: {reason}); it is damaged "
-            f"(truncated or overwritten) or not a .keras file. Received: path={path!r}") from None
 
 
 def get_backbone(model):

@@ -14,6 +14,7 @@ import keras
 from keras_transfer.models.registry import split_blocks
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import backbone_spec_of, get_backbone
+from keras_transfer.models.text_registry import UNUSED_ENCODER_LAYERS
 
 FREEZE_STRATEGIES = ("head_only", "top_blocks", "from_layer", "full")
 
@@ -82,7 +83,7 @@ def freeze(model, strategy="head_only", *, n=None, layer=None, train_batchnorm=F
     backbone.trainable = bool(trainable)
     frozen_bn = 0
     for inner in backbone.layers:
-        inner.trainable = inner in trainable
+        inner.trainable = inner in trainable and inner.name not in UNUSED_ENCODER_LAYERS
     for inner in backbone._flatten_layers(include_self=False):
         if isinstance(inner, keras.layers.BatchNormalization) and not train_batchnorm:
             frozen_bn += 1

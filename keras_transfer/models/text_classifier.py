@@ -14,31 +14,12 @@ import keras_hub
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, _resolve_num_classes
-from keras_transfer.models.text_registry import (FAMILIES, TEXT_PREFIX, TextBackboneSpec, block_count,
-                                                 check_pooling, check_sequence_length, family_of, resolve_text_spec)
+from keras_transfer.models.pooling import SequencePooling
+from keras_transfer.models.text_registry import (FAMILIES, PRETRAINED_ATTRIBUTE, TEXT_PREFIX, TextBackboneSpec,
+                                                 block_count, check_pooling, check_sequence_length, family_of,
+                                                 resolve_text_spec)
 
 WEIGHTS = ("pretrained", None)
-
-
-@keras.saving.register_keras_serializable(package="keras_transfer")
-class SequencePooling(keras.layers.Layer):
-    """`(sequence_output, padding_mask)` -> one vector a text: the first token (`"cls"`) or the mean over the
-    real tokens (`"mean"`, padding left out, as sentence-transformers pools)."""
-
-    def __init__(self, mode="cls", **kwargs):
-        super().__init__(**kwargs)
-        check_pooling(mode)
-        self.mode = mode
-
-    def call(self, sequence, padding_mask):
-        if self.mode == "cls":
-            return sequence[:, 0, :]
-        mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
-        total = keras.ops.sum(sequence * mask, axis=1)
-        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
 
 def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, pooling=None):
@@ -125,7 +106,10 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     outputs = ClassifierHead(units, class_names=class_names, backbone_name=TEXT_PREFIX + spec.name,
                              activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
-    return keras.Model(inputs, outputs, name=name or f"{spec.name}_text_classifier"), preprocessor
+    model = keras.Model(inputs, outputs, name=name or f"{spec.name}_text_classifier")
+    if not isinstance(backbone, keras_hub.models.Backbone):  # an instance's weights are the caller's to know
+        setattr(model, PRETRAINED_ATTRIBUTE, weights == "pretrained")
+    return model, preprocessor
 
 
 def _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor):

@@ -18,6 +18,13 @@ from keras_transfer.errors import KerasTransferError, unknown_name
 
 TEXT_PREFIX = "text:"  # the head's `backbone_name` for a text encoder: "text:<registry name or folder kind>"
 POOLINGS = ("cls", "mean")
+# The encoder's own pooler (BERT, ALBERT, ELECTRA): the classifier pools the sequence itself (`SequencePooling`),
+# so this layer gets no gradient; `freezing.freeze` keeps it frozen, or Keras warns "Gradients do not exist for
+# variables ['pooled_dense/kernel', ...]" on every step.
+UNUSED_ENCODER_LAYERS = ("pooled_dense",)
+# Set by `build_text_classifier` on the model it returns: whether its encoder holds pretrained weights (read by
+# `training.text_recipes.resolve_pretrained`, so that a random encoder is never linear-probed by default).
+PRETRAINED_ATTRIBUTE = "encoder_pretrained"
 
 
 @dataclasses.dataclass(frozen=True)

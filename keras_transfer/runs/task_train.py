@@ -30,7 +30,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, HISTORY_JSON,
                                    RECIPE, SPLITS_FILE)
 from keras_transfer.history import history_columns
-from keras_transfer.models.classifier import load_keras_file
+from keras_transfer.models.saving import load_keras_file
 from keras_transfer.models.heads import build_model, set_thresholds, standardisation
 from keras_transfer.models.label_weights import positive_weights
 from keras_transfer.runs.folder import (check_resume, check_run_folder, check_same_data, prepare_run_folder,

@@ -37,6 +37,7 @@ from keras_transfer import io
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import class_indices
 from keras_transfer.models.heads import get_thresholds
+from keras_transfer.models.saving import load_keras_file
 from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, SERVING_ENDPOINT, build_archive, served_outputs
 from keras_transfer.serving.export_tflite import check_quantize, convert_to_tflite, run_tflite
 from keras_transfer.serving.loading import load_model
@@ -226,10 +227,10 @@ def _write_keras(model, path, images, expected, tolerance):
     with io.atomic_path(path, ".keras") as tmp:
         model.save(tmp)
         try:
-            reloaded = keras.saving.load_model(tmp)
-        except Exception as error:
-            raise KerasTransferError(f"The .keras file does not load back ({error}); nothing was written to {path}. "
-                                     f"Received: path={path!r}") from error
+            reloaded = load_keras_file(tmp)
+        except KerasTransferError as error:
+            raise KerasTransferError(f"The .keras file does not load back ({str(error).split(' Received:')[0]}); "
+                                     f"nothing was written to {path}. Received: path={path!r}") from None
         got = keras.ops.convert_to_numpy(reloaded(images, training=False))
         difference = _compare(".keras file", path, got, expected, tolerance)
     return difference, got, None

@@ -7,7 +7,8 @@ import keras
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import BEST_MODEL, CLASS_NAMES
-from keras_transfer.models.classifier import get_class_names, load_keras_file
+from keras_transfer.models.classifier import get_class_names
+from keras_transfer.models.saving import load_keras_file
 
 
 def load_model(source):

@@ -25,6 +25,9 @@ from keras_transfer.training.presets import compile_model
 
 SHIFT = 0.1  # a view moves the image by up to this share of its side, each way (reflected at the borders)
 
+# A feature's std is taken as at least this share of the largest one (see `standardiser`): 1e-3 leaves every
+# feature that varies at all on a comparable scale, and bounds a head weight at ~1000x the largest feature's.
+RELATIVE_STD_FLOOR = 1e-3
 # scikit-learn's inverse strengths: its objective C * sum(losses) + |W|^2 / 2 is n * C times ours, mean loss + l2/2 |W|^2,
 # so C gives l2 = 1 / (n C); the features are standardised first.
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -116,10 +119,16 @@ def features_of(model, data, batch_size=64, *, views=0, seed=0, extractor=None):
 
 
 def standardiser(features):
-    """`(mean, std)` of each feature column; a constant feature gets std 1 (it carries nothing; its weight stays 0)."""
+    """`(mean, std)` of each feature column, each std at least `RELATIVE_STD_FLOOR` x the largest (1 if all are 0).
+
+    The head is solved on standardised features and written back as W / std: a near-constant feature (a pooled
+    MiniLM dimension has std ~2e-9 where others have ~0.1) would get a weight ~1e7 that the first fine-tuning
+    step, moving that feature by far more than its std, turns into a loss of 60-200. With the floor, such a
+    feature is scaled as a quiet one: its values stay tiny and the L2 penalty keeps its weight near 0.
+    """
     mean, std = features.mean(0), features.std(0)
-    std[std < 1e-12] = 1.0
-    return mean, std
+    top = float(std.max()) if std.size else 0.0
+    return mean, np.maximum(std, RELATIVE_STD_FLOOR * top) if top > 1e-12 else np.ones_like(std)
 
 
 def _loss_and_grad(params, f, y, weights, l2, units):

@@ -10,12 +10,14 @@ import logging
 
 import keras
 
+from keras_transfer import io
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import get_backbone
 from keras_transfer.models.freezing import check_strategy, freeze
 from keras_transfer.models.heads import task_of
 from keras_transfer.training.batchnorm import BatchNormRecalibration, batchnorm_layers, sample_batches
 from keras_transfer.training.caching import check_cacheable, train_phase_cached
+from keras_transfer.training.callbacks import AtomicModelCheckpoint
 from keras_transfer.training.linear_probe import train_phase_linear
 from keras_transfer.training.task_probe import fit_task_head
 from keras_transfer.training.presets import compile_model, phase_callbacks, run_callbacks
@@ -79,7 +81,7 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
     optimizer state and writes `last.keras` + `state.json` after every epoch. With `preset.keep_optimizer`
     the new optimizer starts from the last one's state (gradual unfreezing); with `preset.train_batchnorm`
     the BatchNorm statistics are re-estimated before each validation (`batchnorm`); with `preset.keep_start` the phase's starting
-    weights come back if no epoch beat their validation loss.
+    weights come back unless the phase's beat them on validation accuracy, the loss breaking ties.
     """
     if preset.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, preset.batchnorm_momentum)
@@ -102,7 +104,7 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
                         initial_epoch=initial_epoch, callbacks=callbacks, class_weight=class_weight,
                         verbose=verbose, batch_size=preset.batch_size if y is not None else None)
     if start is not None:
-        _keep_better(model, start, history, preset)
+        _keep_better(model, start, val, history, preset, callbacks)
     return history, report
 
 
@@ -114,21 +116,39 @@ def set_batchnorm_momentum(model, momentum):
 
 
 def _starting_point(model, val, preset):
-    """`(weights, validation loss)` at the start of a fresh `keep_start` phase, else `None`."""
+    """`(weights, (accuracy, -loss))` on validation at the start of a fresh `keep_start` phase, else `None`."""
     if not preset.keep_start or val is None:
         return None
+    return model.get_weights(), _validation_score(model, val)
+
+
+def _validation_score(model, val):
+    """What `keep_start` compares, higher is better: validation accuracy (what a classifier is scored on; 0 for a
+    head without it), the loss breaking ties. A NaN loss never compares as better."""
     logs = model.evaluate(*(val if isinstance(val, tuple) else (val,)), verbose=0, return_dict=True)
-    return model.get_weights(), float(logs["loss"])
+    return float(logs.get("accuracy", 0.0)), -float(logs["loss"])
 
 
-def _keep_better(model, start, history, preset):
-    weights, start_loss = start
-    losses = [v for v in history.history.get("val_loss", []) if v == v]
-    if losses and min(losses) >= start_loss:
-        model.set_weights(weights)
-        log.info("Phase '%s': no epoch beat the validation loss it started from (%.4f, best %.4f): its starting "
-                 "weights are kept.", preset.name, start_loss, min(losses))
-        history.kept_start = True
+def _keep_better(model, start, val, history, preset, callbacks):
+    """Keeps the phase's weights only if they score better than its start (the linear probe's) on validation
+    accuracy, the loss breaking ties; else restores the start and rewrites the run's checkpoint with it.
+
+    Why accuracy first: at 32 texts a class a fine-tuned MiniLM with a lower validation loss than the probe
+    scored 0.812 held-out accuracy where the probe scored 0.858 (issue 24); accuracy is what the user is scored on.
+    """
+    weights, start_score = start
+    end_score = _validation_score(model, val)
+    if end_score > start_score:
+        return
+    model.set_weights(weights)
+    log.info("Phase '%s': its weights did not beat the ones it started from on validation (accuracy %.4f, loss "
+             "%.4f, against %.4f, %.4f): the starting weights are kept.", preset.name, end_score[0], -end_score[1],
+             start_score[0], -start_score[1])
+    history.kept_start = True
+    for callback in callbacks:  # the run's best model is the start's again
+        if isinstance(callback, AtomicModelCheckpoint) and not callback.save_weights_only:
+            io.save_model(model, callback.filepath)
+            callback.best = -start_score[1] if callback.monitor.endswith("loss") else start_score[0]
 
 
 def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,

@@ -55,7 +55,8 @@ class Preset:
             long ImageNet runs: over a few hundred steps their moving statistics barely leave their start).
         keep_optimizer: the phase's optimizer starts from the last phase's state: its step count (so a schedule
             spanning the stages goes on) and the moments of the variables that were already training.
-        keep_start: restore the weights the phase started from if no epoch beat their validation loss.
+        keep_start: restore the weights the phase started from unless the phase's beat them on validation accuracy
+            (the loss breaking ties).
         budget_reason: why the phase is as long as it is (`budget.budget` writes it).
     """
 

@@ -4,8 +4,8 @@
   ReduceLROnPlateau), now with a step budget.
 - `lp_ft`: the head fitted to convergence on the frozen features (a linear probe, weight decay chosen on the
   validation split), then fine-tuning of the top blocks from that head with per-block rates under warmup and
-  cosine decay; the fine-tuned weights are kept only if they beat the probe's validation loss (Kumar et al.,
-  ICLR 2022).
+  cosine decay; the fine-tuned weights are kept only if they beat the probe's validation accuracy, the loss
+  breaking ties (Kumar et al., ICLR 2022).
 - `gradual`: the converged head, then one more top block per stage, the optimizer (its moments and step count)
   carried across stages under one schedule (ULMFiT's gradual unfreezing).
 - `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay.

@@ -21,7 +21,8 @@ import numpy as np
 from keras_transfer import io
 from keras_transfer.errors import DamagedFileError, KerasTransferError
 from keras_transfer.layout import BEST_MODEL, LAST_MODEL, PHASE_BEST_GLOB, RUN_FORMAT, STATE, STATE_IN_ZIP
-from keras_transfer.models.classifier import head_model, load_keras_file
+from keras_transfer.models.classifier import head_model
+from keras_transfer.models.saving import load_keras_file
 from keras_transfer.training.callbacks import is_finite, first_non_finite, non_finite_error
 from keras_transfer.history import write_history
 

@@ -11,7 +11,9 @@ network, and encoders normalise with LayerNorm (no statistics).
 
 import dataclasses
 import logging
+import re
 
+from keras_transfer.models.text_registry import PRETRAINED_ATTRIBUTE
 from keras_transfer.training.phases import run_phases
 from keras_transfer.training.recipes import RecipeOptions, data_size, describe, plan_recipe
 
@@ -37,10 +39,27 @@ def plan_text_recipe(recipe, size, options=None, *, pretrained=True):
            if not line.startswith("phase '") and "BatchNorm" not in line.split(":")[0]]
     why = why[:1] + [describe(phase, preset) for phase, preset in phases] + [
         "text encoder: no per-block rates, no feature-collapse check (LayerNorm, no BatchNorm statistics)"]
-    return name, phases, why
+    return name, phases, [_texts(line) for line in why]
 
 
-def run_text_recipe(model, train, val=None, *, recipe="auto", pretrained=True, options=None, num_texts=None,
+def _texts(line):
+    """A plan line about texts: "48 training images" -> "48 training texts" (the counts the image plan names)."""
+    return re.sub(r"(\d[\d,]*) (training )?images\b", r"\1 \2texts", line)
+
+
+def resolve_pretrained(model, pretrained):
+    """`pretrained` as given, else what `build_text_classifier` recorded on `model` (True for a model it did not
+    build). Returns `(pretrained, why)`: `why` says where a `False` came from, or is `None`."""
+    if pretrained is not None:
+        return bool(pretrained), None
+    recorded = getattr(model, PRETRAINED_ATTRIBUTE, None)
+    if recorded is False:
+        return False, ("the model was built without pretrained weights (weights=None): no linear probe on its "
+                       "random features; to train from scratch on purpose pass pretrained=False (CLI: --weights none)")
+    return True, None
+
+
+def run_text_recipe(model, train, val=None, *, recipe="auto", pretrained=None, options=None, num_texts=None,
                     **kwargs):
     """Trains a model made by `build_text_classifier` with a named recipe (see the module docstring).
 
@@ -48,7 +67,8 @@ def run_text_recipe(model, train, val=None, *, recipe="auto", pretrained=True, o
         model: a text classifier.
         train, val: `tf.data.Dataset`s of `(preprocessor outputs, labels)` batches (`data.texts.load_texts`).
         recipe: `"auto"`, `"two_phase"`, `"lp_ft"`, `"gradual"` or `"scratch"`.
-        pretrained: whether the encoder holds pretrained weights (`False`: `"auto"` runs `scratch`).
+        pretrained: whether the encoder holds pretrained weights (`False`: `"auto"` runs `scratch`); `None`
+            (the default): as the model was built (`build_text_classifier(weights=None)`: `False`), else `True`.
         options: a `RecipeOptions`.
         num_texts: the training texts (a data set of unknown size cannot tell).
         **kwargs: `checkpoint_path`, `csv_path`, `callbacks`, `class_weight`, `verbose`, ... as in `run_phases`.
@@ -61,7 +81,9 @@ def run_text_recipe(model, train, val=None, *, recipe="auto", pretrained=True, o
     >>> run_text_recipe(model, data.train, data.val, num_texts=len(data.splits.labels("train"))).plan
     """
     size = data_size(model, train, num_texts)
+    pretrained, reason = resolve_pretrained(model, pretrained)
     name, phases, why = plan_text_recipe(recipe, size, options, pretrained=pretrained)
+    why = why[:1] + [reason] + why[1:] if reason else why
     for line in why:
         log.info("%s", line)
     result = run_phases(model, train, val, phases, **kwargs)
