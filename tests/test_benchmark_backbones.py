@@ -1,0 +1,66 @@
+"""benchmarks/recipes.py with any registry backbone and weights file, and criteria_table.py's per-cell checks."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import criteria_table  # noqa: E402
+import recipes as bench  # noqa: E402
+from few_shot_tasks import FewShotTask  # noqa: E402
+
+
+def test_defaults_unchanged_and_other_backbones_need_a_weights_file(capsys):
+    args = bench.parse_args([])
+    assert (args.backbone, args.size, args.weights, args.jsonl) == ("cut", 32, None, None)
+    args = bench.parse_args(["--backbone", "mobilenetv2", "--weights", "w.h5", "--input-size", "96"])
+    assert (args.backbone, args.size, args.weights) == ("mobilenetv2", 96, "w.h5")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--backbone", "mobilenetv2"])
+    assert "needs --weights PATH" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--backbone", "nosuchnet", "--weights", "w.h5"])
+    assert "nosuchnet" in capsys.readouterr().err
+
+
+def test_a_registry_backbone_loads_the_given_weights_file(tmp_path):
+    task = FewShotTask("t", ["a", "b", "c"], *([np.zeros((3, 32, 32, 3), "float32"), np.arange(3, dtype="int32")] * 3),
+                       source="", regions={})
+    keras.utils.set_random_seed(7)
+    reference = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = str(tmp_path / "mnv2.weights.h5")
+    reference.save_weights(path)
+    model = bench.make_model(task, path, cut=None, size=32, seed=0, backbone="mobilenetv2")
+    backbone = model.get_layer("backbone")
+    assert backbone.get_layer("block_16_project").kernel.shape == reference.get_layer("block_16_project").kernel.shape
+    for name in ("Conv1", "block_16_project"):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(backbone.get_layer(name).kernel),
+                                      keras.ops.convert_to_numpy(reference.get_layer(name).kernel))
+    assert model.output_shape == (None, 3)
+
+
+def _write(path, rows):
+    with open(path, "w") as f:
+        f.writelines(json.dumps(dict(backend="jax", size=96, **r)) + "\n" for r in rows)
+
+
+def test_criteria_are_checked_on_the_mean_of_the_seeds(tmp_path):
+    rows = []
+    for seed, (probe, auto, scratch) in enumerate([(0.80, 0.78, 0.60), (0.80, 0.80, 0.70)]):  # auto - probe: -0.01
+        rows += [dict(task="digits", k=5, seed=seed, method=m, accuracy=a)
+                 for m, a in (("linear_probe", probe), ("auto", auto), ("scratch", scratch))]
+    for seed, (probe, auto) in enumerate([(0.70, 0.70), (0.70, 0.72)]):  # auto - probe at K=50: +0.01, misses 0.02
+        rows += [dict(task="photos", k=50, seed=seed, method="linear_probe", accuracy=probe),
+                 dict(task="photos", k=50, seed=seed, method="auto", accuracy=auto, ran="lp_ft: head+fine_tune")]
+    path = tmp_path / "r.jsonl"
+    _write(path, rows)
+    lines = criteria_table.table(criteria_table.load([str(path)])).splitlines()
+    digits = [cell.strip() for cell in next(line for line in lines if "| digits |" in line).split("|")[1:-1]]
+    photos = [cell.strip() for cell in next(line for line in lines if "| photos |" in line).split("|")[1:-1]]
+    assert digits[4:11] == ["0,1", "0.800", "0.790", "0.650", "-0.010", "yes", "+0.140"]
+    assert digits[11:13] == ["yes", ""]  # K <= 10: the scratch criterion, not the K = 50 one
+    assert photos[8:10] == ["+0.010", "yes"] and photos[11:14] == ["", "**no**", "lp_ft: head+fine_tune"]
