@@ -226,7 +226,9 @@ def test_cli_evaluate_on_a_folder_and_on_the_val_split(run_folder, tmp_path, cap
 def test_cli_evaluate_errors_are_one_line(run_folder, tmp_path, capsys):
     _, out = run_folder
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
-    assert "No model at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: Run folder not found") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "nowhere").exists()  # refused before a report folder is written
     assert main(["evaluate", out, str(tmp_path), "--split", "test"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "split" in err
