@@ -197,3 +197,14 @@ def test_cli_select_bad_input_is_one_line(tmp_path, capsys, extra, fragments):
     code = cli.main(["select", data, "--input-size", "32", "--out", str(tmp_path / "sel"), *extra])
     assert_one_line_error(code, capsys.readouterr(), *fragments)
     assert not os.path.exists(tmp_path / "sel" / "selection.json")
+
+
+@pytest.mark.backend_free
+def test_logme_and_probe_score_name_what_was_wrong():
+    rng = np.random.default_rng(0)
+    with pytest.raises(KerasTransferError, match="one label row per feature row.*Received: 4 feature rows, 3 label rows"):
+        logme(rng.normal(size=(4, 3)), np.array([0, 1, 0]))
+    with pytest.raises(KerasTransferError, match="task must be one of .*Received: task='ranking'"):
+        logme(rng.normal(size=(4, 3)), np.array([0, 1, 0, 1]), task="ranking")
+    with pytest.raises(KerasTransferError, match="needs 2 folds.*Received: 3 images, 1 fold"):
+        probe_score(rng.normal(size=(3, 2)), np.array([0, 1, 1]))
