@@ -1,5 +1,7 @@
-"""Every script in examples/ runs, in its own process under the current backend, on a tiny image folder (the
-regression and multi-label scripts: on 32 real digit images or tiles they write themselves).
+"""Every script in examples/ runs, as `python examples/<script> args` under the current backend, on a tiny image
+folder (the regression and multi-label scripts: on 32 real digit images or tiles they write themselves). The
+scripts share one process (tests/examples_driver.py runs them one after the other, each with its own argv,
+working directory and fresh Keras state), and each script's test reports its own outcome.
 
 `two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
 examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
@@ -7,6 +9,7 @@ examples' docstrings chain them. A script added to examples/ without an entry in
 
 import ast
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -50,13 +53,30 @@ TEXTS = {"maths": ["Return the square root of x.", "Return the sine of x (measur
                   "Return the number of days in the month.", "Delay execution for a given number of seconds."]}
 
 
-def run_example(script, args, cwd):
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert "Traceback" not in done.stderr
-    return done.stdout
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples_driver.py")
+
+
+def example_args(script):
+    """The command-line arguments each example gets (run from the working directory of `workdir`)."""
+    if script == "two_phase_fine_tune.py":
+        return ["images", *TINY, "--blocks", "2", "--out", "run"]
+    if script == "export_saved_model.py":  # the best.keras that two_phase_fine_tune.py wrote
+        return [os.path.join("run", "best.keras"), "exported"]
+    if script == "text_classifier.py":
+        return ["texts.csv", "--sequence-length", "16", "--out", "exported_text"]
+    if script in ("regression.py", "multilabel.py"):
+        return [script[:-3], *TASK_ARGS]
+    return ["images", *TINY, *SMALL.get(script, [])]
+
+
+def selected_scripts(session):
+    """The scripts whose `test_example_runs` this pytest session runs, plus the ones they need, in run order."""
+    wanted = {item.callspec.params["script"] for item in session.items
+              if getattr(item, "originalname", None) == "test_example_runs"}
+    if "export_saved_model.py" in wanted:
+        wanted.add("two_phase_fine_tune.py")
+    # two_phase_fine_tune.py writes the best.keras that export_saved_model.py exports, so it runs first.
+    return sorted(wanted & set(EXPECTED), key=lambda s: (s != "two_phase_fine_tune.py", s))
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +92,42 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def two_phase_run(workdir):
-    """Runs two_phase_fine_tune.py once; its `best.keras` feeds export_saved_model.py."""
-    stdout = run_example("two_phase_fine_tune.py", ["images", *TINY, "--blocks", "2", "--out", "run"], workdir)
-    return stdout, workdir / "run" / "best.keras"
+def example_runs(workdir, request):
+    """Runs every selected example in ONE process under the current backend (tests/examples_driver.py: the
+    scripts one after the other, each with its own argv, working directory and fresh Keras state), so Keras and
+    the backend are imported once for all of them. Returns {script: result}; a script the process did not finish
+    maps to a result whose `error` says where the process stopped."""
+    with open(workdir / "texts.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label")] + [(t, k) for k, texts in TEXTS.items() for t in texts])
+    scripts = selected_scripts(request.session)
+    plan = [{"script": os.path.join(EXAMPLES, s), "args": example_args(s), "cwd": str(workdir)} for s in scripts]
+    with open(workdir / "plan.json", "w") as f:
+        json.dump(plan, f)
+    results = workdir / "results"
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        done = subprocess.run([sys.executable, DRIVER, str(workdir / "plan.json"), str(results)], env=env,
+                              capture_output=True, text=True, timeout=600 + 300 * len(scripts))
+        stopped = f"exit code {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    except subprocess.TimeoutExpired as timeout:
+        stopped = f"timed out after {timeout.timeout} s"
+    runs = {}
+    for script in scripts:
+        if (results / f"{script}.json").is_file():
+            runs[script] = json.loads((results / f"{script}.json").read_text())
+        else:
+            where = "while running it" if (results / f"{script}.started").is_file() else "before it started"
+            runs[script] = {"ok": False, "stdout": "", "stderr": "",
+                            "error": f"the examples process stopped {where}, {stopped}"}
+    return runs
+
+
+def run_example(script, example_runs):
+    """The stdout of `script`'s run; fails naming the script if it raised, exited non-zero or printed a traceback."""
+    run = example_runs[script]
+    assert run["ok"], f"{script} failed:\n{run['stdout'][-3000:]}\n{run['stderr'][-3000:]}\n{run['error']}"
+    assert "Traceback" not in run["stderr"], f"{script} printed a traceback:\n{run['stderr'][-3000:]}"
+    return run["stdout"]
 
 
 def test_every_example_has_a_test():
@@ -91,34 +143,25 @@ def test_example_parses_and_has_a_usage_docstring(script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_example_runs(script, workdir, request):
+def test_example_runs(script, workdir, example_runs):
     if script not in EXPECTED:
         pytest.fail(f"examples/{script} has no test: add it to EXPECTED in tests/test_examples.py")
+    stdout = run_example(script, example_runs)
     if script == "two_phase_fine_tune.py":
-        stdout, best = request.getfixturevalue("two_phase_run")
-        assert best.is_file()
+        assert (workdir / "run" / "best.keras").is_file()
     elif script == "export_saved_model.py":
-        _, best = request.getfixturevalue("two_phase_run")
-        stdout = run_example(script, [best, "exported"], workdir)
         assert (workdir / "exported" / "saved_model.pb").is_file()
         assert (workdir / "exported" / "class_names.json").is_file()
         predicted = stdout.strip().splitlines()[-1]
         assert predicted.startswith("[") and all(name in CLASSES for name in ast.literal_eval(predicted))
     elif script == "text_classifier.py":
-        with open(workdir / "texts.csv", "w", newline="") as f:
-            csv.writer(f).writerows([("text", "label")] + [(t, k) for k, texts in TEXTS.items() for t in texts])
-        stdout = run_example(script, ["texts.csv", "--sequence-length", "16", "--out", "exported_text"], workdir)
         assert (workdir / "exported_text" / "saved_model.pb").is_file()
         assert all(name in TEXTS for name in ast.literal_eval(stdout.strip().splitlines()[-1]))
     elif script in ("regression.py", "multilabel.py"):
-        stdout = run_example(script, [script[:-3], *TASK_ARGS], workdir)
         true, predicted = stdout.strip().splitlines()[-1].split("true: ")[1].split(" predicted: ")
         if script == "regression.py":  # values in the digits' units: numbers, one per image shown
             assert len(ast.literal_eval(predicted)) == len(ast.literal_eval(true)) == 5
         else:  # labels: digits present in the tile
             assert set(ast.literal_eval(true)) <= set("0123456789") >= set(ast.literal_eval(predicted))
-    else:
-        args = ["images", *TINY, *SMALL.get(script, [])]
-        stdout = run_example(script, args, workdir)
     for fragment in EXPECTED[script]:
         assert fragment in stdout, f"{script} did not print {fragment!r}:\n{stdout}"
