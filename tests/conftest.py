@@ -93,6 +93,24 @@ def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """(images, run folder): one finished tiny run, trained once a session for the tests that only read a run
+    folder (evaluate, export, an export killed mid-write) instead of each training its own: the `two_phase`
+    recipe with `head_only` on VGG16 at 32 px, 3 classes x 8 images (6 kept for validation, 6 for test), one
+    epoch. Tests may add files beside it or rewrite the reports, never change `best.keras` or `splits.json`."""
+    from keras_transfer.runs.train import train_from_folder
+
+    root = tmp_path_factory.mktemp("finished_run")
+    images = write_image_folder(root / "images", per_class=8)
+    out = str(root / "run")
+    keras.utils.set_random_seed(0)
+    train_from_folder(images, out, recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1,
+                      batch_size=8, augmentation="none", strategy="head_only", validation_split=0.25,
+                      test_split=0.25, verbose=0)
+    return images, out
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts with fresh Keras names and a fixed seed."""

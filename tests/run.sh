@@ -6,7 +6,7 @@
 # shared between the two processes to even out their time (see `pytest_collection_modifyitems` in
 # tests/conftest.py). The backends run side by side (most tests are bound by Python and process start-up, not by
 # both cores); each one's output is printed when it ends.
-# --durations=15 lists the slowest tests in each log, so the next CI says where its time went.
+# --durations=30 lists the slowest tests in each log, so the next CI says where its time went.
 #   BACKENDS="jax" bash tests/run.sh        one backend (it then runs everything)
 #   SEQUENTIAL=1 bash tests/run.sh          one backend after the other
 #   bash tests/run.sh tests/test_cli.py     extra arguments go to pytest
@@ -34,7 +34,7 @@ for i in "${!backends[@]}"; do
   share=all
   [ ${#backends[@]} -gt 1 ] && share=$([ "$i" -eq 0 ] && echo first || { [ "$i" -eq 1 ] && echo second || echo none; })
   run() {  # backend, share of the backend_free tests, pytest arguments; each backend its own temporary folder
-    KERAS_BACKEND=$1 KT_BACKEND_FREE=$2 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 \
+    KERAS_BACKEND=$1 KT_BACKEND_FREE=$2 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 \
       --basetemp="$logs/tmp-$1" "${@:3}" > "$logs/$1.log" 2>&1
   }
   if [ -n "${SEQUENTIAL:-}" ]; then

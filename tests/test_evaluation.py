@@ -15,7 +15,6 @@ from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.evaluation import report_from_probabilities
 from keras_transfer.data.images import load_images
-from keras_transfer.runs.train import train_from_folder
 
 NAMES = ["ant", "bee", "cow", "dog"]
 
@@ -163,16 +162,10 @@ def test_bad_data_is_named():
 # --- keras-transfer evaluate on a real run folder -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    from conftest import write_image_folder
-
-    root = tmp_path_factory.mktemp("evaluate")
-    images = write_image_folder(root / "images", per_class=8)
-    out = str(root / "run")
-    train_from_folder(images, out, recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8,
-                      augmentation="none", strategy="head_only", validation_split=0.25, test_split=0.25, verbose=0)
-    return images, out
+@pytest.fixture
+def run_folder(finished_run):
+    """(images, run folder) of the session's finished two_phase run (tests/conftest.py `finished_run`)."""
+    return finished_run
 
 
 def test_training_with_a_test_split_evaluates_best_keras_on_it(run_folder):

@@ -8,7 +8,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_head, write_image_folder
+from conftest import randomize_head
 from test_export import CLASS_NAMES, pixels, tiny_model
 
 import keras_transfer
@@ -16,7 +16,6 @@ from keras_transfer import cli
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.serving.export import TOLERANCES, export
 from keras_transfer.serving.export_tflite import run_tflite
-from keras_transfer.runs.train import train_from_folder
 
 
 @pytest.fixture
@@ -111,14 +110,10 @@ def test_tflite_matches_and_quantised_is_reported(compiled_model, tmp_path):
         export(compiled_model, tmp_path / "model.tflite", format="tflite")
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli_export")
-    data = write_image_folder(root / "images", per_class=4)
-    out = root / "run"
-    train_from_folder(data, out, backbone="vgg16", weights=None, input_size=32, strategy="head_only",
-                      epochs=1, batch_size=4, augmentation="none", verbose=0)
-    return out
+@pytest.fixture
+def run_folder(finished_run):
+    """The session's finished tiny run folder (tests/conftest.py `finished_run`); the exports only read it."""
+    return finished_run[1]
 
 
 @pytest.mark.parametrize("fmt, name", [("saved_model", "exported"), ("keras", "model.keras"),

@@ -73,13 +73,6 @@ def data_dir(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("faults") / "data", per_class=5)
 
 
-@pytest.fixture(scope="module")
-def trained_run(data_dir, tmp_path_factory):
-    run = str(tmp_path_factory.mktemp("faults") / "run")
-    assert cli.main(["train", data_dir, *TRAIN, "--out", run]) == 0
-    return run
-
-
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
 def test_a_run_killed_at_any_write_resumes_or_says_why_not(data_dir, tmp_path, capsys, kill_at):
     out = str(tmp_path / "run")
@@ -112,9 +105,9 @@ def test_the_kill_points_cover_the_whole_run(data_dir, tmp_path):
 
 @pytest.mark.parametrize("fmt, target, kill_at", [("saved_model", "exported", 1), ("keras", "model.keras", 1),
                                                   ("tflite", "model.tflite", 1), ("tflite", "model.tflite", 2)])
-def test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up(trained_run, tmp_path, capsys, fmt,
+def test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up(finished_run, tmp_path, capsys, fmt,
                                                                                 target, kill_at):
-    run = trained_run  # exports only read it
+    run = finished_run[1]  # the session's finished tiny run (tests/conftest.py); exports only read it
     exports = tmp_path / "exports"
     exports.mkdir()
     done = _work(kill_at, ["export", run, "--format", fmt, "--out", str(exports / target)], tmp_path)

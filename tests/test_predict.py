@@ -20,14 +20,17 @@ from keras_transfer.data.images import ImageDecodeError, load_images
 NAMES = ["cat", "dog", "emu"]
 
 
-@pytest.fixture
-def run_dir(tmp_path):
-    """A run folder holding only `best.keras`: a vgg16 classifier at 32 px with a random head and class names."""
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder holding only `best.keras`: a vgg16 classifier at 32 px with a random head and class names.
+    Built once for the module: `predict` only reads it."""
+    keras.utils.set_random_seed(0)
     model = build_classifier("vgg16", class_names=NAMES, weights=None, input_size=32, augmentation="none", seed=0)
     randomize_head(model, seed=2)
-    os.makedirs(tmp_path / "run")
-    model.save(tmp_path / "run" / "best.keras")
-    return str(tmp_path / "run")
+    run = tmp_path_factory.mktemp("predict") / "run"
+    os.makedirs(run)
+    model.save(run / "best.keras")
+    return str(run)
 
 
 @pytest.fixture
