@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny image folder, a seeded rng, tiny random (images, labels) arrays, a small CNN.
+"""Shared fixtures: a tiny image folder, a seeded rng, tiny random (images, labels) arrays, a small CNN, and one
+finished tiny run folder a session.
 
 The suite runs once per Keras backend (`KERAS_BACKEND=tensorflow pytest`, `KERAS_BACKEND=jax pytest`);
 nothing here depends on which.
