@@ -306,7 +306,7 @@ def _score_texts(data, out, *, backbones, all_small, weights, size, task, max_im
                                                                        batch_size)
         candidates.append(score_features(name, "none" if chosen[name] is None else "pretrained", length, extractor,
                                          dataset, len(texts), task, example, folds=folds, seed=seed,
-                                         batch_size=batch_size, verbose=verbose, begin=begin))
+                                         batch_size=batch_size, verbose=verbose, begin=begin, text=True))
     return candidates, labels, 0, class_names
 
 
@@ -386,14 +386,15 @@ def score_candidate(name, weights, size, dataset, images, task, *, views=0, fold
 
 
 def score_features(name, weights, size, extractor, dataset, images, task, example, *, views=0, folds=5, seed=1337,
-                   batch_size=32, verbose=1, begin=None):
+                   batch_size=32, verbose=1, begin=None, text=False):
     """One `Candidate`: `extractor`'s features computed once (the `images` of `dataset`, then `views` shifted
     copies), LogME on the inputs' features, the cross-validated probe on all, and the serving cost measured
-    here on `example` (`seconds`: all of it, from `begin`; `features_seconds`: the features alone)."""
+    here on `example` (`seconds`: all of it, from `begin`; `features_seconds`: the features alone). `text`:
+    the inputs are texts and `size` their tokens."""
     begin = time.perf_counter() if begin is None else begin
-    progress = keras.utils.Progbar(images * (views + 1), unit_name="input") if verbose else None
+    progress = keras.utils.Progbar(images * (views + 1), unit_name="text" if text else "image") if verbose else None
     if verbose:
-        log.info("Features of %s (%s weights, size %d)%s ...", name, weights, size,
+        log.info("Features of %s (%s weights, %d %s)%s ...", name, weights, size, "tokens" if text else "px",
                  f" with {views} shifted views of each image" if views else "")
     start = time.perf_counter()
     features, labels = extract(extractor, dataset, batch_size, views=views, seed=seed, progress=progress)
