@@ -99,9 +99,12 @@ def summary(records, tasks):
         for score in taus:
             taus[score].append(kendalltau([r[score] for r in rows], [r["fine_tuned"] for r in rows]).statistic)
         select_s, tune_s = sum(r["select_s"] for r in rows), sum(r["fine_tune_s"] for r in rows)
-        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | | "
-                     f"{select_s:.1f} | {tune_s:.1f} |")
-    lines.append(f"Mean Kendall tau: LogME {np.nanmean(taus['logme']):.2f}, probe {np.nanmean(taus['probe']):.2f}")
+        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | "
+                     f"select / fine-tune {select_s / tune_s:.2f} | {select_s:.1f} | {tune_s:.1f} |")
+    select_s, tune_s = sum(r["select_s"] for r in records), sum(r["fine_tune_s"] for r in records)
+    lines.append(f"Mean Kendall tau: LogME {np.nanmean(taus['logme']):.2f}, probe {np.nanmean(taus['probe']):.2f}; "
+                 f"selection {select_s:.0f} s against fine-tuning every candidate {tune_s:.0f} s: "
+                 f"{select_s / tune_s:.2f}")
     return "\n".join(lines)
 
 
@@ -120,7 +123,17 @@ def main(argv=None):
     parser.add_argument("--backbones", nargs="+", default=list(REAL),
                         help="among vgg16, mobilenetv2, inceptionv3 and mobilenetv3small (random weights, a control)")
     parser.add_argument("--json", default=None, help="write every record here")
+    parser.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                        help="print the table of records written by earlier runs (--json) instead of running")
     args = parser.parse_args(argv)
+    if args.summarize:
+        for path in args.summarize:
+            with open(path) as f:
+                stored = json.load(f)
+            print(f"{path} ({stored['backend']}, seed {stored['args']['seed']}, K {stored['args']['k']}, "
+                  f"{stored['args']['size']} px)")
+            print(summary(stored["records"], stored["args"]["tasks"]))
+        return
     records = run(args)
     if args.json:
         with open(args.json, "w") as f:
