@@ -82,6 +82,7 @@ def run(args):
                                 "classification", views=args.views, folds=args.folds, seed=args.seed, verbose=0)
             acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
             record = dict(task=task_name, backbone=name, logme=c.logme, probe=c.probe, select_s=c.seconds,
+                          features_s=c.features_seconds,
                           ms_per_image=c.ms_per_image, fine_tuned=acc, fine_tune_s=seconds)
             records.append(record)
             print(json.dumps(record), flush=True)
@@ -102,7 +103,9 @@ def summary(records, tasks):
         lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | "
                      f"select / fine-tune {select_s / tune_s:.2f} | {select_s:.1f} | {tune_s:.1f} |")
     select_s, tune_s = sum(r["select_s"] for r in records), sum(r["fine_tune_s"] for r in records)
-    lines.append(f"Mean Kendall tau: LogME {np.nanmean(taus['logme']):.2f}, probe {np.nanmean(taus['probe']):.2f}; "
+    means = ", ".join(f"{score} {np.nanmean(values):.2f} ({np.mean(np.nan_to_num(values)):.2f} with an undefined "
+                      f"tau, every score tied, as 0)" for score, values in taus.items())
+    lines.append(f"Mean Kendall tau: {means}; "
                  f"selection {select_s:.0f} s against fine-tuning every candidate {tune_s:.0f} s: "
                  f"{select_s / tune_s:.2f}")
     return "\n".join(lines)
