@@ -73,14 +73,20 @@ def fine_tuned(name, weights, task, size, seed):
 
 
 def run(args):
-    records = []
+    records, earlier = [], {}
+    if args.fine_tuned_from:  # the same tasks and seed fine-tuned before: only the selection runs again
+        with open(args.fine_tuned_from) as f:
+            earlier = {(r["task"], r["backbone"]): r for r in json.load(f)["records"]}
     for task_name in args.tasks:
         task = build_task(task_name, k=args.k, test_per_class=args.test_per_class, size=args.size, seed=args.seed)
         for name, weights in backbones(args).items():
             keras.backend.clear_session()
             c = score_candidate(name, weights, args.size, (task.x_train, task.y_train), len(task.y_train),
                                 "classification", views=args.views, folds=args.folds, seed=args.seed, verbose=0)
-            acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
+            if earlier:
+                acc, seconds = earlier[task_name, name]["fine_tuned"], earlier[task_name, name]["fine_tune_s"]
+            else:
+                acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
             record = dict(task=task_name, backbone=name, logme=c.logme, probe=c.probe, select_s=c.seconds,
                           features_s=c.features_seconds,
                           ms_per_image=c.ms_per_image, fine_tuned=acc, fine_tune_s=seconds)
@@ -126,6 +132,9 @@ def main(argv=None):
     parser.add_argument("--backbones", nargs="+", default=list(REAL),
                         help="among vgg16, mobilenetv2, inceptionv3 and mobilenetv3small (random weights, a control)")
     parser.add_argument("--json", default=None, help="write every record here")
+    parser.add_argument("--fine-tuned-from", default=None, metavar="JSON",
+                        help="take the fine-tuned accuracies and seconds from an earlier run's --json (same tasks, "
+                        "K, size and seed) and time only the selection, e.g. with other --views")
     parser.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
                         help="print the table of records written by earlier runs (--json) instead of running")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ Text data (a text table or a folder of `.txt` class folders, found by `is_text_d
 """
 
 import csv
-
 import dataclasses
 import logging
 import os
