@@ -39,7 +39,7 @@ def log_evidence(features, target, *, tol=1e-12, max_iterations=10_000, svd=None
 
     Example:
     >>> rng = np.random.default_rng(0); f = rng.normal(size=(20, 4))
-    >>> round(log_evidence(f, f @ [1.0, 0, 0, 0])[0], 2) > round(log_evidence(f, rng.normal(size=20))[0], 2)
+    >>> bool(log_evidence(f, f @ [1.0, 0, 0, 0])[0] > log_evidence(f, rng.normal(size=20))[0])
     True
     """
     f, y = np.asarray(features, "float64"), np.asarray(target, "float64").reshape(-1)
