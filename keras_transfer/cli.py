@@ -21,7 +21,7 @@ from keras_transfer.layout import LAST_MODEL
 from keras_transfer.runs.config import MAXIMUM, add_flags, given_settings
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
-from keras_transfer.runs.select import RANK_BY, select_backbones
+from keras_transfer.runs.select import MODALITIES as SELECT_MODALITIES, RANK_BY, select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
 from keras_transfer.serving.export import check_atol, export
@@ -89,7 +89,10 @@ def _add_select(sub):
                    "imagenet | none | PATH applies to all (default: imagenet)")
     p.add_argument("--input-size", type=int, default=None, help="one square side for all (default: each one's own)")
     p.add_argument("--task", default="classification", choices=("classification", "regression", "multilabel"))
-    p.add_argument("--max-images", type=int, default=None, help="at most N images per class (in all for a "
+    p.add_argument("--modality", default="auto", choices=SELECT_MODALITIES, help="image or text encoders (default "
+                   "auto: text for a text table or folders of .txt files)")
+    p.add_argument("--sequence-length", type=int, default=None, help="tokens per text (default: each encoder's own)")
+    p.add_argument("--max-images", type=int, default=None, help="at most N images (texts) per class (in all for a "
                    "regression or multi-label manifest)")
     p.add_argument("--views", default="auto", help="shifted views of each image for the probe (default auto: as "
                    "the default recipe)")
@@ -108,6 +111,7 @@ def _select(args):
     views = args.views if args.views == "auto" else _int_flag("--views", args.views)
     selection = select_backbones(args.data_dir, args.out, backbones=args.backbones, all_small=args.all_small,
                                  weights=weights, input_size=args.input_size, task=args.task,
+                                 modality=args.modality, sequence_length=args.sequence_length,
                                  max_images=args.max_images, views=views, folds=args.folds, rank_by=args.rank_by,
                                  batch_size=args.batch_size, seed=args.seed)
     print(selection.table())

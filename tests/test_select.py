@@ -1,8 +1,10 @@
 """`keras-transfer select` / `select_backbones`: LogME against an independent reference, the probe, the ranking
-files and plot, bad input, and the command end to end (tiny random backbones at 32 px, a few images)."""
+files and plot, bad input, and the command end to end (tiny random backbones at 32 px, a few images; tiny random
+BERTs saved as KerasHub preset folders, 8 tokens, for text)."""
 
 import json
 import os
+import shlex
 
 import numpy as np
 import pytest
@@ -10,11 +12,13 @@ from PIL import Image
 
 from keras_transfer import cli, select_backbones
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.runs.select import resolve_candidates, resolve_weights
+from keras_transfer.runs.select import is_text_data, resolve_candidates, resolve_weights
 from keras_transfer.serving.plots import pareto_front
-from keras_transfer.training.transferability import log_evidence, logme, probe_score
+from keras_transfer.training.transferability import log_evidence, logme, logme_per_column, probe_score
 from conftest import write_image_folder
 from test_cli import assert_one_line_error
+from test_text import tiny_bert
+from test_text_runs import TEXTS, _write
 
 TINY = dict(backbones="mobilenetv3small", weights="none", input_size=32, views=0, folds=2, verbose=0)
 
@@ -208,3 +212,116 @@ def test_logme_and_probe_score_name_what_was_wrong():
         logme(rng.normal(size=(4, 3)), np.array([0, 1, 0, 1]), task="ranking")
     with pytest.raises(KerasTransferError, match="needs 2 folds.*Received: 3 images, 1 fold"):
         probe_score(rng.normal(size=(3, 2)), np.array([0, 1, 1]))
+
+
+@pytest.mark.backend_free
+def test_logme_per_column_is_each_columns_reference_evidence():
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=(40, 5))
+    labels = np.stack([f[:, 0] + 0.3 * rng.normal(size=40) > 0, f[:, 1] + 1.5 * rng.normal(size=40) > 0],
+                      axis=1).astype("float32")
+    per_label = logme_per_column(f, labels, "multilabel")
+    for value, column in zip(per_label, labels.T):
+        assert abs(value - reference_evidence(f, column.astype("float64"))) < 1e-6
+    assert per_label[0] > per_label[1]  # the label the features carry more clearly scores higher
+    assert logme(f, labels, "multilabel") == pytest.approx(np.mean(per_label), abs=1e-12)
+
+
+def test_select_backbones_reports_logme_per_label_for_a_multilabel_manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["path,labels"]
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'cat|dog' if i % 3 == 0 else ('cat' if i % 2 else 'dog')}")
+    (tmp_path / "tags.csv").write_text("\n".join(rows) + "\n")
+    selection = select_backbones(str(tmp_path / "tags.csv"), tmp_path / "sel", task="multilabel", **TINY)
+    best = selection.best
+    assert selection.label_names == ["cat", "dog"] and len(best.logme_per_label) == 2
+    assert best.logme == pytest.approx(np.mean(best.logme_per_label), abs=1e-12)
+    assert f"LogME per label, mobilenetv3small: cat {best.logme_per_label[0]:.4f}" in selection.table()
+    written = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert written["label_names"] == ["cat", "dog"]
+    assert written["candidates"][0]["logme_per_label"] == pytest.approx(best.logme_per_label)
+    assert "--task multilabel" in selection.command
+
+
+def _bert_folder(root, num_layers):
+    """A tiny random BERT saved as a KerasHub preset folder (encoder and preprocessor)."""
+    folder = str(root / f"bert{num_layers}")
+    encoder, preprocessor = tiny_bert(num_layers=num_layers)
+    encoder.save_to_preset(folder)
+    preprocessor.save_to_preset(folder)
+    return folder
+
+
+def test_text_data_is_found_by_its_files(tmp_path):
+    assert is_text_data(_write(tmp_path / "texts.csv"))
+    (tmp_path / "images.csv").write_text("path,label\na.png,cat\n")
+    assert not is_text_data(tmp_path / "images.csv")
+    (tmp_path / "folder" / "a").mkdir(parents=True)
+    (tmp_path / "folder" / "a" / "1.txt").write_text("good film")
+    assert is_text_data(tmp_path / "folder")
+    Image.new("RGB", (4, 4)).save(tmp_path / "folder" / "a" / "2.png")
+    assert not is_text_data(tmp_path / "folder")
+
+
+def test_select_ranks_text_encoders_and_its_train_command_trains_the_winner(tmp_path, monkeypatch):
+    source = _write(tmp_path / "texts.csv")
+    folders = [_bert_folder(tmp_path, 1), _bert_folder(tmp_path, 2)]
+    selection = select_backbones(source, tmp_path / "sel", backbones=",".join(folders), sequence_length=8, folds=2,
+                                 max_images=6, verbose=0)
+    assert selection.modality == "text" and selection.views == 0
+    assert selection.images == 6 * len(TEXTS)
+    assert sorted(c.backbone for c in selection.candidates) == folders
+    for c in selection.candidates:
+        assert c.input_size == 8 and c.feature_dim == 32 and c.weights == "pretrained"
+        assert np.isfinite(c.logme) and 0 <= c.probe <= 1 and c.ms_per_image > 0
+    params = {c.backbone: c.params for c in selection.candidates}
+    assert params[folders[1]] > params[folders[0]]  # two transformer layers against one
+    table = selection.table()
+    assert "ms/text" in table.splitlines()[0] and "tokens" in table.splitlines()[0]
+    assert "shifted views" not in table
+    written = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert written["modality"] == "text"
+    command = shlex.split(selection.command)
+    assert command[:5] == ["keras-transfer", "train", source, "--modality", "text"]
+    assert command[command.index("--backbone") + 1] == selection.best.backbone
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(command[1:] + ["--validation-split", "0.25", "--seed", "0"]) == 0
+    run = json.loads((tmp_path / "runs" / os.path.basename(selection.best.backbone) / "config.json").read_text())
+    assert run["settings"]["modality"] == "text" and run["settings"]["sequence_length"] == 8
+
+
+def test_cli_select_finds_a_text_folder_and_scores_random_encoder_weights(tmp_path, capsys):
+    for label, texts in TEXTS.items():
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i, text in enumerate(texts[:4]):
+            (tmp_path / "data" / label / f"{i}.txt").write_text(text)
+    folder = _bert_folder(tmp_path, 1)
+    code = cli.main(["select", str(tmp_path / "data"), "--backbones", folder, "--weights", "none",
+                     "--sequence-length", "8", "--folds", "2", "--out", str(tmp_path / "sel")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"{4 * len(TEXTS)}/{4 * len(TEXTS)}" in captured.out  # the progress bar: the texts, no views
+    written = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert written["modality"] == "text" and written["candidates"][0]["weights"] == "none"
+    assert "--modality text" in written["command"] and "--weights none" in written["command"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(input_size=32), "input_size is for images; a text encoder takes sequence_length"),
+    (dict(task="regression"), "Text selection scores a classification.*Received: task='regression'"),
+    (dict(views=2), "Shifted views are for images.*Received: views=2"),
+    (dict(weights="/some/file.weights.h5"), "name their folder as a backbone"),
+    (dict(modality="audio"), "modality must be one of auto, image, text. Received: modality='audio'"),
+])
+def test_text_selection_names_what_was_wrong(tmp_path, kwargs, message):
+    source = _write(tmp_path / "texts.csv")
+    with pytest.raises(KerasTransferError, match=message):
+        select_backbones(source, None, **dict(dict(backbones="all_minilm_l6_v2", verbose=0), **kwargs))
+
+
+def test_image_selection_refuses_a_sequence_length(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=2, size=20)
+    with pytest.raises(KerasTransferError, match="sequence_length is for text encoders.*Received: sequence_length=8"):
+        select_backbones(data, None, sequence_length=8, **TINY)

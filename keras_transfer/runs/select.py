@@ -6,8 +6,13 @@ probe uses) are computed once, then scored by LogME and a cross-validated linear
 per image (one image a call, the median of several calls after a warm-up) and the float32 weights' memory.
 The result is a ranked table, `selection.json`, a plot of probe score against latency with the Pareto front
 marked, and the `keras-transfer train` command that trains the winner.
+
+Text data (a text table or a folder of `.txt` class folders, found by `is_text_data` or named by
+`modality="text"`) compares KerasHub text encoders the same way, on their pooled sentence features
+(`runs.select_text`); a multi-label task also reports LogME per label.
 """
 
+import csv
 import dataclasses
 import logging
 import os
@@ -18,10 +23,11 @@ import keras
 import numpy as np
 
 from keras_transfer import io
+from keras_transfer.data.images import is_image_name
 from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.sources import find_images
 from keras_transfer.data.task_sources import find_task_images, task_dataset
-from keras_transfer.errors import KerasTransferError
+from keras_transfer.errors import KerasTransferError, missing_text_extra
 from keras_transfer.models.classifier import build_classifier, feature_extractor
 from keras_transfer.models.registry import check_input_size, get_backbone_spec, list_backbones
 from keras_transfer.runs.config import check_weights_source
@@ -29,10 +35,12 @@ from keras_transfer.serving.plots import matplotlib_available, pareto_front, plo
 from keras_transfer.training.budget import PROBE_VIEWS, PROBE_VIEWS_UP_TO
 from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.linear_probe import extract
-from keras_transfer.training.transferability import PROBE_METRIC, check_task, effective_folds, logme, probe_score
+from keras_transfer.training.transferability import (PROBE_METRIC, check_task, effective_folds, logme_per_column,
+                                                     probe_score)
 
 SMALL_PARAMS = 8_000_000  # `--all-small`: the registry's backbones under this many parameters
 RANK_BY = ("logme", "probe")
+MODALITIES = ("auto", "image", "text")
 SELECTION_JSON, SELECTION_PLOT = "selection.json", "selection.png"
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ class Candidate:
     features_seconds: float
     seconds: float
     pareto: bool = False
+    logme_per_label: list = None  # a multi-label task's LogME of each label, in `Selection.label_names` order
 
 
 @dataclasses.dataclass
@@ -68,6 +77,8 @@ class Selection:
     source: str
     seconds: float
     command: str
+    modality: str = "image"
+    label_names: list = None  # a multi-label task's labels
 
     @property
     def best(self):
@@ -80,7 +91,8 @@ class Selection:
 
     def table(self):
         """The ranking as a text table (`*`: on the Pareto front of probe score against latency)."""
-        rows = [("rank", "backbone", "LogME", f"probe {PROBE_METRIC[self.task]}", "ms/image", "params", "size",
+        unit, size = ("text", "tokens") if self.modality == "text" else ("image", "size")
+        rows = [("rank", "backbone", "LogME", f"probe {PROBE_METRIC[self.task]}", f"ms/{unit}", "params", size,
                  "weights MB", "seconds")]
         for rank, c in enumerate(self.candidates, 1):
             rows.append((f"{rank}{'*' if c.pareto else ''}", c.backbone, f"{c.logme:.4f}", f"{c.probe:.3f}",
@@ -88,10 +100,14 @@ class Selection:
                          f"{c.seconds:.1f}"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        for c in self.candidates if self.task == "multilabel" else ():
+            names = self.label_names or [f"label {i}" for i in range(len(c.logme_per_label))]
+            lines.append(f"LogME per label, {c.backbone}: "
+                         + ", ".join(f"{name} {value:.4f}" for name, value in zip(names, c.logme_per_label)))
         return "\n".join(lines + [
-            f"Ranked by {self.rank_by} on {self.images} images ({self.task}; probe: {self.folds}-fold, "
-            f"{self.views} shifted views of each training image); * = Pareto front of probe score against "
-            f"latency; {self.seconds:.1f} s in all.",
+            f"Ranked by {self.rank_by} on {self.images} {unit}s ({self.task}; probe: {self.folds}-fold"
+            + (f", {self.views} shifted views of each training image" if self.modality == "image" else "")
+            + f"); * = Pareto front of probe score against latency; {self.seconds:.1f} s in all.",
             f"Train the winner: {self.command}"])
 
 
@@ -149,54 +165,64 @@ def check_max_images(max_images):
 
 
 def load_selection_data(data, task="classification", *, max_images=None, seed=1337):
-    """`(paths, labels, readers)`: the images to score on, at most `max_images` per class (a seeded sample in
-    file order; for a regression or multi-label manifest, at most `max_images` in all)."""
+    """`(paths, labels, readers, names)`: the images to score on, at most `max_images` per class (a seeded
+    sample in file order; for a regression or multi-label manifest, at most `max_images` in all), and the class,
+    target or label names."""
     check_task(task)
     check_max_images(max_images)
-    rng = np.random.default_rng(seed)
     if task == "classification":
         found = find_images(data)
-        labels = np.asarray(found.labels)
-        keep = np.concatenate([_sample(np.flatnonzero(labels == c), max_images, rng)
-                               for c in range(len(found.class_names))])
-        return [found.paths[i] for i in keep], labels[keep], [found.readers[i] for i in keep]
+        keep = per_class_sample(found.labels, max_images, seed)
+        return ([found.paths[i] for i in keep], np.asarray(found.labels)[keep], [found.readers[i] for i in keep],
+                found.class_names)
     found = find_task_images(data, task)
-    keep = _sample(np.arange(len(found.paths)), max_images, rng)
-    return [found.paths[i] for i in keep], found.targets[keep], None
+    keep = _sample(np.arange(len(found.paths)), max_images, np.random.default_rng(seed))
+    return [found.paths[i] for i in keep], found.targets[keep], None, list(found.names)
+
+
+def per_class_sample(labels, max_images, seed):
+    """The rows to keep: at most `max_images` of each class (a seeded sample), in file order within a class."""
+    labels, rng = np.asarray(labels), np.random.default_rng(seed)
+    return np.concatenate([_sample(np.flatnonzero(labels == c), max_images, rng) for c in np.unique(labels)])
 
 
 def _sample(rows, limit, rng):
     return rows if limit is None or len(rows) <= limit else np.sort(rng.choice(rows, limit, replace=False))
 
 
-def serving_ms(extractor, size, repeats=5):
-    """Median milliseconds of one image through `extractor` (a call per image, after one warm-up call)."""
-    image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
-    predict_batch(extractor, image)
+def serving_ms(extractor, example, repeats=5):
+    """Median milliseconds of one input through `extractor` (a call per input, after one warm-up call):
+    `example` is a batch of one (an image, or a tokenised text's dict)."""
+    predict_batch(extractor, example)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        keras.ops.convert_to_numpy(predict_batch(extractor, image))
+        keras.tree.map_structure(keras.ops.convert_to_numpy, predict_batch(extractor, example))
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
 
 
 def select_backbones(data, out=None, *, backbones=None, all_small=False, weights=None, input_size=None,
-                     task="classification", max_images=None, views="auto", folds=5, rank_by="logme",
-                     batch_size=32, seed=1337, verbose=1):
-    """Ranks candidate backbones on `data` by frozen-feature scores, with their serving cost.
+                     task="classification", modality="auto", sequence_length=None, max_images=None, views="auto",
+                     folds=5, rank_by="logme", batch_size=32, seed=1337, verbose=1):
+    """Ranks candidate backbones (or text encoders) on `data` by frozen-feature scores, with their serving cost.
 
     Args:
         data: what `train` reads: a folder of class subfolders, a layout or a manifest (a classification),
-            or a regression / multi-label manifest (`task`).
+            a regression / multi-label manifest (`task`), or labelled texts (a `.csv` / `.tsv` / `.jsonl`
+            table of text,label or class folders of `.txt` files).
         out: a folder for `selection.json` and `selection.png` (None: nothing written).
-        backbones: registry names (a list or a comma-separated string); default: every backbone under
-            8M parameters (`all_small`).
-        weights: None (ImageNet for all), one value for all ('imagenet', 'none', a file), or `{name: value}`
-            / `["NAME=VALUE", ...]` per candidate.
-        input_size: one square side for all; default: each backbone's own default size.
-        max_images: at most this many images per class (in all, for a regression or multi-label task).
-        views: shifted views of each image for the probe; "auto": as the default recipe (8 up to 2,000 images).
+        backbones: registry names (a list or a comma-separated string); default: every image backbone under
+            8M parameters (`all_small`), or for texts `select_text.SMALL_TEXT_BACKBONES`. Text encoders may
+            also be folders (Hugging Face or KerasHub preset).
+        weights: None (ImageNet, or a text encoder's own weights, for all), one value for all ('imagenet',
+            'none', a file), or `{name: value}` / `["NAME=VALUE", ...]` per candidate.
+        input_size: one square side for all images; default: each backbone's own default size.
+        modality: "image", "text" or "auto" (text when `is_text_data(data)`).
+        sequence_length: tokens per text (default: each encoder's own, 128).
+        max_images: at most this many images (texts) per class (in all, for a regression or multi-label task).
+        views: shifted views of each image for the probe; "auto": as the default recipe (8 up to 2,000 images;
+            none for texts).
         folds: the probe's cross-validation folds.
         rank_by: "logme" or "probe" (the cross-validated probe score).
         verbose: 1 shows a progress bar while each candidate's features are computed.
@@ -210,60 +236,164 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
     >>> print(selection.table())  # doctest: +SKIP
     """
     start = time.perf_counter()
-    names = resolve_candidates(backbones, all_small)
-    chosen = resolve_weights(weights, names)
-    _check_options(rank_by, views, folds, input_size, names)
+    _check_options(rank_by, views, folds)
     check_task(task)
     check_max_images(max_images)
-    if out is not None:
-        io.check_writable(out, "the selection")
-    paths, labels, readers = load_selection_data(data, task, max_images=max_images, seed=seed)
-    views = (PROBE_VIEWS if len(paths) <= PROBE_VIEWS_UP_TO else 0) if views == "auto" else views
-    candidates = []
-    for name in names:
-        size = input_size or get_backbone_spec(name).default_size
-        if task == "classification":
-            dataset = make_dataset(paths, list(labels), image_size=size, batch_size=batch_size, readers=readers)
-        else:
-            dataset = task_dataset(paths, labels, image_size=size, batch_size=batch_size)
-        candidates.append(score_candidate(name, chosen[name], size, dataset, len(paths), task, views=views,
-                                          folds=folds, seed=seed, batch_size=batch_size, verbose=verbose))
+    modality = resolve_modality(data, modality, task=task, input_size=input_size, sequence_length=sequence_length,
+                                views=views)
+    score = _score_texts if modality == "text" else _score_images
+    candidates, labels, views, label_names = score(
+        data, out, backbones=backbones, all_small=all_small, weights=weights, size=input_size or sequence_length,
+        task=task, max_images=max_images, views=views, folds=folds, batch_size=batch_size, seed=seed, verbose=verbose)
     for i in pareto_front([c.probe for c in candidates], [c.ms_per_image for c in candidates]):
         candidates[i].pareto = True
     other = RANK_BY[1 - RANK_BY.index(rank_by)]  # breaks ties (to 1e-9: two LogMEs at the no-information limit)
     candidates.sort(key=lambda c: (-round(getattr(c, rank_by), 9), -getattr(c, other)))
-    selection = Selection(candidates=candidates, task=task, rank_by=rank_by, images=len(paths), views=views,
+    selection = Selection(candidates=candidates, task=task, rank_by=rank_by, images=len(labels), views=views,
                           folds=effective_folds(labels, task, folds), source=os.path.abspath(os.fspath(data)),
-                          seconds=time.perf_counter() - start,
-                          command=train_command(data, candidates[0], task, input_size))
+                          seconds=time.perf_counter() - start, modality=modality,
+                          label_names=label_names if task == "multilabel" else None,
+                          command=train_command(data, candidates[0], task, input_size, modality=modality,
+                                                sequence_length=sequence_length))
     if out is not None:
         write_selection(selection, out)
     return selection
 
 
-def _check_options(rank_by, views, folds, input_size, names):
+def _score_images(data, out, *, backbones, all_small, weights, size, task, max_images, views, folds, batch_size,
+                  seed, verbose):
+    """`(candidates, labels, views, names)` for image backbones (`select_backbones`' arguments)."""
+    names = resolve_candidates(backbones, all_small)
+    chosen = resolve_weights(weights, names)
+    for name in names if size is not None else ():
+        check_input_size(get_backbone_spec(name), size)
+    if out is not None:
+        io.check_writable(out, "the selection")
+    paths, labels, readers, label_names = load_selection_data(data, task, max_images=max_images, seed=seed)
+    views = (PROBE_VIEWS if len(paths) <= PROBE_VIEWS_UP_TO else 0) if views == "auto" else views
+    candidates = []
+    for name in names:
+        side = size or get_backbone_spec(name).default_size
+        if task == "classification":
+            dataset = make_dataset(paths, list(labels), image_size=side, batch_size=batch_size, readers=readers)
+        else:
+            dataset = task_dataset(paths, labels, image_size=side, batch_size=batch_size)
+        candidates.append(score_candidate(name, chosen[name], side, dataset, len(paths), task, views=views,
+                                          folds=folds, seed=seed, batch_size=batch_size, verbose=verbose))
+    return candidates, labels, views, label_names
+
+
+def _score_texts(data, out, *, backbones, all_small, weights, size, task, max_images, views, folds, batch_size,
+                 seed, verbose):
+    """`(candidates, labels, 0, class names)` for text encoders (`select_backbones`' arguments; `size` is the
+    sequence length, `all_small` the default)."""
+    if backbones is not None and all_small:
+        raise KerasTransferError(f"Give either backbones or all_small, not both. Received: backbones={backbones!r}, "
+                                 "all_small=True")
+    text = _text_module()
+    names = text.resolve_text_candidates(backbones)
+    chosen = text.resolve_text_weights(weights, names)
+    if out is not None:
+        io.check_writable(out, "the selection")
+    texts, labels, class_names = text.load_texts_for_selection(data)
+    keep = per_class_sample(labels, max_images, seed)
+    texts, labels = [texts[i] for i in keep], labels[keep]
+    candidates = []
+    for name in names:
+        begin = time.perf_counter()
+        extractor, dataset, example, length = text.text_features_setup(name, chosen[name], size, texts, labels,
+                                                                       batch_size)
+        candidates.append(score_features(name, "none" if chosen[name] is None else "pretrained", length, extractor,
+                                         dataset, len(texts), task, example, folds=folds, seed=seed,
+                                         batch_size=batch_size, verbose=verbose, begin=begin, text=True))
+    return candidates, labels, 0, class_names
+
+
+def _text_module():
+    """`runs.select_text`, or a one-line error naming the install command."""
+    try:
+        from keras_transfer.runs import select_text  # optional: KerasHub and TensorFlow-Text, the `text` extra
+    except ImportError as error:
+        raise missing_text_extra(error) from None
+    return select_text
+
+
+def is_text_data(data):
+    """Whether `data` holds labelled texts: a `.tsv` / `.jsonl` table, a `.csv` with a `text` column, or a folder
+    whose files include `.txt` files and no image."""
+    data = os.fspath(data)
+    if os.path.isfile(data):
+        lower = data.lower()
+        if lower.endswith(".csv"):
+            with open(data, encoding="utf-8-sig", errors="replace", newline="") as f:
+                return "text" in [column.strip() for column in next(csv.reader(f), [])]
+        return lower.endswith((".tsv", ".jsonl"))
+    texts = False
+    for _, _, files in os.walk(data):
+        for name in files:
+            if is_image_name(name):
+                return False
+            texts = texts or name.lower().endswith(".txt")
+    return texts
+
+
+def resolve_modality(data, modality, *, task, input_size=None, sequence_length=None, views="auto"):
+    """"image" or "text" (`modality`, or for "auto" what `is_text_data` finds), with the options that modality
+    allows checked."""
+    if modality not in MODALITIES:
+        raise KerasTransferError(f"modality must be one of {', '.join(MODALITIES)}. Received: modality={modality!r}")
+    if modality == "auto":
+        modality = "text" if os.path.exists(data) and is_text_data(data) else "image"
+    if modality == "image":
+        if sequence_length is not None:
+            raise KerasTransferError(f"sequence_length is for text encoders; images take input_size. Received: "
+                                     f"sequence_length={sequence_length!r} with image data {os.fspath(data)!r}")
+        return modality
+    if task != "classification":
+        raise KerasTransferError(f"Text selection scores a classification (text,label rows or .txt class folders). "
+                                 f"Received: task={task!r}")
+    if input_size is not None:
+        raise KerasTransferError(f"input_size is for images; a text encoder takes sequence_length. Received: "
+                                 f"input_size={input_size!r} with text data {os.fspath(data)!r}")
+    if views not in ("auto", 0):
+        raise KerasTransferError(f"Shifted views are for images; text selection takes views='auto' or 0. "
+                                 f"Received: views={views!r}")
+    if sequence_length is not None and (isinstance(sequence_length, bool) or not isinstance(sequence_length, int)
+                                        or sequence_length < 2):
+        raise KerasTransferError(f"sequence_length must be an integer >= 2 or None. "
+                                 f"Received: sequence_length={sequence_length!r}")
+    return modality
+
+
+def _check_options(rank_by, views, folds):
     if rank_by not in RANK_BY:
         raise KerasTransferError(f"rank_by must be one of {', '.join(RANK_BY)}. Received: rank_by={rank_by!r}")
     if views != "auto" and (isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 0):
         raise KerasTransferError(f"views must be 'auto' or an integer >= 0. Received: views={views!r}")
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise KerasTransferError(f"folds must be an integer >= 2. Received: folds={folds!r}")
-    if input_size is not None:
-        for name in names:
-            check_input_size(get_backbone_spec(name), input_size)
 
 
 def score_candidate(name, weights, size, dataset, images, task, *, views=0, folds=5, seed=1337, batch_size=32,
                     verbose=1):
-    """One `Candidate`: its features computed once (the `images` of `dataset`, then `views` shifted copies),
-    LogME on the images' features, the cross-validated probe on all, and the serving cost measured here
-    (`seconds`: all of it, from building the model; `features_seconds`: the features alone)."""
+    """One image backbone's `Candidate` (`score_features` on its feature extractor at `size` px)."""
     begin = time.perf_counter()
     model = build_classifier(name, 2, weights=weights, input_size=size, augmentation=None, dropout=0.0)
-    extractor = feature_extractor(model)
-    progress = keras.utils.Progbar(images * (views + 1), unit_name="image") if verbose else None
+    example = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
+    return score_features(name, _shown(weights), size, feature_extractor(model), dataset, images, task, example,
+                          views=views, folds=folds, seed=seed, batch_size=batch_size, verbose=verbose, begin=begin)
+
+
+def score_features(name, weights, size, extractor, dataset, images, task, example, *, views=0, folds=5, seed=1337,
+                   batch_size=32, verbose=1, begin=None, text=False):
+    """One `Candidate`: `extractor`'s features computed once (the `images` of `dataset`, then `views` shifted
+    copies), LogME on the inputs' features, the cross-validated probe on all, and the serving cost measured
+    here on `example` (`seconds`: all of it, from `begin`; `features_seconds`: the features alone). `text`:
+    the inputs are texts and `size` their tokens."""
+    begin = time.perf_counter() if begin is None else begin
+    progress = keras.utils.Progbar(images * (views + 1), unit_name="text" if text else "image") if verbose else None
     if verbose:
-        log.info("Features of %s (%s weights, %d px)%s ...", name, _shown(weights), size,
+        log.info("Features of %s (%s weights, %d %s)%s ...", name, weights, size, "tokens" if text else "px",
                  f" with {views} shifted views of each image" if views else "")
     start = time.perf_counter()
     features, labels = extract(extractor, dataset, batch_size, views=views, seed=seed, progress=progress)
@@ -271,28 +401,35 @@ def score_candidate(name, weights, size, dataset, images, task, *, views=0, fold
     images = len(labels) // (views + 1)  # the same, less any file that failed to decode
     labels = labels[:images]
     params = int(extractor.count_params())
-    scores = dict(logme=logme(features[:images], labels, task),
-                  probe=probe_score(features, labels, task, folds=folds, views=views, seed=seed))
-    return Candidate(backbone=name, weights=_shown(weights), input_size=size, **scores, params=params,
-                     ms_per_image=serving_ms(extractor, size), weights_mb=params * 4 / 2 ** 20,
+    per_column = logme_per_column(features[:images], labels, task)
+    return Candidate(backbone=name, weights=weights, input_size=size, logme=float(np.mean(per_column)),
+                     probe=probe_score(features, labels, task, folds=folds, views=views, seed=seed), params=params,
+                     ms_per_image=serving_ms(extractor, example), weights_mb=params * 4 / 2 ** 20,
                      feature_dim=int(features.shape[1]), features_seconds=features_seconds,
-                     seconds=time.perf_counter() - begin)
+                     seconds=time.perf_counter() - begin,
+                     logme_per_label=per_column if task == "multilabel" else None)
 
 
 def _shown(weights):
     return "none" if weights is None else os.fspath(weights)
 
 
-def train_command(data, best, task, input_size):
+def train_command(data, best, task, input_size, *, modality="image", sequence_length=None):
     """The `keras-transfer train` command line that trains `best` on `data` with the default recipe."""
-    parts = ["keras-transfer", "train", shlex.quote(os.fspath(data)), "--backbone", best.backbone]
-    if best.weights != "imagenet":
+    parts = ["keras-transfer", "train", shlex.quote(os.fspath(data))]
+    if modality == "text":
+        parts += ["--modality", "text"]
+    parts += ["--backbone", shlex.quote(best.backbone)]
+    if best.weights not in ("imagenet", "pretrained"):
         parts += ["--weights", shlex.quote(best.weights)]
     if input_size is not None:
         parts += ["--input-size", str(input_size)]
+    if sequence_length is not None:
+        parts += ["--sequence-length", str(sequence_length)]
     if task != "classification":
         parts += ["--task", task]
-    return " ".join(parts + ["--out", shlex.quote(os.path.join("runs", best.backbone))])
+    run_name = os.path.basename(os.path.normpath(best.backbone))
+    return " ".join(parts + ["--out", shlex.quote(os.path.join("runs", run_name))])
 
 
 def write_selection(selection, out):
