@@ -11,6 +11,7 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "reference" / "python.md"
 LAYERS = {
+    "api": "The public functions: train, load, build, fit, predict, evaluate, export, backbones",
     "models": "Models: backbones, the classifier, task heads, freezing",
     "data": "Data: folders, manifests, splits, the tf.data pipeline",
     "training": "Training: presets, recipes, optimizers, schedules, probes, caching",

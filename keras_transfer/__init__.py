@@ -1,83 +1,93 @@
 """keras_transfer: transfer learning with pretrained Keras 3 backbones, fast, correct and boring.
 
-The package is layered; imports point down only:
+The public API is `keras_transfer.api` (`__all__` below): train, resume, load data, build, fit with a named
+recipe, load, predict, evaluate, export, list and select backbones, for images and texts, every task.
+Everything else is importable from its module. The package is layered; imports point down only:
     errors, io, layout, history, version       the base: errors, atomic files, the run folder's file names
-    models/    the backbone registry, weights, the classifier, freezing, precision
-    data/      image decoding, folders and manifests, splits, the tf.data pipeline
+    models/    the backbone registries (image, text), weights, the classifier and task heads, freezing, precision
+    data/      image decoding, folders and manifests, texts, splits, the tf.data pipeline
     training/  presets, optimizers and schedules, step budgets, the linear probe, phases, named recipes, callbacks,
                the per-epoch state, feature caching
     serving/   loading a trained model, predict, evaluate, plots, export
     runs/      the run configuration, a run folder, train_from_folder, resume, select_backbones
+    api        the public functions, dispatching on modality and task
     cli, demo  the `keras-transfer` command and the offline demo
 """
 
-from keras_transfer.data.pipeline import make_dataset
-from keras_transfer.data.sources import ImageFolderData, LabelledImages, find_images, load_image_folder
-from keras_transfer.data.task_sources import TaskData, TaskImages, find_task_images, load_task_data
-from keras_transfer.data.splits import DataSummary, class_weights, split_images
-from keras_transfer.errors import KerasTransferError
-from keras_transfer.models.augmentation import make_augmentation
-from keras_transfer.models.classifier import (ClassifierHead, build_classifier, class_indices, get_backbone,
-                                              get_class_names, head_model)
-from keras_transfer.models.heads import (TaskHead, build_model, get_thresholds, set_thresholds, standardisation,
-                                         task_loss, task_metrics, task_of)
-from keras_transfer.models.label_weights import WeightedBinaryCrossentropy, positive_weights
-from keras_transfer.models.freezing import FreezeReport, backbone_blocks, freeze
-from keras_transfer.models.preprocessing import ImagePreprocessing
-from keras_transfer.models.registry import BackboneSpec, get_backbone_spec, list_backbones, split_blocks
-from keras_transfer.models.weights import WeightsError, build_backbone, load_weights_by_order
-from keras_transfer.runs.config import RunConfig
-from keras_transfer.runs.resume import resume_run
-from keras_transfer.runs.select import Candidate, Selection, select_backbones
-from keras_transfer.runs.train import train_from_folder
-from keras_transfer.serving.evaluation import EvaluationReport, evaluate
-from keras_transfer.serving.export import ExportResult, export, export_saved_model
-from keras_transfer.serving.loading import load_model
-from keras_transfer.serving.plots import plot_confusion_matrix, plot_history
-from keras_transfer.serving.predict import predict
-from keras_transfer.serving.task_metrics import choose_thresholds, multilabel_metrics, regression_metrics
-from keras_transfer.serving.task_report import TaskReport, evaluate_task, task_outputs
-from keras_transfer.training.caching import extract_features, train_head_cached
-from keras_transfer.training.presets import PRESETS, Preset, compile_model, get_preset, phase_callbacks, run_callbacks
-from keras_transfer.training.budget import DataSize
-from keras_transfer.training.diagnostics import FeatureCollapseCheck, FeatureCollapseError, check_features
-from keras_transfer.training.linear_probe import LinearProbe, fit_linear_head
-from keras_transfer.training.task_probe import TaskProbe, fit_task_head
-from keras_transfer.training.transferability import logme, probe_score
-from keras_transfer.training.lr_finder import LRFinderResult, find_lr
-from keras_transfer.training.optimizers import (LayerwiseAdam, LayerwiseAdamW, LayerwiseRMSprop, LayerwiseSGD,
-                                                block_multipliers, make_optimizer)
-from keras_transfer.training.phases import FineTuneResult, run_phases
-from keras_transfer.training.recipes import RECIPES, RecipeOptions, fine_tune, plan_recipe, run_recipe
-from keras_transfer.training.regularization import attach_l2sp, detach_regularization, regularize_head
-from keras_transfer.training.schedules import OneCycle, WarmupCosine, make_schedule
-from keras_transfer.version import __version__
+import importlib
+import warnings
 
-__all__ = [
-    # models
-    "BackboneSpec", "ClassifierHead", "FreezeReport", "ImagePreprocessing", "WeightsError", "backbone_blocks",
-    "build_backbone", "build_classifier", "class_indices", "freeze", "get_backbone", "get_backbone_spec",
-    "get_class_names", "head_model", "list_backbones", "load_weights_by_order", "make_augmentation", "split_blocks",
-    "TaskHead", "build_model", "get_thresholds", "set_thresholds", "standardisation", "task_loss", "task_metrics",
-    "task_of", "WeightedBinaryCrossentropy", "positive_weights",
-    # data
-    "DataSummary", "ImageFolderData", "LabelledImages", "class_weights", "find_images", "load_image_folder",
-    "make_dataset", "split_images", "TaskData", "TaskImages", "find_task_images", "load_task_data",
-    # training
-    "PRESETS", "RECIPES", "DataSize", "FineTuneResult", "LayerwiseAdam", "LayerwiseAdamW", "LayerwiseRMSprop",
-    "LayerwiseSGD", "LinearProbe", "OneCycle", "Preset", "RecipeOptions", "WarmupCosine", "block_multipliers",
-    "compile_model", "extract_features", "fine_tune", "fit_linear_head", "get_preset", "make_optimizer",
-    "make_schedule", "phase_callbacks", "plan_recipe", "run_callbacks", "run_phases", "run_recipe",
-    "train_head_cached", "FeatureCollapseCheck", "FeatureCollapseError", "LRFinderResult", "attach_l2sp",
-    "check_features", "detach_regularization", "find_lr", "regularize_head",
-    "TaskProbe", "fit_task_head", "logme", "probe_score",
-    # serving
-    "TaskReport", "choose_thresholds", "evaluate_task", "task_outputs", "multilabel_metrics", "regression_metrics",
-    "EvaluationReport", "ExportResult", "evaluate", "export", "export_saved_model", "load_model",
-    "plot_confusion_matrix", "plot_history", "predict",
-    # runs
-    "Candidate", "RunConfig", "Selection", "resume_run", "select_backbones", "train_from_folder",
-    # errors
-    "KerasTransferError",
-    "__version__",
-]
+from keras_transfer.api import (KerasTransferError, RunConfig, __version__, build_model, evaluate, export, fit,
+                                list_backbones, load_data, load_model, predict, resume, select_backbones, train)
+
+__all__ = ["train", "resume", "load_data", "build_model", "fit", "load_model", "predict", "evaluate", "export",
+           "list_backbones", "select_backbones", "RunConfig", "KerasTransferError", "__version__"]
+
+# Names the package's top level exported before `api`: each still resolves, with a DeprecationWarning that names
+# its replacement in `__all__` or the module to import it from.
+MOVED = {
+    "data.pipeline": ("make_dataset",),
+    "data.sources": ("find_images", "ImageFolderData", "LabelledImages", "load_image_folder"),
+    "data.splits": ("class_weights", "DataSummary", "split_images"),
+    "data.task_sources": ("find_task_images", "load_task_data", "TaskData", "TaskImages"),
+    "models.augmentation": ("make_augmentation",),
+    "models.classifier": ("build_classifier", "class_indices", "ClassifierHead", "get_backbone", "get_class_names",
+                          "head_model"),
+    "models.freezing": ("backbone_blocks", "freeze", "FreezeReport"),
+    "models.heads": ("get_thresholds", "set_thresholds", "standardisation", "task_loss", "task_metrics", "task_of",
+                     "TaskHead"),
+    "models.label_weights": ("positive_weights", "WeightedBinaryCrossentropy"),
+    "models.preprocessing": ("ImagePreprocessing",),
+    "models.registry": ("BackboneSpec", "get_backbone_spec", "split_blocks"),
+    "models.weights": ("build_backbone", "load_weights_by_order", "WeightsError"),
+    "runs.resume": ("resume_run",),
+    "runs.select": ("Candidate", "Selection"),
+    "runs.train": ("train_from_folder",),
+    "serving.evaluation": ("EvaluationReport",),
+    "serving.export": ("export_saved_model", "ExportResult"),
+    "serving.plots": ("plot_confusion_matrix", "plot_history"),
+    "serving.task_metrics": ("choose_thresholds", "multilabel_metrics", "regression_metrics"),
+    "serving.task_report": ("evaluate_task", "task_outputs", "TaskReport"),
+    "training.budget": ("DataSize",),
+    "training.caching": ("extract_features", "train_head_cached"),
+    "training.diagnostics": ("check_features", "FeatureCollapseCheck", "FeatureCollapseError"),
+    "training.linear_probe": ("fit_linear_head", "LinearProbe"),
+    "training.lr_finder": ("find_lr", "LRFinderResult"),
+    "training.optimizers": ("block_multipliers", "LayerwiseAdam", "LayerwiseAdamW", "LayerwiseRMSprop",
+                            "LayerwiseSGD", "make_optimizer"),
+    "training.phases": ("FineTuneResult", "run_phases"),
+    "training.presets": ("compile_model", "get_preset", "phase_callbacks", "Preset", "PRESETS", "run_callbacks"),
+    "training.recipes": ("fine_tune", "plan_recipe", "RecipeOptions", "RECIPES", "run_recipe"),
+    "training.regularization": ("attach_l2sp", "detach_regularization", "regularize_head"),
+    "training.schedules": ("make_schedule", "OneCycle", "WarmupCosine"),
+    "training.task_probe": ("fit_task_head", "TaskProbe"),
+    "training.transferability": ("logme", "probe_score"),
+}
+REPLACED_BY = {
+    "train_from_folder": "train",
+    "resume_run": "resume",
+    "fine_tune": "fit",
+    "run_recipe": "fit",
+    "run_phases": "fit",
+    "load_image_folder": "load_data",
+    "load_task_data": "load_data",
+    "build_classifier": "build_model",
+    "evaluate_task": "evaluate",
+    "export_saved_model": "export",
+}
+_HOME = {name: module for module, names in MOVED.items() for name in names}
+
+
+def __getattr__(name):
+    """Resolves a name that left `__all__` from its module, warning which name or module to use instead."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'keras_transfer' has no attribute {name!r}")
+    module = f"keras_transfer.{_HOME[name]}"
+    instead = f"keras_transfer.{REPLACED_BY[name]}" if name in REPLACED_BY else f"{module}.{name}"
+    warnings.warn(f"keras_transfer.{name} is deprecated and leaves the top level in the next release; use "
+                  f"{instead}.", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))

