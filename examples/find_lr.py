@@ -12,7 +12,10 @@ import argparse
 import keras
 
 import keras_transfer as kt
+from keras_transfer.models.freezing import freeze
+from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.training.lr_finder import find_lr
+from keras_transfer.training.presets import compile_model
 
 parser = argparse.ArgumentParser()
 parser.add_argument("data_dir")
@@ -24,13 +27,13 @@ parser.add_argument("--steps", type=int, default=100, help="batches in the range
 parser.add_argument("--plot", default="lr_find.png")
 args = parser.parse_args()
 
-spec = kt.get_backbone_spec(args.backbone)
+spec = get_backbone_spec(args.backbone)
 size = args.input_size or spec.default_size
-data = kt.load_image_folder(args.data_dir, image_size=size, batch_size=32)
-model = kt.build_classifier(spec.name, class_names=data.class_names, input_size=size,
-                            weights=None if args.weights == "none" else args.weights)
-kt.freeze(model, "head_only")
-kt.compile_model(model, "feature_extraction")  # the optimizer the test copies (Adam), the loss it measures
+data = kt.load_data(args.data_dir, image_size=size, batch_size=32)
+model = kt.build_model(spec.name, class_names=data.class_names, input_size=size,
+                       weights=None if args.weights == "none" else args.weights)
+freeze(model, "head_only")
+compile_model(model, "feature_extraction")     # the optimizer the test copies (Adam), the loss it measures
 
 result = find_lr(model, data.train, steps=args.steps)
 print(f"suggested learning rate: {result.suggestion} (lowest loss at {result.min_loss_learning_rate:.2g}, "
@@ -39,7 +42,7 @@ print("plot written to", result.plot(args.plot))
 
 # No steep descent on a short or flat curve: a tenth of the rate with the lowest loss is the usual fallback.
 learning_rate = result.suggestion or result.min_loss_learning_rate / 10
-kt.compile_model(model, "feature_extraction", learning_rate=learning_rate)
+compile_model(model, "feature_extraction", learning_rate=learning_rate)
 model.fit(data.train, validation_data=data.val, epochs=args.epochs,
           callbacks=[keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)])
 print("validation:", model.evaluate(data.val, return_dict=True, verbose=0))

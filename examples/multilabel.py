@@ -16,6 +16,12 @@ import numpy as np
 
 import keras_transfer as kt
 from keras_transfer.data.digit_tasks import write_digit_tiles
+from keras_transfer.models.freezing import freeze
+from keras_transfer.models.heads import get_thresholds, set_thresholds, task_loss, task_metrics
+from keras_transfer.models.label_weights import positive_weights
+from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.serving.task_metrics import choose_thresholds
+from keras_transfer.serving.task_report import task_outputs
 
 parser = argparse.ArgumentParser()
 parser.add_argument("folder", help="where the tiles and tags.csv are written")
@@ -28,26 +34,26 @@ parser.add_argument("--blocks", type=int, default=1)
 args = parser.parse_args()
 
 manifest = write_digit_tiles(args.folder, n=args.n)              # path,labels rows: "tiles/tile_0000.png,1|4|7"
-spec = kt.get_backbone_spec(args.backbone)
+spec = get_backbone_spec(args.backbone)
 size = args.input_size or spec.default_size
-data = kt.load_task_data(manifest, "multilabel", image_size=size, batch_size=16)
-weights = kt.positive_weights(data.targets("train"))              # rare labels weigh more
+data = kt.load_data(manifest, task="multilabel", image_size=size, batch_size=16)
+weights = positive_weights(data.targets("train"))                 # rare labels weigh more
 print("label weights:", dict(zip(data.names, np.round(weights, 2).tolist())))
 model = kt.build_model(spec.name, "multilabel", class_names=data.names, label_weights=weights, input_size=size,
                        augmentation="none", weights=None if args.weights == "none" else args.weights)
 
-print(kt.freeze(model, "head_only"))                             # 1. the head on the frozen backbone
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=kt.task_loss(model), metrics=kt.task_metrics(model))
+print(freeze(model, "head_only"))                                # 1. the head on the frozen backbone
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task_loss(model), metrics=task_metrics(model))
 model.fit(data.train, validation_data=data.val, epochs=args.epochs)
-print(kt.freeze(model, "top_blocks", n=args.blocks))             # 2. the top blocks, at a small rate
-model.compile(optimizer=keras.optimizers.Adam(1e-5), loss=kt.task_loss(model), metrics=kt.task_metrics(model))
+print(freeze(model, "top_blocks", n=args.blocks))                # 2. the top blocks, at a small rate
+model.compile(optimizer=keras.optimizers.Adam(1e-5), loss=task_loss(model), metrics=task_metrics(model))
 model.fit(data.train, validation_data=data.val, epochs=args.epochs)
 
-outputs, truth = kt.task_outputs(model, data.val)                # 3. per-label thresholds, best F1 on validation
-print("thresholds:", dict(zip(data.names, np.round(kt.set_thresholds(model, kt.choose_thresholds(outputs, truth)),
+outputs, truth = task_outputs(model, data.val)                   # 3. per-label thresholds, best F1 on validation
+print("thresholds:", dict(zip(data.names, np.round(set_thresholds(model, choose_thresholds(outputs, truth)),
                                                    2).tolist())))
-print(kt.evaluate_task(model, data.val).summary())               # micro/macro F1, mAP, per-label table
+print(kt.evaluate(model, data.val).summary())                    # micro/macro F1, mAP, per-label table
 images, tags = next(iter(data.val))
 for p, t in zip(model.predict(np.asarray(images), verbose=0)[:3], np.asarray(tags)[:3]):
     print("true:", [n for n, v in zip(data.names, t) if v], "predicted:",
-          [n for n, q, c in zip(data.names, p, kt.get_thresholds(model)) if q >= c])
+          [n for n, q, c in zip(data.names, p, get_thresholds(model)) if q >= c])

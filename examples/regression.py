@@ -15,6 +15,9 @@ import numpy as np
 
 import keras_transfer as kt
 from keras_transfer.data.digit_tasks import write_digit_values
+from keras_transfer.models.freezing import freeze
+from keras_transfer.models.heads import standardisation, task_loss, task_metrics
+from keras_transfer.models.registry import get_backbone_spec
 
 parser = argparse.ArgumentParser()
 parser.add_argument("folder", help="where the digit images and values.csv are written")
@@ -27,22 +30,22 @@ parser.add_argument("--blocks", type=int, default=1)
 args = parser.parse_args()
 
 manifest = write_digit_values(args.folder, n=args.n)             # path,value rows of real digit scans
-spec = kt.get_backbone_spec(args.backbone)
+spec = get_backbone_spec(args.backbone)
 size = args.input_size or spec.default_size
-data = kt.load_task_data(manifest, "regression", image_size=size, batch_size=16)
-mean, scale = kt.standardisation(data.targets("train"))         # stored in the model: values come out in units
+data = kt.load_data(manifest, task="regression", image_size=size, batch_size=16)
+mean, scale = standardisation(data.targets("train"))            # stored in the model: values come out in units
 model = kt.build_model(spec.name, "regression", class_names=data.names, target_mean=mean, target_scale=scale,
                        loss="mse", input_size=size, augmentation="none",
                        weights=None if args.weights == "none" else args.weights)
 
-print(kt.freeze(model, "head_only"))                             # 1. the head on the frozen backbone
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=kt.task_loss(model), metrics=kt.task_metrics(model))
+print(freeze(model, "head_only"))                                # 1. the head on the frozen backbone
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task_loss(model), metrics=task_metrics(model))
 model.fit(data.train, validation_data=data.val, epochs=args.epochs)
-print(kt.freeze(model, "top_blocks", n=args.blocks))             # 2. the top blocks, at a small rate
-model.compile(optimizer=keras.optimizers.Adam(1e-5), loss=kt.task_loss(model), metrics=kt.task_metrics(model))
+print(freeze(model, "top_blocks", n=args.blocks))                # 2. the top blocks, at a small rate
+model.compile(optimizer=keras.optimizers.Adam(1e-5), loss=task_loss(model), metrics=task_metrics(model))
 model.fit(data.train, validation_data=data.val, epochs=args.epochs)
 
-print(kt.evaluate_task(model, data.val).summary())               # MAE, RMSE, R^2 on the validation split
+print(kt.evaluate(model, data.val).summary())                    # MAE, RMSE, R^2 on the validation split
 images, values = next(iter(data.val))
 predicted = model.predict(np.asarray(images), verbose=0)[:, 0]
 print("true:", np.asarray(values)[:5, 0].round(2).tolist(), "predicted:", predicted[:5].round(2).tolist())
