@@ -16,7 +16,7 @@ from keras_transfer.errors import KerasTransferError, missing_text_extra, unknow
 from keras_transfer.models import heads
 from keras_transfer.models.registry import list_backbones as list_image_backbones
 from keras_transfer.models.text_registry import TEXT_BACKBONES, is_text_backbone_name, list_text_backbones
-from keras_transfer.runs.config import MODALITIES, TASKS, RunConfig
+from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import select_backbones
@@ -24,6 +24,7 @@ from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving import evaluation, export as image_export, loading, predict as image_predict, task_report
 from keras_transfer.training.recipes import run_recipe
 from keras_transfer.version import __version__
+from keras_transfer.vocabulary import MODALITIES, TASKS
 
 __all__ = ["train", "resume", "load_data", "build_model", "fit", "load_model", "predict", "evaluate", "export",
            "list_backbones", "select_backbones", "RunConfig", "KerasTransferError", "__version__"]

@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own folder and any lower layer; folders on the same layer
 do not import each other):
-    base      errors, io, layout, history, version
+    base      errors, io, layout, history, version, vocabulary
     1         models/, data/
     2         training/, serving/
     3         runs/
@@ -19,7 +19,7 @@ import pytest
 import keras_transfer
 
 PACKAGE_DIR = os.path.dirname(keras_transfer.__file__)
-BASE = ("errors", "io", "layout", "history", "version")
+BASE = ("errors", "io", "layout", "history", "version", "vocabulary")
 RANKS = {"base": 0, "models": 1, "data": 1, "training": 2, "serving": 2, "runs": 3, "demo": 4, "text_demo": 4, "api": 4,
          "cli": 5, "__init__": 6}
 # An import inside a function must say why in a comment on its line: an optional dependency (matplotlib,
@@ -155,6 +155,26 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     assert _cycles(edges) == [["keras_transfer.models.a", "keras_transfer.runs.b"]]
     assert RANKS[_group("keras_transfer.runs.b")] > RANKS[_group("keras_transfer.models.a")]
     assert _group("keras_transfer.io") == "base" and _group("keras_transfer") == "__init__"
+
+
+def _private_imports(path):
+    """`[(line, name)]`: each private name (`_x`, not `__x__`) a module imports from a package module."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    return [(node.lineno, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and (node.level or (node.module or "").startswith("keras_transfer")) for alias in node.names
+            if alias.name.startswith("_") and not alias.name.endswith("__")]
+
+
+def test_no_module_imports_another_modules_private_names():
+    modules, _ = _graph()
+    found = [f"{module}:{line}: {name}" for module, path in modules.items() for line, name in _private_imports(path)]
+    assert found == []
+
+
+def test_the_private_import_check_sees_one(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text("from keras_transfer.models.classifier import HEAD_LAYER, _hidden\nfrom . import __version__\n")
+    assert _private_imports(str(path)) == [(1, "_hidden")]
 
 
 def test_public_api_is_listed_and_importable():

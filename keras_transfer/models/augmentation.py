@@ -4,10 +4,6 @@ import keras
 
 from keras_transfer.errors import unknown_name
 
-# Layers that make Keras turn jit off under JAX (they set `supports_jit = False`).
-NON_JIT_LAYERS = ("RandomRotation", "RandomZoom", "RandomTranslation", "RandomCrop", "RandomShear",
-                  "RandomPerspective")
-
 
 def _seed(seed, offset):
     return None if seed is None else seed + offset
@@ -54,8 +50,3 @@ def make_augmentation(augmentation, seed=None):
     if not layers:
         return None
     return keras.Sequential(layers, name="augmentation")
-
-
-def disables_jit(model):
-    """Names of layers in `model` that make Keras run it without jit under JAX."""
-    return sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})

@@ -73,7 +73,7 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
     (None, 3)
     """
     with dtype_policy(precision):
-        num_classes = _resolve_num_classes(num_classes, class_names)
+        num_classes = resolve_num_classes(num_classes, class_names)
         spec, base, input_size, preprocess = _resolve_backbone(backbone, weights, input_size, preprocess)
         if pooling not in POOLINGS:
             raise KerasTransferError(f"Unknown pooling '{pooling}'. Allowed: avg, max. Received: pooling={pooling!r}")
@@ -98,7 +98,7 @@ def build_classifier(backbone, num_classes=None, *, weights="imagenet", input_si
         return keras.Model(inputs, outputs, name=name or f"{spec.name if spec else 'custom'}_classifier")
 
 
-def _resolve_num_classes(num_classes, class_names):
+def resolve_num_classes(num_classes, class_names):
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:

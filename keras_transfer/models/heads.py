@@ -18,12 +18,9 @@ import keras
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError, unknown_name
+from keras_transfer.vocabulary import DEFAULT_LOSS, LOSSES, TASKS
 from keras_transfer.models.classifier import HEAD_LAYER, ClassifierHead, build_classifier, head_layers
 from keras_transfer.models.label_weights import WeightedBinaryCrossentropy
-
-TASKS = ("classification", "regression", "multilabel")
-LOSSES = {"regression": ("mse", "mae", "huber"), "multilabel": ("bce", "focal")}
-DEFAULT_LOSS = {"regression": "mse", "multilabel": "bce"}
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")

@@ -9,7 +9,6 @@ from keras_transfer.errors import KerasTransferError
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 MODES = ("caffe", "tf", "torch", "none")
 

@@ -13,13 +13,12 @@ import keras
 import keras_hub
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, _resolve_num_classes
+from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, resolve_num_classes
 from keras_transfer.models.pooling import SequencePooling
+from keras_transfer.vocabulary import TEXT_WEIGHTS
 from keras_transfer.models.text_registry import (FAMILIES, PRETRAINED_ATTRIBUTE, TEXT_PREFIX, TextBackboneSpec,
                                                  block_count, check_pooling, check_sequence_length, family_of,
                                                  resolve_text_spec)
-
-WEIGHTS = ("pretrained", None)
 
 
 def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, pooling=None):
@@ -37,7 +36,7 @@ def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, p
         `(encoder, preprocessor, spec)`: a KerasHub `Backbone`, its text classifier preprocessor and the
         `TextBackboneSpec`.
     """
-    if weights not in WEIGHTS:
+    if weights not in TEXT_WEIGHTS:
         raise KerasTransferError(f"Text encoder weights must be 'pretrained' or None (random initialisation, "
                                  f"same architecture). Received: weights={weights!r}")
     spec, source = resolve_text_spec(backbone, pooling=pooling)
@@ -91,7 +90,7 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     >>> model(pre(["a a"])).shape
     (1, 3)
     """
-    num_classes = _resolve_num_classes(num_classes, class_names)
+    num_classes = resolve_num_classes(num_classes, class_names)
     if not 0 <= float(dropout) < 1:
         raise KerasTransferError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     encoder, preprocessor, spec = _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor)

@@ -28,14 +28,12 @@ from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, parse_devices
 from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
 from keras_transfer.training.recipes import RECIPES, UNFREEZE, RecipeOptions
+from keras_transfer.vocabulary import IMAGE_WEIGHTS, LOSSES, MODALITIES, TASKS
 
-TASKS = ("classification", "regression", "multilabel")  # single-label; values (runs.task_train); several labels
-TASK_LOSSES = (None, "mse", "mae", "huber", "bce", "focal")
-MODALITIES = ("image", "text")
+TASK_LOSSES = (None,) + tuple(loss for losses in LOSSES.values() for loss in losses)
 TEXT_DEFAULT_BACKBONE = "all_minilm_l6_v2"  # --modality text with the image default backbone
 TEXT_SOURCES = (".csv", ".tsv", ".jsonl")
 RUN_STRATEGIES = ("head_only",) + UNFREEZE
-WEIGHTS = ("imagenet", None)
 # Upper limits: past them a run cannot work (seeds are 32-bit) or would exhaust memory before saying why.
 MAXIMUM = dict(input_size=2048, epochs=100_000, fine_tune_epochs=100_000, batch_size=65_536, n=1000,
                seed=2 ** 32 - 1)
@@ -114,7 +112,7 @@ def check_data_source(name, value):
 
 
 def check_weights_source(name, value):
-    if value in WEIGHTS:
+    if value in IMAGE_WEIGHTS:
         return
     if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
         raise _fail(f"Weights file not found: {value}. weights must be 'imagenet', None ('none' on the command "
@@ -304,7 +302,8 @@ class RunConfig:
                 _check_field(field, value)
         if self.modality == "text":
             if self.task != "classification":
-                raise _fail(f"modality is not supported for task {self.task!r} (image only, for now).",
+                raise _fail(f"modality is not supported for task {self.task!r}: a text model classifies; this task takes "
+                            "images (modality='image').",
                             modality=self.modality)
             return self._validate_text()
         spec = get_backbone_spec(self.backbone)
@@ -341,7 +340,7 @@ class RunConfig:
                 os.path.isfile(source) and not os.fspath(source).lower().endswith(TEXT_SOURCES)):
             raise _fail("Text data must be a folder of class subfolders of .txt files or a .csv/.tsv/.jsonl table "
                         "of text,label rows.", data_dir=source)
-        if self.weights not in WEIGHTS:
+        if self.weights not in IMAGE_WEIGHTS:
             raise _fail("A text encoder takes weights 'imagenet' (its pretrained weights) or none (random "
                         "initialisation).", weights=self.weights)
         if self.strategy == "from_layer" and not self.layer:
@@ -380,7 +379,7 @@ class RunConfig:
 
 def check_task_settings(config):
     """The settings a regression or multi-label run cannot take (one line each)."""
-    task, allowed = config.task, {"regression": ("mse", "mae", "huber"), "multilabel": ("bce", "focal")}[config.task]
+    task, allowed = config.task, LOSSES[config.task]
     if config.loss is not None and config.loss not in allowed:
         raise _fail(f"loss {config.loss!r} does not fit task {task!r}. Allowed: {', '.join(allowed)}.", loss=config.loss)
     if not os.path.isfile(config.data_dir):
@@ -391,7 +390,8 @@ def check_task_settings(config):
                     class_weight=config.class_weight)
     for name, value, off in (("label_smoothing", config.label_smoothing, 0.0), ("devices", config.devices, "auto")):
         if value != off:
-            raise _fail(f"{name} is not supported for task {task!r} (classification only, for now).", **{name: value})
+            raise _fail(f"{name} is not supported for task {task!r}: it applies to classification runs.",
+                        **{name: value})
 
 
 def recipe_options(config, **fields):

@@ -205,7 +205,7 @@ def write_report(report, out):
     return written
 
 
-def _relabel(labels, names_of_labels, class_names, source):
+def relabel(labels, names_of_labels, class_names, source):
     """Labels re-indexed from `names_of_labels` to the model's `class_names`; a class the model lacks is an error."""
     unknown = sorted(set(names_of_labels) - set(class_names))
     if unknown:
@@ -223,7 +223,7 @@ def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
             raise KerasTransferError(f"split picks a split of the run's {SPLITS_FILE}; with a data folder every image "
                                      f"there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
         found = find_images(data_dir)
-        return found.paths, _relabel(found.labels, found.class_names, class_names, data_dir), data_dir
+        return found.paths, relabel(found.labels, found.class_names, class_names, data_dir), data_dir
     file = os.path.join(run_dir, SPLITS_FILE)
     if not os.path.isfile(file):
         raise KerasTransferError(f"No {SPLITS_FILE} in {run_dir}: pass the images to evaluate on (DATA_DIR), or a run "
@@ -236,7 +236,7 @@ def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
     if not rows:
         raise KerasTransferError(f"The {split} split of {file} holds no images: choose another split or pass "
                                  f"DATA_DIR. Received: split={split!r}")
-    labels = _relabel([label for _, label in rows], splits["class_names"], class_names, file)
+    labels = relabel([label for _, label in rows], splits["class_names"], class_names, file)
     return [path for path, _ in rows], labels, f"the {split} split of {file}"
 
 

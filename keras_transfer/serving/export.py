@@ -96,9 +96,9 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
         check_quantize(quantize)
     elif quantize is not None:
         raise KerasTransferError(f"quantize applies to format='tflite' only. Received: quantize={quantize!r}")
-    path = _check_target(path, format)
+    path = check_target(path, format)
     model, class_names = load_model(model_or_run_dir)
-    _check_writable(path)
+    check_target_folder(path)
     tolerance = atol if atol is not None else TOLERANCES["tflite_dynamic" if quantize else format]
     if format == "keras":
         check_serialisable(model)
@@ -108,7 +108,7 @@ def export(model_or_run_dir, path, *, format="saved_model", quantize=None, uint8
         difference, got, names_path = _write_saved_model(model, path, class_names, images, expected, tolerance,
                                                          uint8=uint8, resize=resize)
     elif format == "keras":
-        difference, got, names_path = _write_keras(model, path, images, expected, tolerance)
+        difference, got, names_path = write_keras_export(model, path, images, expected, tolerance)
     else:
         difference, got, names_path = _write_tflite(model, path, class_names, images, expected, tolerance, quantize)
     agreement = float(np.mean(class_indices(got) == class_indices(expected)))
@@ -169,7 +169,7 @@ def check_images(model, n=CHECK_IMAGES):
     return np.random.default_rng(0).integers(0, 256, shape).astype("float32")
 
 
-def _check_target(path, format):
+def check_target(path, format):
     path = os.path.abspath(os.fspath(path))
     suffix = SUFFIXES.get(format)
     if suffix and not path.endswith(suffix):
@@ -182,7 +182,7 @@ def _check_target(path, format):
     return path
 
 
-def _check_writable(path):
+def check_target_folder(path):
     """Refuses (before any work) a target folder that cannot be written; removes what killed exports left there."""
     parent = os.path.dirname(path)
     io.check_writable(parent, "an export", received=f"path={path!r}")
@@ -223,7 +223,7 @@ def _write_saved_model(model, path, class_names, images, expected, tolerance, *,
     return difference, outputs[SERVING_ENDPOINT], os.path.join(path, CLASS_NAMES_FILE) if class_names else None
 
 
-def _write_keras(model, path, images, expected, tolerance):
+def write_keras_export(model, path, images, expected, tolerance):
     with io.atomic_path(path, ".keras") as tmp:
         model.save(tmp)
         try:

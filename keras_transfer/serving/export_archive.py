@@ -78,9 +78,9 @@ def build_archive(model, *, class_names=None, uint8=True, resize=True, static=Fa
                              input_signature=[keras.InputSpec(shape=(None, None, None, 3), dtype="float32")],
                              **options)
     if class_names:
-        archive.add_endpoint(CLASS_NAMES_ENDPOINT, _constant_fn(class_names))
+        archive.add_endpoint(CLASS_NAMES_ENDPOINT, constant_endpoint(class_names))
     if get_thresholds(model) is not None:
-        archive.add_endpoint(THRESHOLDS_ENDPOINT, _constant_fn(get_thresholds(model), "thresholds", float))
+        archive.add_endpoint(THRESHOLDS_ENDPOINT, constant_endpoint(get_thresholds(model), "thresholds", float))
     return archive
 
 
@@ -88,7 +88,7 @@ def _spec(model, dtype):
     return keras.InputSpec(shape=(None,) + tuple(model.input_shape[1:]), dtype=dtype)
 
 
-def _constant_fn(values, name="class_names", kind=str):
+def constant_endpoint(values, name="class_names", kind=str):
     import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     constant = [kind(v) for v in values]

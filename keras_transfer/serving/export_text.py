@@ -25,7 +25,7 @@ import tensorflow_text
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import get_class_names
-from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, JAX_PLATFORMS, SERVING_ENDPOINT, _constant_fn
+from keras_transfer.serving.export_archive import CLASS_NAMES_ENDPOINT, JAX_PLATFORMS, SERVING_ENDPOINT, constant_endpoint
 
 TOKEN_ENDPOINT = "serve_token_ids"
 TEXT_OPS = tensorflow_text.__name__  # imported for its side effect: it registers the tokenizer's ops
@@ -56,7 +56,7 @@ def build_text_archive(model, preprocessor, *, class_names=None):
 
     archive.add_endpoint(SERVING_ENDPOINT, serve)
     if class_names:
-        archive.add_endpoint(CLASS_NAMES_ENDPOINT, _constant_fn(class_names))
+        archive.add_endpoint(CLASS_NAMES_ENDPOINT, constant_endpoint(class_names))
     return archive
 
 

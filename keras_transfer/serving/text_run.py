@@ -17,8 +17,9 @@ from keras_transfer.data.fingerprint import text_fingerprint
 from keras_transfer.data.texts import read_texts, read_unlabelled_texts
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
-from keras_transfer.serving.evaluation import _relabel, evaluation_images, write_report
-from keras_transfer.serving.export import TOLERANCES, _check_target, check_atol, _check_writable, _write_keras, check_serialisable
+from keras_transfer.serving.evaluation import relabel, evaluation_images, write_report
+from keras_transfer.serving.export import (TOLERANCES, check_atol, check_serialisable, check_target, check_target_folder,
+                                           write_keras_export)
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import class_probabilities
@@ -66,7 +67,7 @@ def evaluation_texts(run_dir, class_names, *, data_dir=None, split=None):
             raise KerasTransferError(f"split picks a split of the run's splits.json; with a data table or folder "
                                      f"every text there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
         found = read_texts(data_dir)
-        labels = _relabel(found.labels, found.class_names, class_names, data_dir)
+        labels = relabel(found.labels, found.class_names, class_names, data_dir)
         return found.paths, found.of(found.paths), labels, data_dir
     ids, labels, description = evaluation_images(run_dir, class_names, split=split)  # splits.json holds text ids
     source = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
@@ -162,9 +163,9 @@ def export_text_run(run_dir, path, *, format="saved_model", quantize=None, atol=
         raise unknown_name("format", format, TEXT_FORMATS)
     if quantize is not None:
         raise KerasTransferError(f"quantize applies to format='tflite' only. Received: quantize={quantize!r}")
-    path = _check_target(path, format)
+    path = check_target(path, format)
     model, preprocessor, _ = load_text_run(run_dir)
-    _check_writable(path)
+    check_target_folder(path)
     tolerance = atol if atol is not None else TOLERANCES[format]
     if format == "saved_model":
         return TextExportResult(path, format, export_text_saved_model(model, preprocessor, path, atol=tolerance),
@@ -172,5 +173,5 @@ def export_text_run(run_dir, path, *, format="saved_model", quantize=None, atol=
     check_serialisable(model)
     inputs = keras.tree.map_structure(np.asarray, preprocessor(tf.constant(list(CHECK_TEXTS))))
     expected = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
-    difference, _, _ = _write_keras(model, path, inputs, expected, tolerance)
+    difference, _, _ = write_keras_export(model, path, inputs, expected, tolerance)
     return TextExportResult(path, format, difference, tolerance)

@@ -9,13 +9,11 @@ updates the full model's head in place and the full model then predicts exactly 
 A text classifier (`build_text_classifier`, token ids in) caches the same way: its features are the pooled
 outputs of the frozen encoder, computed once per text from the token-id batches of its `tf.data` pipeline.
 
-What feeds the head is chosen per backend, measured (docs/results.md, feature caching): on TensorFlow a
-`tf.data` pipeline of the cached arrays (`CachedFeatures.as_tf_dataset`: a gather per batch from tensors in
-memory, or a read of the batch's rows from the memory map), which spares the Python generator Keras makes
-of a `keras.utils.PyDataset` (2026-11-29, 1,024 features, batch 32: 3.0-5.4 ms a step against 4.2-7.5 ms
-on loaded cores; on disk 4.5 against 6.0); on JAX the `PyDataset` itself (Keras iterates it in plain
-Python there; a `tf.data` source was 4.2 ms a step against 2.4). Both give the same batches in the same
-seeded order.
+What feeds the head is chosen per backend, the faster of the two on each (docs/results.md, feature caching):
+on TensorFlow a `tf.data` pipeline of the cached arrays (`CachedFeatures.as_tf_dataset`: a gather per batch
+from tensors in memory, or a read of the batch's rows from the memory map), which spares the Python generator
+Keras makes of a `keras.utils.PyDataset`; on JAX the `PyDataset` itself (Keras iterates it in plain Python
+there). Both give the same batches in the same seeded order.
 """
 
 import json
@@ -32,7 +30,6 @@ from keras_transfer.models.classifier import feature_extractor, get_backbone, he
 from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.presets import compile_model, get_preset, phase_callbacks
 
-CACHE_MODES = ("memory", "a folder path")
 log = logging.getLogger(__name__)
 
 

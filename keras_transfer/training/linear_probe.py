@@ -153,7 +153,7 @@ def _loss_and_grad(params, f, y, weights, l2, units):
     return loss, grad
 
 
-def _solve(f, y, weights, l2, units, max_iterations):
+def solve_head(f, y, weights, l2, units, max_iterations):
     from scipy.optimize import minimize  # lazy: scipy (a JAX dependency) loads only when a probe is fitted
 
     start = np.zeros(f.shape[1] * units + units)
@@ -162,7 +162,7 @@ def _solve(f, y, weights, l2, units, max_iterations):
     return result.x, int(result.nit)
 
 
-def _scores(params, f, y, units):
+def score_head(params, f, y, units):
     """Unweighted mean cross-entropy and accuracy of a solution."""
     loss, _ = _loss_and_grad(params, f, y, np.ones(len(y)), 0.0, units)
     dim = f.shape[1]
@@ -227,24 +227,24 @@ def fit_linear_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_wei
     grid = [l2] if l2 is not None else [1.0 / (len(y) * c) for c in c_grid]
     fits, validation = {}, {}
     for strength in grid:
-        fits[strength] = _solve(scaled, y, weights, strength, units, max_iterations)
+        fits[strength] = solve_head(scaled, y, weights, strength, units, max_iterations)
         if fv is not None and len(yv):
-            loss, accuracy = _scores(fits[strength][0], fv, yv, units)
+            loss, accuracy = score_head(fits[strength][0], fv, yv, units)
             validation[strength] = (accuracy, loss)
     if validation:
         chosen = max(validation, key=lambda k: (validation[k][0], -validation[k][1]))
     else:
         chosen = grid[0] if l2 is not None else 1.0 / len(y)  # C = 1
-        fits.setdefault(chosen, _solve(scaled, y, weights, chosen, units, max_iterations))
+        fits.setdefault(chosen, solve_head(scaled, y, weights, chosen, units, max_iterations))
     params, iterations = fits[chosen]
-    _write_head(head, params, mean, std, units)
-    loss, accuracy = _scores(params, scaled[:originals], y[:originals], units)
-    val_loss, val_accuracy = _scores(params, fv, yv, units) if fv is not None and len(yv) else (None, None)
+    write_head(head, params, mean, std, units)
+    loss, accuracy = score_head(params, scaled[:originals], y[:originals], units)
+    val_loss, val_accuracy = score_head(params, fv, yv, units) if fv is not None and len(yv) else (None, None)
     return LinearProbe(l2=chosen, validation=validation, loss=loss, accuracy=accuracy, val_loss=val_loss,
                        val_accuracy=val_accuracy, iterations=iterations, seconds=time.perf_counter() - start)
 
 
-def _write_head(head, params, mean, std, units):
+def write_head(head, params, mean, std, units):
     """Writes the standardised solution into the raw-feature head: W = W'/std, b = b' - (mean/std) W'."""
     dim = len(mean)
     kernel, bias = params[:dim * units].reshape(dim, units), params[dim * units:]

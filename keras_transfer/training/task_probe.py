@@ -23,7 +23,7 @@ import numpy as np
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import head_of, task_of
-from keras_transfer.training.linear_probe import C_GRID, _write_head, extract, standardiser, takes_views
+from keras_transfer.training.linear_probe import C_GRID, write_head, extract, standardiser, takes_views
 
 
 @dataclasses.dataclass
@@ -165,7 +165,7 @@ def fit_task_head(model, train, val=None, *, l2=None, c_grid=C_GRID, class_weigh
             validation[strength] = task_logs(head, _outputs(head, fv, *fits[strength]), yv)["loss"]
     chosen = min(validation, key=validation.get) if validation else grid[0]
     kernel, bias = fits[chosen]
-    _write_head(head, np.concatenate([kernel.ravel(), bias]), mean, std, int(head.units))
+    write_head(head, np.concatenate([kernel.ravel(), bias]), mean, std, int(head.units))
     raw_y = y * np.asarray(head.target_scale) + np.asarray(head.target_mean) if task == "regression" else y
     train_logs = task_logs(head, _outputs(head, scaled[:originals], kernel, bias), raw_y[:originals])
     val_logs = task_logs(head, _outputs(head, fv, kernel, bias), yv) if fv is not None else None

@@ -22,7 +22,7 @@ the training rows as they do in the recipe; the held-out rows are the images alo
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.training.linear_probe import _scores, _solve, standardiser
+from keras_transfer.training.linear_probe import score_head, solve_head, standardiser
 
 TASKS = ("classification", "regression", "multilabel")
 PROBE_METRIC = {"classification": "accuracy", "multilabel": "label accuracy", "regression": "R^2"}
@@ -185,13 +185,13 @@ def _fold_score(f, y, f_test, y_test, task, max_iterations):
     if task == "multilabel":
         accuracies = []
         for j in range(y.shape[1]):
-            params, _ = _solve(f, y[:, j], np.ones(len(y)), l2, 1, max_iterations)
-            accuracies.append(_scores(params, f_test, y_test[:, j], 1)[1])
+            params, _ = solve_head(f, y[:, j], np.ones(len(y)), l2, 1, max_iterations)
+            accuracies.append(score_head(params, f_test, y_test[:, j], 1)[1])
         return float(np.mean(accuracies))
     classes = np.unique(y)
     index = np.searchsorted(classes, y)  # the training folds' classes as 0..k-1
     units = 1 if len(classes) == 2 else len(classes)
-    params, _ = _solve(f, index, np.ones(len(y)), l2, units, max_iterations)
+    params, _ = solve_head(f, index, np.ones(len(y)), l2, units, max_iterations)
     dim = f.shape[1]
     logits = f_test @ params[:dim * units].reshape(dim, units) + params[dim * units:]
     predicted = (logits[:, 0] > 0).astype("int64") if units == 1 else logits.argmax(1)
