@@ -18,7 +18,8 @@ from keras_transfer.errors import KerasTransferError, missing_text_extra
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.layout import LAST_MODEL
-from keras_transfer.runs.config import MAXIMUM, add_flags, given_settings
+from keras_transfer.runs.config_args import add_flags, given_settings
+from keras_transfer.runs.config_checks import MAXIMUM
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import MODALITIES as SELECT_MODALITIES, RANK_BY, select_backbones

@@ -6,3 +6,4 @@ LOSSES = {"regression": ("mse", "mae", "huber"), "multilabel": ("bce", "focal")}
 DEFAULT_LOSS = {"regression": "mse", "multilabel": "bce"}
 IMAGE_WEIGHTS = ("imagenet", None)  # or the path of a weights file
 TEXT_WEIGHTS = ("pretrained", None)
+TEXT_TABLES = (".csv", ".tsv", ".jsonl")  # the files a text run reads, besides a folder of .txt files

@@ -13,7 +13,8 @@ import pytest
 import keras_transfer as kt
 from keras_transfer.cli import _build_parser
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.runs.config import RunConfig, add_flags, given_settings
+from keras_transfer.runs.config import RunConfig
+from keras_transfer.runs.config_args import add_flags, given_settings
 from keras_transfer.runs.folder import read_config
 
 RUN_ONLY = ("overwrite", "verbose", "resume")  # how to run, not what: not settings
@@ -134,9 +135,9 @@ def test_adding_a_setting_is_one_field(tmp_path, monkeypatch):
         "RunConfig", [("warmup_steps", int, dataclasses.field(default=0, metadata=dict(
             help="learning-rate warmup steps", check=None, choices=None, cli=None, type=None, cli_choices=None)))],
         bases=(RunConfig,), frozen=True)
-    import keras_transfer.runs.config as config_module
+    import keras_transfer.runs.config_args as config_args
 
-    monkeypatch.setattr(config_module, "RunConfig", new)
+    monkeypatch.setattr(config_args, "RunConfig", new)
     args = _train_parser().parse_args(["--warmup-steps", "7"])
     assert given_settings(args) == {"warmup_steps": 7}
     config = new.create(data_dir=str(tmp_path), weights=None, warmup_steps=7).validate()

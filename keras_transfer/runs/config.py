@@ -2,18 +2,16 @@
 
 `RunConfig` is a frozen dataclass. Each field carries its default, its check and its command-line help, so:
 - `train_from_folder(data_dir, out, **settings)` takes exactly its fields as keywords;
-- `validate()` is the one place a run's settings are checked (one `KerasTransferError` line each: what was
-  wrong, what is allowed, what was received), before anything is loaded, built or written;
-- `config.json` is written from it (`to_json`) and read back into it (`from_json`), with the environment the
-  run ran in (Keras, backend, package version) in a block of its own;
+- `validate()` is the one place a run's settings are checked (`config_checks`: one `KerasTransferError` line
+  each), before anything is loaded, built or written; a setting the run would not use is refused;
+- `config.json` is written from it (`to_json`) and read back into it (`from_json`, `config_migration`), with the
+  environment the run ran in (Keras, backend, package version) in a block of its own;
 - resume is "the saved config, with these overrides" (`runs.resume`);
-- `keras-transfer train`'s flags are generated from its fields (`add_flags`, `given_settings`): a flag the
-  user gave is a key that is present, and the CLI's defaults are the dataclass's.
+- `keras-transfer train`'s flags are generated from its fields (`config_args`).
 
 Adding a training option is one field here plus its use.
 """
 
-import argparse
 import dataclasses
 import os
 
@@ -21,148 +19,20 @@ import keras
 
 from keras_transfer.errors import KerasTransferError, did_you_mean, unknown_name
 from keras_transfer.layout import RUN_FORMAT
-from keras_transfer.version import __version__
-from keras_transfer.models.augmentation import AUGMENTATIONS
 from keras_transfer.models.precision import PRECISIONS, parse_jit_compile
-from keras_transfer.models.registry import get_backbone_spec
+from keras_transfer.runs.config_checks import (
+    check_augmentation_name, check_backbone_name, check_cache_folder, check_data_source, check_decay, check_dropout,
+    check_field, check_flag, check_fraction, check_image_settings, check_jit_compile_value, check_learning_rate,
+    check_non_negative_int, check_optional_positive_int, check_optional_text, check_penalty, check_positive_int,
+    check_separator, check_text_settings, check_used, check_weights_source, fail, none_or)
+from keras_transfer.runs.config_migration import migrate
 from keras_transfer.training.distribution import DISTRIBUTIONS, check_devices, parse_devices
-from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
-from keras_transfer.training.recipes import RECIPES, UNFREEZE, RecipeOptions
-from keras_transfer.vocabulary import IMAGE_WEIGHTS, LOSSES, MODALITIES, TASKS
+from keras_transfer.training.recipes import RECIPES, STRATEGIES, RecipeOptions
+from keras_transfer.version import __version__
+from keras_transfer.vocabulary import LOSSES, MODALITIES, TASKS
 
 TASK_LOSSES = (None,) + tuple(loss for losses in LOSSES.values() for loss in losses)
 TEXT_DEFAULT_BACKBONE = "all_minilm_l6_v2"  # --modality text with the image default backbone
-TEXT_SOURCES = (".csv", ".tsv", ".jsonl")
-RUN_STRATEGIES = ("head_only",) + UNFREEZE
-# Upper limits: past them a run cannot work (seeds are 32-bit) or would exhaust memory before saying why.
-MAXIMUM = dict(input_size=2048, epochs=100_000, fine_tune_epochs=100_000, batch_size=65_536, n=1000,
-               seed=2 ** 32 - 1)
-
-
-def _fail(message, **received):
-    shown = ", ".join(f"{k}={v!r}" for k, v in received.items())
-    return KerasTransferError(f"{message} Received: {shown}")
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# Field checks: each takes (name, value) and raises a one-line KerasTransferError.
-
-def check_positive_int(name, value, minimum=1):
-    if not _is_int(value) or value < minimum:
-        raise _fail(f"{name} must be an integer >= {minimum}.", **{name: value})
-    if name in MAXIMUM and value > MAXIMUM[name]:
-        raise _fail(f"{name} must be an integer <= {MAXIMUM[name]}.", **{name: value})
-
-
-def check_optional_positive_int(name, value):
-    if value is not None:
-        check_positive_int(name, value)
-
-
-def check_non_negative_int(name, value):
-    check_positive_int(name, value, minimum=0)
-
-
-def check_fraction(name, value):
-    if not _is_number(value) or not 0 <= value < 1:
-        raise _fail(f"{name} must be a fraction in [0, 1).", **{name: value})
-
-
-def check_decay(name, value):
-    if not _is_number(value) or not 0 < value <= 1:
-        raise _fail(f"{name} must be in (0, 1] (the top block trains at the rate x {name}, the next at x {name}^2).",
-                    **{name: value})
-
-
-def check_penalty(name, value):
-    if not _is_number(value) or not 0 <= value < float("inf"):
-        raise _fail(f"{name} must be a number >= 0.", **{name: value})
-
-
-def check_dropout(name, value):
-    if not _is_number(value) or not 0 <= value < 1:
-        raise _fail(f"{name} must be in [0, 1).", **{name: value})
-
-
-def check_learning_rate(name, value):
-    if value is not None and (not _is_number(value) or not 0 < value < float("inf")):
-        raise _fail(f"{name} must be a positive number (e.g. 1e-3).", **{name: value})
-
-
-def check_flag(name, value):
-    if not isinstance(value, bool):
-        raise _fail(f"{name} must be True or False.", **{name: value})
-
-
-def check_data_source(name, value):
-    if value is None:
-        raise _fail("train needs data_dir (a folder of class subfolders or a manifest), unless --resume continues "
-                    "the run in --out.", data_dir=value)
-    if not isinstance(value, (str, os.PathLike)) or not os.path.exists(value):
-        raise _fail(f"Data folder or manifest not found: {value}.", data_dir=value)
-    if os.path.isfile(value) and not os.fspath(value).lower().endswith((".csv", ".json")):
-        raise _fail("data_dir must be a folder of class subfolders or a .csv/.json manifest.", data_dir=value)
-
-
-def check_weights_source(name, value):
-    if value in IMAGE_WEIGHTS:
-        return
-    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
-        raise _fail(f"Weights file not found: {value}. weights must be 'imagenet', None ('none' on the command "
-                    "line) or the path of an existing weights file.", weights=value)
-
-
-def check_separator(name, value):
-    if not isinstance(value, str) or len(value) != 1 or value in ',"\n\r':
-        raise _fail("label_separator must be one character, not a comma, quote or newline (e.g. '|' or ';').",
-                    label_separator=value)
-
-
-def check_backbone_name(name, value):
-    get_backbone_spec(value)  # raises with "Did you mean"
-
-
-def check_optional_text(name, value):
-    if value is not None and not isinstance(value, (str, os.PathLike)):
-        raise _fail(f"{name} must be text or None.", **{name: value})
-
-
-def check_cache_folder(name, value):
-    check_optional_text(name, value)
-    if value is not None and os.path.exists(value) and not os.path.isdir(value):
-        raise _fail(f"{name} must be a folder (new or existing) to stream the cached features to; {value} is a "
-                    "file.", **{name: value})
-
-
-def check_augmentation_name(name, value):
-    if value not in AUGMENTATIONS:
-        raise unknown_name(name, value, AUGMENTATIONS)
-
-
-def check_jit_compile_value(name, value):
-    parse_jit_compile(value)
-
-
-def _none_or(text):
-    return None if text.lower() == "none" else text
-
-
-def _check_field(field, value):
-    """Runs a field's check; an error about a field whose flag has another name (`n`: `--blocks`) names the flag."""
-    try:
-        field.metadata["check"](field.name, value)
-    except KerasTransferError as error:
-        flag = field.metadata["cli"]
-        if flag in (None, "positional"):
-            raise
-        raise KerasTransferError(f"{error} (on the command line: {flag})") from None
 
 
 def setting(default, help, *, check=None, choices=None, cli=None, type=None, cli_choices=None):
@@ -197,7 +67,7 @@ class RunConfig:
     modality: str = setting("image", "what the inputs are", choices=MODALITIES)
     backbone: str = setting("mobilenetv2", "registry name (see `keras-transfer backbones`)", check=check_backbone_name)
     weights: str = setting("imagenet", "imagenet | none | PATH to a weights file", check=check_weights_source,
-                           type=_none_or)
+                           type=none_or)
     input_size: int = setting(None, "square input side (default: the backbone's)", check=check_optional_positive_int,
                               type=int)
     recipe: str = setting("auto", "auto picks by the data (lp_ft with pretrained weights, scratch without); "
@@ -205,7 +75,7 @@ class RunConfig:
                           "fine-tuning with per-block rates; gradual: one more block per stage; scratch: every layer",
                           choices=RECIPES)
     strategy: str = setting("top_blocks", "head_only trains the head; the others run head first, then unfreeze "
-                            "this way", choices=RUN_STRATEGIES)
+                            "this way", choices=STRATEGIES)
     n: int = setting(2, "top blocks to unfreeze (top_blocks, gradual)", check=check_positive_int, cli="--blocks")
     layer: str = setting(None, "first backbone layer to unfreeze (from_layer)", check=check_optional_text, type=str)
     epochs: int = setting(None, "epochs of the head phase (default: the recipe's step budget)",
@@ -297,58 +167,24 @@ class RunConfig:
             if meta["choices"] is not None and value not in meta["choices"]:
                 raise unknown_name(field.name, value, [str(c) for c in meta["choices"]])
             if self.modality == "text" and field.name in ("backbone", "data_dir", "weights"):
-                continue  # checked by `_validate_text`
+                continue  # checked by `check_text_settings`
             if meta["check"] is not None and not (resume and field.name == "weights"):
-                _check_field(field, value)
+                check_field(field, value)
+        if self.modality == "text" and self.task != "classification":
+            raise fail(f"modality is not supported for task {self.task!r}: a text model classifies; this task takes "
+                       "images (modality='image').", modality=self.modality)
+        check_used(self, {f.name: f.default for f in self.fields()})
         if self.modality == "text":
-            if self.task != "classification":
-                raise _fail(f"modality is not supported for task {self.task!r}: a text model classifies; this task takes "
-                            "images (modality='image').",
-                            modality=self.modality)
-            return self._validate_text()
-        spec = get_backbone_spec(self.backbone)
-        input_size = self.input_size or spec.default_size
-        if spec.min_size and input_size < spec.min_size:
-            raise _fail(f"input_size {input_size} is below {spec.name}'s minimum of {spec.min_size} pixels.",
-                        input_size=input_size)
-        if self.validation_split + self.test_split >= 1:
-            raise _fail("validation_split + test_split must leave images to train on (sum < 1).",
-                        validation_split=self.validation_split, test_split=self.test_split)
-        if self.strategy == "from_layer" and not self.layer:
-            raise _fail("strategy='from_layer' needs layer, the first backbone layer to unfreeze.", layer=self.layer)
-        if self.cache_features and self.augmentation != "none":
-            raise _fail("cache_features computes each image's features once, so it cannot see augmented images: "
-                        "pass augmentation='none' (--augmentation none) or drop cache_features.",
-                        cache_features=self.cache_features, augmentation=self.augmentation)
-        if self.task != "classification":
-            check_task_settings(self)
-        elif self.loss is not None:
-            raise _fail("loss picks a regression or multilabel loss; a classifier trains with cross-entropy.",
-                        loss=self.loss)
-        return self.replace(backbone=spec.name, input_size=input_size, data_dir=os.path.abspath(self.data_dir),
-                            cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
-                            jit_compile=parse_jit_compile(self.jit_compile))
+            backbone = TEXT_DEFAULT_BACKBONE if self.backbone == RunConfig.backbone else self.backbone
+            check_text_settings(self, backbone)
+            return self._resolved(backbone=backbone)
+        spec, input_size = check_image_settings(self)
+        return self._resolved(backbone=spec.name, input_size=input_size)
 
-    def _validate_text(self):
-        """`validate` for `modality="text"`: a text encoder, a text table or folder, pretrained or random weights."""
-        backbone = TEXT_DEFAULT_BACKBONE if self.backbone == RunConfig.backbone else self.backbone
-        spec, _ = resolve_text_spec(backbone)  # a registry name or a folder, its files checked
-        if self.sequence_length is not None:
-            check_sequence_length(self.sequence_length, spec.max_sequence_length, spec.name)
-        source = self.data_dir
-        if source is None or not os.path.exists(source) or (
-                os.path.isfile(source) and not os.fspath(source).lower().endswith(TEXT_SOURCES)):
-            raise _fail("Text data must be a folder of class subfolders of .txt files or a .csv/.tsv/.jsonl table "
-                        "of text,label rows.", data_dir=source)
-        if self.weights not in IMAGE_WEIGHTS:
-            raise _fail("A text encoder takes weights 'imagenet' (its pretrained weights) or none (random "
-                        "initialisation).", weights=self.weights)
-        if self.strategy == "from_layer" and not self.layer:
-            raise _fail("strategy='from_layer' needs layer, the first encoder layer to unfreeze "
-                        "(e.g. transformer_layer_4).", layer=self.layer)
-        return self.replace(backbone=backbone, data_dir=os.path.abspath(source),
-                            cache_dir=self.cache_dir and os.path.abspath(self.cache_dir),
-                            jit_compile=parse_jit_compile(self.jit_compile))
+    def _resolved(self, **changes):
+        """The config with absolute `data_dir` / `cache_dir`, `jit_compile` parsed, and `changes`."""
+        return self.replace(data_dir=os.path.abspath(self.data_dir), jit_compile=parse_jit_compile(self.jit_compile),
+                            cache_dir=self.cache_dir and os.path.abspath(self.cache_dir), **changes)
 
     def differences(self, other):
         """`{name: (self's value, other's value)}` for the settings that differ."""
@@ -361,37 +197,10 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, stored):
-        """`(RunConfig, environment)` from a `config.json` dict (also the flat form keras_transfer 0.1.0 wrote)."""
-        if "settings" in stored:
-            settings, env = stored["settings"], dict(stored.get("environment") or {}, run_format=stored.get("run_format"))
-        else:  # 0.1.0: settings and environment side by side
-            names = {f.name for f in cls.fields()}
-            settings = {k: v for k, v in stored.items() if k in names}
-            env = {k: v for k, v in stored.items() if k not in names}
-        known = {f.name for f in cls.fields()}
-        settings = {k: v for k, v in settings.items() if k in known}
-        settings.setdefault("antialias", True)  # written before 0.2: its images were resized by PIL, antialiased
-        settings.setdefault("recipe", "two_phase")  # written before recipes had names: they ran two_phase
-        settings.setdefault("epochs", 5)  # and counted in epochs, 5 by default
-        settings.setdefault("batch_size", 32)
+        """`(RunConfig, environment)` from a `config.json` dict (also what earlier versions wrote:
+        `config_migration`)."""
+        settings, env = migrate(stored, {f.name for f in cls.fields()})
         return cls(**settings), env
-
-
-def check_task_settings(config):
-    """The settings a regression or multi-label run cannot take (one line each)."""
-    task, allowed = config.task, LOSSES[config.task]
-    if config.loss is not None and config.loss not in allowed:
-        raise _fail(f"loss {config.loss!r} does not fit task {task!r}. Allowed: {', '.join(allowed)}.", loss=config.loss)
-    if not os.path.isfile(config.data_dir):
-        raise _fail(f"A {task} run reads a .csv or .json manifest (a folder of class subfolders holds classes).",
-                    data_dir=config.data_dir)
-    if task == "regression" and config.class_weight is not None:
-        raise _fail("class_weight weighs classes or multilabel's rare labels; a regression run has neither.",
-                    class_weight=config.class_weight)
-    for name, value, off in (("label_smoothing", config.label_smoothing, 0.0), ("devices", config.devices, "auto")):
-        if value != off:
-            raise _fail(f"{name} is not supported for task {task!r}: it applies to classification runs.",
-                        **{name: value})
 
 
 def recipe_options(config, **fields):
@@ -408,36 +217,3 @@ def environment():
     """What the run ran in: Keras, its backend, keras_transfer (compared on resume, not settings)."""
     return dict(keras_backend=keras.backend.backend(), keras_version=keras.__version__,
                 keras_transfer_version=__version__)
-
-
-def _flag_name(field):
-    return field.metadata["cli"] or "--" + field.name.replace("_", "-")
-
-
-def add_flags(parser):
-    """Adds one flag per `RunConfig` field to an argparse parser; a flag not given leaves no attribute."""
-    for field in RunConfig.fields():
-        meta, name = field.metadata, _flag_name(field)
-        shown = "" if "default" in meta["help"] or field.default in (None, False) else f" (default: {field.default})"
-        kwargs = dict(help=meta["help"] + shown, default=argparse.SUPPRESS)
-        if name == "positional":
-            parser.add_argument(field.name, nargs="?", help=meta["help"], default=argparse.SUPPRESS)
-            continue
-        if isinstance(field.default, bool):
-            parser.add_argument(name, dest=field.name, action="store_true", **kwargs)
-            continue
-        parse = meta["type"] or type(field.default)
-        choices = meta["cli_choices"] or meta["choices"]
-        if choices is not None:
-            kwargs["choices"] = [c for c in choices if c is not None]
-            parse = str
-        parser.add_argument(name, dest=field.name, type=parse, **kwargs)
-
-
-def given_settings(args):
-    """The settings given on the command line, by field name (flags not given are absent)."""
-    names = {f.name for f in RunConfig.fields()}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    if "jit_compile" in given:
-        given["jit_compile"] = parse_jit_compile(given["jit_compile"])
-    return given

@@ -96,9 +96,6 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
         return run_task_training(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     config = config.validate(resume=resume)
     if config.modality == "text":
-        if config.devices not in ("auto", 1):
-            raise KerasTransferError("Text runs train on one device: leave --devices unset. "
-                                     f"Received: devices={config.devices!r}")
         return _text_training()(config, out, overwrite=overwrite, verbose=verbose, resume=resume)
     plan = setup_devices(config.devices, config.distribution)  # before any op: TensorFlow splits its CPU here
     if resume:
