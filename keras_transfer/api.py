@@ -23,6 +23,7 @@ from keras_transfer.runs.select import select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving import evaluation, export as image_export, loading, predict as image_predict, task_report
 from keras_transfer.training.recipes import run_recipe
+from keras_transfer.training.text_recipes import run_text_recipe
 from keras_transfer.version import __version__
 from keras_transfer.vocabulary import MODALITIES, TASKS
 
@@ -31,16 +32,13 @@ __all__ = ["train", "resume", "load_data", "build_model", "fit", "load_model", "
 
 
 def _text(module):
-    """A text module (KerasHub, the `text` extra), or a one-line error naming the install command."""
+    """`serving.text_run` or `models.text_classifier` (they need KerasHub, the `text` extra), or a one-line error
+    naming the install command."""
     try:
         if module == "text_run":
             import keras_transfer.serving.text_run as found  # optional: keras-hub, the `text` extra
-        elif module == "text_classifier":
-            import keras_transfer.models.text_classifier as found  # optional: keras-hub, the `text` extra
-        elif module == "texts":
-            import keras_transfer.data.texts as found  # optional: keras-hub, the `text` extra
         else:
-            import keras_transfer.training.text_recipes as found  # optional: keras-hub, the `text` extra
+            import keras_transfer.models.text_classifier as found  # optional: keras-hub, the `text` extra
     except ImportError as error:
         raise missing_text_extra(error) from None
     return found
@@ -108,7 +106,8 @@ def load_data(source, *, task="classification", modality="image", preprocessor=N
             raise KerasTransferError("Text data is loaded for classification, with the preprocessor that "
                                      "build_model(..., modality='text') returns. "
                                      f"Received: task={task!r}, preprocessor={preprocessor!r}")
-        return _text("texts").load_texts(source, preprocessor, **options)
+        from keras_transfer.data.texts import load_texts  # lazy: tf.data, which a JAX process need not load
+        return load_texts(source, preprocessor, **options)
     if task == "classification":
         return load_image_folder(source, **options)
     return load_task_data(source, task, **options)
@@ -160,7 +159,7 @@ def fit(model, train, val=None, *, recipe="auto", **options):
     >>> result = fit(model, data.train, data.val, recipe="lp_ft")  # doctest: +SKIP
     """
     if _is_text_model(model):
-        return _text("text_recipes").run_text_recipe(model, train, val, recipe=recipe, **options)
+        return run_text_recipe(model, train, val, recipe=recipe, **options)
     return run_recipe(model, train, val, recipe=recipe, **options)
 
 
