@@ -18,8 +18,8 @@ import tensorflow as tf
 from keras_transfer.data.scan import class_folders, scan_files
 from keras_transfer.data.splits import SPLITS, batch_for, class_weights, split_images
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.vocabulary import TEXT_TABLES
 
-TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
 TEXT_BATCH = 16  # an encoder's batch on a CPU; BERT fine-tunes at 16-32
 MAX_CHARS = 20_000  # far beyond any encoder's 512 tokens; guards memory against a runaway line
 
@@ -72,11 +72,11 @@ def read_texts(source, *, text_column="text", label_column="label", max_chars=MA
     skipped = []  # `(id, reason)`: a folder's entries `data.scan` refuses come first, then the unusable texts
     if os.path.isdir(source):
         rows, kind = _folder_rows(source, skipped), "folder"
-    elif os.path.isfile(source) and source.lower().endswith(TABLE_EXTENSIONS):
+    elif os.path.isfile(source) and source.lower().endswith(TEXT_TABLES):
         rows, kind = _table_rows(source, text_column, label_column), "table"
     else:
         raise KerasTransferError(f"Text data must be a folder of class subfolders of .txt files or a table "
-                                 f"({', '.join(TABLE_EXTENSIONS)}) of {text_column},{label_column}. "
+                                 f"({', '.join(TEXT_TABLES)}) of {text_column},{label_column}. "
                                  f"Received: source={source!r}")
     kept, cut = [], []
     for row_id, text, label in rows:
@@ -178,13 +178,13 @@ def _unlabelled_rows(item, text_column, skipped):
         paths, refused, _ = scan_files(item, _is_text_name)  # the training folders' rule, `item` the root
         skipped.extend(refused)
         yield from map(_text_file, paths)
-    elif os.path.isfile(item) and item.lower().endswith(TABLE_EXTENSIONS):
+    elif os.path.isfile(item) and item.lower().endswith(TEXT_TABLES):
         yield from ((text_id, text) for text_id, text, _ in _table_rows(item, text_column, None))
     elif os.path.isfile(item) and item.lower().endswith(".txt"):
         yield _text_file(item)
-    elif os.path.exists(item) or item.lower().endswith(TABLE_EXTENSIONS + (".txt",)):
+    elif os.path.exists(item) or item.lower().endswith(TEXT_TABLES + (".txt",)):
         raise KerasTransferError(f"{item} is not a .txt file, a folder of them or a table "
-                                 f"({', '.join(TABLE_EXTENSIONS)}) that exists. Received: input={item!r}")
+                                 f"({', '.join(TEXT_TABLES)}) that exists. Received: input={item!r}")
     else:
         yield item, item
 
