@@ -148,7 +148,8 @@ def fit(model, train, val=None, *, recipe="auto", **options):
 
     Args:
         model: what `build_model` returned (a text model without its preprocessor).
-        train, val: batched `tf.data.Dataset`s (`load_data(...).train`, `.val`).
+        train: the batched training `tf.data.Dataset` (`load_data(...).train`).
+        val: the batched validation `tf.data.Dataset` (`load_data(...).val`), or None.
         recipe: the recipe's name.
         **options: as in `training.recipes.run_recipe` (images) or `training.text_recipes.run_text_recipe`.
 
