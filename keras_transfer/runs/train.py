@@ -11,7 +11,7 @@ from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.fingerprint import fingerprint
 from keras_transfer.data.splits import SPLITS, class_weights
-from keras_transfer.errors import KerasTransferError, missing_text_extra
+from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON,
                                    RECIPE, REPORT_TXT, SPLITS_FILE)
 from keras_transfer.history import history_columns
@@ -141,10 +141,8 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
 
 def _text_training():
     """`runs.text_train.run_text_training`, or a one-line error naming the install command without keras-hub."""
-    try:
+    with text_extra_needed():
         from keras_transfer.runs.text_train import run_text_training  # optional: keras-hub, the `text` extra
-    except ImportError as error:
-        raise missing_text_extra(error) from None
     return run_text_training
 
 
