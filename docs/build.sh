@@ -16,8 +16,13 @@ import pathlib, re
 block = re.search(r"^docs = \[(.*?)\]\s*$", pathlib.Path("pyproject.toml").read_text(), re.M | re.S).group(1)
 print("\n".join(re.findall(r'"([^"]+)"', block)))
 PY
-.venv-docs/bin/python -m pip install -q --upgrade pip
-.venv-docs/bin/python -m pip install -q -r .venv-docs/docs-requirements.txt
+# uv when it installs (faster, as in tests/run.sh), pip otherwise
+if .venv-docs/bin/python -m pip install -q uv; then
+  .venv-docs/bin/uv pip install -q --python .venv-docs/bin/python -r .venv-docs/docs-requirements.txt
+else
+  .venv-docs/bin/python -m pip install -q --upgrade pip
+  .venv-docs/bin/python -m pip install -q -r .venv-docs/docs-requirements.txt
+fi
 export NO_MKDOCS_2_WARNING=1
 if [ "${1:-build}" = serve ]; then
   exec .venv-docs/bin/mkdocs serve
