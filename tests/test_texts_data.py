@@ -6,8 +6,9 @@ import json
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_transfer.data.texts import load_texts, read_texts
+from keras_transfer.data.texts import load_texts, read_texts, text_dataset
 from keras_transfer.errors import KerasTransferError
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot", "very", "not"]
@@ -101,3 +102,23 @@ def test_load_texts_splits_stratified_and_seeded_and_tokenises_in_the_pipeline(t
     assert data.class_weight == {0: 1.0, 1: 1.0}
     default = load_texts(source, preprocessor, validation_split=0.34, seed=3)  # 8 training texts: batch 2
     assert [int(y.shape[0]) for _, y in default.train] == [2, 2, 2, 2]
+
+
+@pytest.mark.backend_free
+def test_text_dataset_tokenises_each_text_once_keeps_its_size_known_and_reshuffles_every_epoch():
+    """The tokenised texts are cached: three epochs run the preprocessor over the 10 texts once, not once an
+    epoch; the batch count stays known (Keras reads an epoch's steps from it); each epoch holds every text once
+    with its own label, in a new order."""
+    tokenised = tf.Variable(0)
+
+    def preprocessor(x):  # a text "i" -> token id i, counting the texts it tokenises
+        tokenised.assign_add(tf.shape(x)[0])
+        return {"token_ids": tf.strings.to_number(x, tf.int32)[:, None]}
+
+    ds = text_dataset([str(i) for i in range(10)], [i % 3 for i in range(10)], preprocessor, batch_size=4,
+                      shuffle=True, seed=0)
+    assert int(ds.cardinality()) == 3
+    epochs = [[(int(t), int(label)) for x, y in ds for t, label in zip(x["token_ids"][:, 0], y)] for _ in range(3)]
+    assert all(sorted(epoch) == [(i, i % 3) for i in range(10)] for epoch in epochs)
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    assert int(tokenised.numpy()) == 10

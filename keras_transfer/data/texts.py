@@ -209,13 +209,32 @@ def _field(record, key):
 
 
 def text_dataset(texts, labels, preprocessor, *, batch_size=16, shuffle=False, seed=None):
-    """A `tf.data` pipeline of `(preprocessor(texts), labels)` batches: tokenised in TF ops, in parallel."""
+    """A `tf.data` pipeline of `(preprocessor(texts), labels)` batches, each text tokenised once.
+
+    The texts are tokenised in TF ops (in parallel, `TEXT_BATCH` at a time) on the first pass and kept in memory
+    (`cache`): the preprocessor's vocabulary tables are built once a pipeline, not once an epoch's iterator.
+    Shuffling and batching come after the cache, so every epoch is shuffled anew and the batches hold the same
+    texts in the same order as tokenising each shuffled batch would. The batch count stays known (`unbatch`
+    alone loses it, and Keras then reads the first epoch's steps from the data and the later ones run short).
+
+    Args:
+        texts: the texts, strings.
+        labels: an int label per text.
+        preprocessor: the KerasHub preprocessor (or any function of a batch of strings in TF ops).
+        batch_size: texts a batch.
+        shuffle: reshuffle the texts every epoch.
+        seed: the shuffle's seed.
+
+    Returns:
+        A `tf.data.Dataset` of `(token dict, labels)` batches.
+    """
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
                                              tf.constant(np.asarray(labels, "int32"))))
+    ds = (ds.batch(TEXT_BATCH).map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+          .unbatch().cache().apply(tf.data.experimental.assert_cardinality(len(texts))))
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 @dataclasses.dataclass
