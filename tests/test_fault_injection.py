@@ -69,15 +69,28 @@ EXPORTS = [("saved_model", "exported", 1), ("keras", "model.keras", 1), ("tflite
 Done = collections.namedtuple("Done", "returncode output")
 
 
+def job_of(item):
+    """The `killed` job a test of this file reads (None for a test that reads none)."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    if item.originalname == "test_a_run_killed_at_any_write_resumes_or_says_why_not":
+        return f"train-{params['kill_at']}"
+    if item.originalname == "test_an_export_killed_mid_write_leaves_no_target_and_the_next_one_cleans_up":
+        return f"export-{params['fmt']}-{params['kill_at']}"
+    return "count" if item.originalname == "test_the_kill_points_cover_the_whole_run" else None
+
+
 @pytest.fixture(scope="module")
-def killed(data_dir, finished_run, tmp_path_factory):
+def killed(request, data_dir, tmp_path_factory):
     """Every kill of this file in ONE worker process (Keras imported once, a forked child a kill; it was a
     process a kill, 13 of them): `{job: (Done, folder)}` for each training kill point (`"train-N"`), the run
     that counts the writes (`"count"`) and each killed export (`"export-fmt-N"`, from the session's finished
-    run, which exports only read)."""
+    run, which exports only read). Only the jobs of the selected tests run (`-k`)."""
+    selected = {job_of(item) for item in request.session.items if item.module is request.module}
     jobs, folders = {}, {}
 
     def job(name, kill_at, argv_of):
+        if name not in selected:
+            return
         folder = tmp_path_factory.mktemp(name)
         jobs[name] = {"kill_at": kill_at, "argv": argv_of(folder), "cwd": str(folder), "log": str(folder / "log")}
         folders[name] = folder
@@ -87,9 +100,10 @@ def killed(data_dir, finished_run, tmp_path_factory):
     job("count", 10 ** 6, lambda folder: ["train", data_dir, *TRAIN, "--out", str(folder / "run")])
     for fmt, target, kill_at in EXPORTS:
         job(f"export-{fmt}-{kill_at}", kill_at,
-            lambda folder, fmt=fmt, target=target: ["export", finished_run[1], "--format", fmt, "--out",
-                                                    str(folder / "exports" / target)])
-        (folders[f"export-{fmt}-{kill_at}"] / "exports").mkdir()
+            lambda folder, fmt=fmt, target=target: ["export", request.getfixturevalue("finished_run")[1], "--format",
+                                                    fmt, "--out", str(folder / "exports" / target)])
+        if f"export-{fmt}-{kill_at}" in jobs:
+            (folders[f"export-{fmt}-{kill_at}"] / "exports").mkdir()
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(jobs)], capture_output=True, text=True, env=env,
                           timeout=1800)
