@@ -41,8 +41,8 @@ class TextModality:
         """The encoder with the task's head. Resumed, the weights come from last.keras: the encoder is built
         without loading its pretrained ones."""
         pretrained = config.weights is not None and not resume
-        model, _ = build_text_classifier(config.backbone, class_names=data.names, sequence_length=config.sequence_length,
-                                         weights="pretrained" if pretrained else None, dropout=config.dropout,
+        model, _ = build_text_classifier(config.backbone, class_names=data.names, weights="pretrained" if pretrained
+                                         else None, sequence_length=config.sequence_length, dropout=config.dropout,
                                          seed=config.seed)
         return model
 

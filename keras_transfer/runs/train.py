@@ -12,8 +12,8 @@ import keras
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.history import history_columns
-from keras_transfer.layout import BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON, RECIPE, \
-    SPLITS_FILE
+from keras_transfer.layout import (BEST_MODEL, CLASS_NAMES, CONFIG, DATA_FINGERPRINT, DATA_SUMMARY, HISTORY_JSON,
+                                   RECIPE, SPLITS_FILE)
 from keras_transfer.runs.config import RunConfig, recipe_options
 from keras_transfer.runs.folder import (check_resume, check_run_folder, check_same_data, prepare_run_folder,
                                         write_history_plot)
