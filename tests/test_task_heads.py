@@ -12,7 +12,7 @@ from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import (StandardisedRegressionLoss, build_model, head_of, set_thresholds, task_loss,
                                          task_metrics)
 from keras_transfer.training.linear_probe import extract, standardiser
-from keras_transfer.training.task_probe import fit_task_head
+from keras_transfer.training.linear_probe import fit_linear_head
 
 
 def _data(n=16, seed=0):
@@ -63,7 +63,7 @@ def test_regression_probe_is_ridge_in_closed_form():
     y = colour[:, :1] * 3.0 + 7.0
     model = build_model(make_small_cnn(), "regression", outputs=1, input_size=32, augmentation=None,
                         target_mean=y.mean(0), target_scale=y.std(0))
-    probe = fit_task_head(model, (x, y), l2=0.05)
+    probe = fit_linear_head(model, (x, y), l2=0.05)
     scaled = _features(model, x)
     ridge = Ridge(alpha=len(y) * 0.05).fit(scaled, (y - y.mean(0)) / y.std(0))
     expected = ridge.predict(scaled).reshape(-1, 1) * y.std(0) + y.mean(0)
@@ -76,7 +76,7 @@ def test_regression_probe_with_views_is_ridge_on_the_images_and_their_shifted_co
     y = colour[:, :1] * 3.0 + 7.0
     model = build_model(make_small_cnn(), "regression", outputs=1, input_size=32, augmentation=None,
                         target_mean=y.mean(0), target_scale=y.std(0))
-    probe = fit_task_head(model, (x, y), l2=0.05, views=2, seed=3)
+    probe = fit_linear_head(model, (x, y), l2=0.05, views=2, seed=3)
     f, _ = extract(feature_extractor(model), (x, y), views=2, seed=3)  # the images, then two shifted copies
     assert len(f) == 36
     mean, std = standardiser(f)
@@ -91,7 +91,7 @@ def test_multilabel_probe_is_logistic_regression_per_label():
     x, colour = _data(24)
     y = (colour > np.median(colour, 0)).astype("float32")
     model = build_model(make_small_cnn(), "multilabel", outputs=3, input_size=32, augmentation=None)
-    fit_task_head(model, (x, y), l2=0.1)
+    fit_linear_head(model, (x, y), l2=0.1)
     scaled = _features(model, x)
     got = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
     for j in range(3):
@@ -110,4 +110,4 @@ def test_bad_head_inputs_are_one_line_errors():
     with pytest.raises(KerasTransferError, match=r"thresholds must lie in \[0, 1\]"):
         set_thresholds(model, [0.5, 1.5])
     with pytest.raises(KerasTransferError, match="class_weight applies to classification only"):
-        fit_task_head(model, _data(4)[0:1] + (np.ones((4, 2)),), class_weight={0: 2.0})
+        fit_linear_head(model, _data(4)[0:1] + (np.ones((4, 2)),), class_weight={0: 2.0})

@@ -18,7 +18,7 @@ from keras_transfer.models.heads import build_model, head_of, task_loss
 from keras_transfer.models.label_weights import WeightedBinaryCrossentropy, positive_weights
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.training.caching import train_phase_cached
-from keras_transfer.training.task_probe import fit_task_head
+from keras_transfer.training.linear_probe import fit_linear_head
 from keras_transfer.training.presets import get_preset
 
 FAST = dict(backbone="vgg16", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
@@ -113,7 +113,7 @@ def test_weighted_probe_is_sample_weighted_logistic_regression_and_reports_the_w
     weights = positive_weights(y)
     model = build_model(make_small_cnn(), "multilabel", outputs=3, input_size=32, augmentation=None,
                         label_weights=weights)
-    probe = fit_task_head(model, (x, y), (x, y), l2=0.1)
+    probe = fit_linear_head(model, (x, y), (x, y), l2=0.1)
     f = keras.ops.convert_to_numpy(feature_extractor(model)(x)).astype("float64")
     std = f.std(0)
     std[std < 1e-12] = 1.0

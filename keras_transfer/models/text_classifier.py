@@ -39,16 +39,22 @@ def load_text_encoder(backbone, *, weights="pretrained", sequence_length=None, p
     if weights not in TEXT_WEIGHTS:
         raise KerasTransferError(f"Text encoder weights must be 'pretrained' or None (random initialisation, "
                                  f"same architecture). Received: weights={weights!r}")
+    preprocessor = load_text_preprocessor(backbone, sequence_length)  # the length checked before the weights load
     spec, source = resolve_text_spec(backbone, pooling=pooling)
-    sequence_length = spec.sequence_length if sequence_length is None else sequence_length
-    check_sequence_length(sequence_length, spec.max_sequence_length, spec.name)  # before the weights load
-    family = FAMILIES[spec.family]
-    encoder = getattr(keras_hub.models, family.backbone).from_preset(source, load_weights=weights == "pretrained")
-    preprocessor = _load_preprocessor(family, source, sequence_length)
+    encoder = getattr(keras_hub.models, FAMILIES[spec.family].backbone).from_preset(
+        source, load_weights=weights == "pretrained")
     if not spec.num_layers:
         spec = TextBackboneSpec(spec.name, spec.family, spec.preset, spec.pooling,
-                                block_count(encoder, spec.family), sequence_length)
+                                block_count(encoder, spec.family), int(preprocessor.sequence_length))
     return encoder, preprocessor, spec
+
+
+def load_text_preprocessor(backbone, sequence_length=None):
+    """`load_text_encoder`'s preprocessor without the encoder (a run tokenises before it builds the model)."""
+    spec, source = resolve_text_spec(backbone)
+    sequence_length = spec.sequence_length if sequence_length is None else sequence_length
+    check_sequence_length(sequence_length, spec.max_sequence_length, spec.name)
+    return _load_preprocessor(FAMILIES[spec.family], source, sequence_length)
 
 
 def _load_preprocessor(family, source, sequence_length):

@@ -14,12 +14,10 @@ from keras_transfer import io
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import get_backbone
 from keras_transfer.models.freezing import check_strategy, freeze
-from keras_transfer.models.heads import task_of
 from keras_transfer.training.batchnorm import BatchNormRecalibration, batchnorm_layers, sample_batches
 from keras_transfer.training.caching import check_cacheable, train_phase_cached
 from keras_transfer.training.callbacks import AtomicModelCheckpoint
 from keras_transfer.training.linear_probe import train_phase_linear
-from keras_transfer.training.task_probe import fit_task_head
 from keras_transfer.training.presets import compile_model, phase_callbacks, run_callbacks
 
 log = logging.getLogger(__name__)
@@ -175,8 +173,7 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
     result = FineTuneResult([], [], [])
     for index, phase, preset, done in todo:
         if preset.solver == "linear":
-            step = train_phase_linear if task_of(model) == "classification" else \
-                functools.partial(train_phase_linear, fit=fit_task_head)  # regression, multi-label: their own solver
+            step = train_phase_linear  # any task: its head's own solver
         elif cache_features and preset.strategy == "head_only":
             step = functools.partial(train_phase_cached, cache=cache_dir or "memory")
         else:

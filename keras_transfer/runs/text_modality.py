@@ -1,0 +1,77 @@
+"""The text modality part of a run (see `runs.modalities`): a text table or folder of `.txt` files, a KerasHub
+encoder with its preprocessor (tokenizer and sequence length), saved in the run folder as `preprocessor/`, and
+the text recipes (`training.text_recipes`). Needs KerasHub, the `text` extra."""
+
+import logging
+import os
+
+import keras
+import numpy as np
+
+from keras_transfer.data.fingerprint import text_fingerprint
+from keras_transfer.data.texts import load_texts
+from keras_transfer.layout import BEST_MODEL, PREPROCESSOR
+from keras_transfer.models.text_classifier import build_text_classifier, load_text_preprocessor
+from keras_transfer.runs.modalities import RunData
+from keras_transfer.serving.loading import load_model
+from keras_transfer.serving.predict_text import evaluate_texts
+from keras_transfer.training.recipes import data_size
+from keras_transfer.training.text_recipes import plan_text_recipe, run_text_recipe
+
+log = logging.getLogger(__name__)
+
+
+class TextModality:
+    """Texts: see the module docstring. `preprocessor` is set by `load`."""
+
+    preprocessor = None
+
+    def load(self, config, devices):
+        """`(RunData, 1)`: the texts, tokenised by the encoder's preprocessor (an unset batch size: 16, at most a
+        quarter of the training texts)."""
+        keras.utils.set_random_seed(config.seed)
+        self.preprocessor = load_text_preprocessor(config.backbone, config.sequence_length)
+        source = load_texts(config.data_dir, self.preprocessor, batch_size=config.batch_size,
+                            validation_split=config.validation_split, test_split=config.test_split, seed=config.seed)
+        return RunData(source.train, source.val, source.test, source.class_names, source.splits.as_dict(),
+                       text_fingerprint(source.found.texts), np.asarray(source.splits.labels("train")),
+                       source.summary, source), 1
+
+    def build(self, config, data, head, resume):
+        """The encoder with the task's head. Resumed, the weights come from last.keras: the encoder is built
+        without loading its pretrained ones."""
+        pretrained = config.weights is not None and not resume
+        model, _ = build_text_classifier(config.backbone, class_names=data.names, weights="pretrained" if pretrained
+                                         else None, sequence_length=config.sequence_length, dropout=config.dropout,
+                                         seed=config.seed)
+        return model
+
+    def recipe_fields(self, config):
+        """Text runs add no `RecipeOptions` fields (one rate for the whole encoder, no L2-SP)."""
+        return {}
+
+    def write_files(self, out, data):
+        self.preprocessor.save_to_preset(os.path.join(out, PREPROCESSOR))
+
+    def plan_recipe(self, config, model, data, options):
+        return plan_text_recipe(config.recipe, data_size(model, data.train, data.train_count), options,
+                                pretrained=config.weights is not None)
+
+    def run_recipe(self, config, model, data, options, **common):
+        return run_text_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=config.weights is not None,
+                               options=options, num_texts=data.train_count, cache_features=config.cache_features,
+                               cache_dir=config.cache_dir, **common)
+
+    def classification_report(self, out, data, config, *, fallback):
+        """`best.keras` (else `fallback`) on the held-out texts: `report.json`, `report.txt`, `confusion_matrix.png`."""
+        test_ids = data.source.splits.paths("test")
+        if not test_ids:
+            return None
+        best = load_model(out)[0] if os.path.isfile(os.path.join(out, BEST_MODEL)) else fallback
+        report = evaluate_texts(best, self.preprocessor, data.source.found.of(test_ids),
+                                data.source.splits.labels("test"), ids=test_ids, class_names=data.names, out=out)
+        log.info("Test split (%d texts): accuracy %.4f", report.n, report.accuracy)
+        return report
+
+    def finish(self, out, data):
+        """Text runs record nothing after the report."""
