@@ -4,8 +4,8 @@ accuracy of the default recipe, per task, over backbones with real offline weigh
 For each task (benchmarks/few_shot_tasks.py: real images shipped in installed packages) and each backbone:
 - selection: `runs.select.score_candidate` on the training images (features once, with the default recipe's
   shifted views; LogME; the cross-validated linear probe; serving cost), timed;
-- fine-tuning: a fresh `keras_transfer.build_model` with the same weights trained by `keras_transfer.fit(recipe="auto")` on the
-  training images (validation images for its choices), timed; accuracy on the held-out test images.
+- fine-tuning: a fresh `keras_transfer.build_model` with the same weights trained by
+  `keras_transfer.fit(recipe="auto")` on the training images (validation images for its choices), timed; accuracy on the held-out test images.
 Then Kendall's tau (scipy) between each score and the fine-tuned accuracies, per task, and its mean.
 
 Backbones (the real weights available offline, see ../shared/weights/README.md):
