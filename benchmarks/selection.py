@@ -4,8 +4,8 @@ accuracy of the default recipe, per task, over backbones with real offline weigh
 For each task (benchmarks/few_shot_tasks.py: real images shipped in installed packages) and each backbone:
 - selection: `runs.select.score_candidate` on the training images (features once, with the default recipe's
   shifted views; LogME; the cross-validated linear probe; serving cost), timed;
-- fine-tuning: a fresh `build_classifier` with the same weights trained by `run_recipe(recipe="auto")` on the
-  training images (validation images for its choices), timed; accuracy on the held-out test images.
+- fine-tuning: a fresh `keras_transfer.build_model` with the same weights trained by
+  `keras_transfer.fit(recipe="auto")` on the training images (validation images for its choices), timed; accuracy on the held-out test images.
 Then Kendall's tau (scipy) between each score and the fine-tuned accuracies, per task, and its mean.
 
 Backbones (the real weights available offline, see ../shared/weights/README.md):
@@ -65,10 +65,10 @@ def fine_tuned(name, weights, task, size, seed):
     start = time.perf_counter()
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    model = keras_transfer.build_classifier(name, class_names=task.class_names, weights=weights, input_size=size,
-                                            seed=seed)
-    keras_transfer.run_recipe(model, (task.x_train, task.y_train), (task.x_val, task.y_val), recipe="auto",
-                              pretrained=weights is not None, verbose=0)
+    model = keras_transfer.build_model(name, class_names=task.class_names, weights=weights, input_size=size,
+                                       seed=seed)
+    keras_transfer.fit(model, (task.x_train, task.y_train), (task.x_val, task.y_val), recipe="auto",
+                       pretrained=weights is not None, verbose=0)
     return accuracy(model, task.x_test, task.y_test), time.perf_counter() - start
 
 
@@ -95,18 +95,32 @@ def run(args):
     return records
 
 
+def ranked(rows, score):
+    """Each row's place in `select`'s ranking by `score` (ties to 1e-9 broken by the other score), best = highest,
+    as `runs.select.select_backbones(rank_by=score)` orders the candidates."""
+    other = "probe" if score == "logme" else "logme"
+    order = sorted(range(len(rows)), key=lambda i: (-round(rows[i][score], 9), -rows[i][other]))
+    places = np.empty(len(rows))
+    places[order] = np.arange(len(rows), 0, -1)
+    return places
+
+
 def summary(records, tasks):
+    """The table of `records`, each score's Kendall tau with the fine-tuned accuracies per task and on average,
+    and the tau of `select`'s ranking by each score (`<score> ranking`: ties broken by the other score)."""
     lines = ["| task | backbone | LogME | probe | fine-tuned acc | select s | fine-tune s |", "|" + "---|" * 7]
-    taus = {"logme": [], "probe": []}
+    taus = {"logme": [], "probe": [], "probe ranking": [], "logme ranking": []}
     for task in tasks:
         rows = [r for r in records if r["task"] == task]
         for r in rows:
             lines.append(f"| {task} | {r['backbone']} | {r['logme']:.4f} | {r['probe']:.3f} | {r['fine_tuned']:.3f} | "
                          f"{r['select_s']:.1f} | {r['fine_tune_s']:.1f} |")
         for score in taus:
-            taus[score].append(kendalltau([r[score] for r in rows], [r["fine_tuned"] for r in rows]).statistic)
+            values = ranked(rows, score.split()[0]) if score.endswith("ranking") else [r[score] for r in rows]
+            taus[score].append(kendalltau(values, [r["fine_tuned"] for r in rows]).statistic)
         select_s, tune_s = sum(r["select_s"] for r in rows), sum(r["fine_tune_s"] for r in rows)
-        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f} | | | "
+        lines.append(f"| {task} | tau LogME {taus['logme'][-1]:.2f}, probe {taus['probe'][-1]:.2f}, probe ranking "
+                     f"{taus['probe ranking'][-1]:.2f} | | | "
                      f"select / fine-tune {select_s / tune_s:.2f} | {select_s:.1f} | {tune_s:.1f} |")
     select_s, tune_s = sum(r["select_s"] for r in records), sum(r["fine_tune_s"] for r in records)
     means = ", ".join(f"{score} {np.nanmean(values):.2f} ({np.mean(np.nan_to_num(values)):.2f} with an undefined "

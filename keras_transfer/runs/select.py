@@ -12,182 +12,34 @@ Text data (a text table or a folder of `.txt` class folders, found by `is_text_d
 (`runs.select_text`); a multi-label task also reports LogME per label.
 """
 
-import csv
-import dataclasses
 import logging
 import os
-import shlex
 import time
 
 import keras
 import numpy as np
 
 from keras_transfer import io
-from keras_transfer.data.images import is_image_name
 from keras_transfer.data.pipeline import make_dataset
-from keras_transfer.data.sources import find_images
-from keras_transfer.data.task_sources import find_task_images, task_dataset
+from keras_transfer.data.task_sources import task_dataset
 from keras_transfer.errors import KerasTransferError, text_extra_needed
 from keras_transfer.models.classifier import build_classifier, feature_extractor
-from keras_transfer.models.registry import check_input_size, get_backbone_spec, list_backbones
-from keras_transfer.runs.config import check_weights_source
-from keras_transfer.serving.plots import matplotlib_available, pareto_front, plot_selection
+from keras_transfer.models.registry import check_input_size, get_backbone_spec
+from keras_transfer.runs.select_inputs import (MODALITIES, RANK_BY, SMALL_PARAMS, check_max_images, check_options,
+                                               is_text_data, load_selection_data, per_class_sample,
+                                               resolve_candidates, resolve_modality, resolve_weights)
+from keras_transfer.runs.select_report import (SELECTION_JSON, SELECTION_PLOT, Candidate, Selection, train_command,
+                                               write_selection)
+from keras_transfer.serving.plots import pareto_front
 from keras_transfer.training.budget import PROBE_VIEWS, PROBE_VIEWS_UP_TO
 from keras_transfer.training.distribution import predict_batch
 from keras_transfer.training.linear_probe import extract
-from keras_transfer.training.transferability import (PROBE_METRIC, check_task, effective_folds, logme_per_column,
-                                                     probe_score)
+from keras_transfer.training.transferability import check_task, effective_folds, logme_per_column, probe_score
 
-SMALL_PARAMS = 8_000_000  # `--all-small`: the registry's backbones under this many parameters
-RANK_BY = ("logme", "probe")
-MODALITIES = ("auto", "image", "text")
-SELECTION_JSON, SELECTION_PLOT = "selection.json", "selection.png"
+__all__ = ["MODALITIES", "RANK_BY", "SELECTION_JSON", "SELECTION_PLOT", "SMALL_PARAMS", "Candidate", "Selection",
+           "is_text_data", "resolve_candidates", "resolve_weights", "score_candidate", "score_features",
+           "select_backbones", "serving_ms", "write_selection"]
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Candidate:
-    """One backbone's scores and serving cost (`selection.json` holds one per candidate)."""
-
-    backbone: str
-    weights: str
-    input_size: int
-    logme: float
-    probe: float
-    params: int
-    ms_per_image: float
-    weights_mb: float
-    feature_dim: int
-    features_seconds: float
-    seconds: float
-    pareto: bool = False
-    logme_per_label: list = None  # a multi-label task's LogME of each label, in `Selection.label_names` order
-
-
-@dataclasses.dataclass
-class Selection:
-    """The candidates ranked best first by `rank_by`, and how they were scored."""
-
-    candidates: list
-    task: str
-    rank_by: str
-    images: int
-    views: int
-    folds: int
-    source: str
-    seconds: float
-    command: str
-    modality: str = "image"
-    label_names: list = None  # a multi-label task's labels
-
-    @property
-    def best(self):
-        return self.candidates[0]
-
-    def to_dict(self):
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "candidates"}
-        return dict(fields, probe_metric=PROBE_METRIC[self.task],
-                    candidates=[dataclasses.asdict(c) for c in self.candidates])
-
-    def table(self):
-        """The ranking as a text table (`*`: on the Pareto front of probe score against latency)."""
-        unit, size = ("text", "tokens") if self.modality == "text" else ("image", "size")
-        rows = [("rank", "backbone", "LogME", f"probe {PROBE_METRIC[self.task]}", f"ms/{unit}", "params", size,
-                 "weights MB", "seconds")]
-        for rank, c in enumerate(self.candidates, 1):
-            rows.append((f"{rank}{'*' if c.pareto else ''}", c.backbone, f"{c.logme:.4f}", f"{c.probe:.3f}",
-                         f"{c.ms_per_image:.1f}", f"{c.params / 1e6:.2f}M", str(c.input_size), f"{c.weights_mb:.1f}",
-                         f"{c.seconds:.1f}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        for c in self.candidates if self.task == "multilabel" else ():
-            names = self.label_names or [f"label {i}" for i in range(len(c.logme_per_label))]
-            lines.append(f"LogME per label, {c.backbone}: "
-                         + ", ".join(f"{name} {value:.4f}" for name, value in zip(names, c.logme_per_label)))
-        return "\n".join(lines + [
-            f"Ranked by {self.rank_by} on {self.images} {unit}s ({self.task}; probe: {self.folds}-fold"
-            + (f", {self.views} shifted views of each training image" if self.modality == "image" else "")
-            + f"); * = Pareto front of probe score against latency; {self.seconds:.1f} s in all.",
-            f"Train the winner: {self.command}"])
-
-
-def resolve_candidates(backbones=None, all_small=False):
-    """The registry names to compare: `backbones` (names, or a comma-separated string), or every registry
-    backbone under `SMALL_PARAMS` parameters (`all_small`, and the default)."""
-    if backbones is not None and all_small:
-        raise KerasTransferError("Give either backbones or all_small, not both. "
-                                 f"Received: backbones={backbones!r}, all_small=True")
-    if backbones is None:
-        return [spec.name for spec in list_backbones() if spec.params < SMALL_PARAMS]
-    names = [b.strip() for b in backbones.split(",")] if isinstance(backbones, str) else list(backbones)
-    if not names or any(not name for name in names):
-        raise KerasTransferError(f"backbones must name at least one registry backbone, comma-separated. "
-                                 f"Received: backbones={backbones!r}")
-    resolved = [get_backbone_spec(name).name for name in names]
-    if len(set(resolved)) != len(resolved):
-        raise KerasTransferError(f"A backbone is named twice. Received: backbones={backbones!r}")
-    return resolved
-
-
-def resolve_weights(weights, names):
-    """`{name: weights}` for every candidate: `weights` is None (ImageNet for all), one value for all
-    ('imagenet', None / 'none', a file), a `{name: value}` dict, or `NAME=VALUE` strings (the CLI's)."""
-    chosen = {name: "imagenet" for name in names}
-    if weights is None or isinstance(weights, (str, os.PathLike)) and "=" not in os.fspath(weights):
-        weights = {name: weights or "imagenet" for name in names}
-    elif not isinstance(weights, dict):
-        weights = dict(_name_value(item) for item in ([weights] if isinstance(weights, str) else weights))
-    for name, value in weights.items():
-        canonical = get_backbone_spec(name).name
-        if canonical not in chosen:
-            raise KerasTransferError(f"Weights are given for {name}, which is not a candidate. Candidates: "
-                                     f"{', '.join(names)}. Received: weights {name}={value}")
-        value = None if value is None or str(value).lower() == "none" else os.fspath(value)
-        value = "imagenet" if value is not None and value.lower() == "imagenet" else value
-        check_weights_source("weights", value)
-        chosen[canonical] = value
-    return chosen
-
-
-def _name_value(item):
-    name, sep, value = str(item).partition("=")
-    if not sep or not name.strip() or not value.strip():
-        raise KerasTransferError(f"--weights takes NAME=PATH (or NAME=imagenet, NAME=none), one per candidate. "
-                                 f"Received: {item!r}")
-    return name.strip(), value.strip()
-
-
-def check_max_images(max_images):
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer))
-                                   or max_images < 1):
-        raise KerasTransferError(f"max_images must be a positive integer (images per class; for a regression or "
-                                 f"multi-label manifest, images in all) or None. Received: max_images={max_images!r}")
-
-
-def load_selection_data(data, task="classification", *, max_images=None, seed=1337):
-    """`(paths, labels, readers, names)`: the images to score on, at most `max_images` per class (a seeded
-    sample in file order; for a regression or multi-label manifest, at most `max_images` in all), and the class,
-    target or label names."""
-    check_task(task)
-    check_max_images(max_images)
-    if task == "classification":
-        found = find_images(data)
-        keep = per_class_sample(found.labels, max_images, seed)
-        return ([found.paths[i] for i in keep], np.asarray(found.labels)[keep], [found.readers[i] for i in keep],
-                found.class_names)
-    found = find_task_images(data, task)
-    keep = _sample(np.arange(len(found.paths)), max_images, np.random.default_rng(seed))
-    return [found.paths[i] for i in keep], found.targets[keep], None, list(found.names)
-
-
-def per_class_sample(labels, max_images, seed):
-    """The rows to keep: at most `max_images` of each class (a seeded sample), in file order within a class."""
-    labels, rng = np.asarray(labels), np.random.default_rng(seed)
-    return np.concatenate([_sample(np.flatnonzero(labels == c), max_images, rng) for c in np.unique(labels)])
-
-
-def _sample(rows, limit, rng):
-    return rows if limit is None or len(rows) <= limit else np.sort(rng.choice(rows, limit, replace=False))
 
 
 def serving_ms(extractor, example, repeats=5):
@@ -236,7 +88,7 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
     >>> print(selection.table())  # doctest: +SKIP
     """
     start = time.perf_counter()
-    _check_options(rank_by, views, folds)
+    check_options(rank_by, views, folds)
     check_task(task)
     check_max_images(max_images)
     modality = resolve_modality(data, modality, task=task, input_size=input_size, sequence_length=sequence_length,
@@ -258,6 +110,7 @@ def select_backbones(data, out=None, *, backbones=None, all_small=False, weights
     if out is not None:
         write_selection(selection, out)
     return selection
+
 
 
 def _score_images(data, out, *, backbones, all_small, weights, size, task, max_images, views, folds, batch_size,
@@ -316,61 +169,6 @@ def _text_module():
     return select_text
 
 
-def is_text_data(data):
-    """Whether `data` holds labelled texts: a `.tsv` / `.jsonl` table, a `.csv` with a `text` column, or a folder
-    whose files include `.txt` files and no image."""
-    data = os.fspath(data)
-    if os.path.isfile(data):
-        lower = data.lower()
-        if lower.endswith(".csv"):
-            with open(data, encoding="utf-8-sig", errors="replace", newline="") as f:
-                return "text" in [column.strip() for column in next(csv.reader(f), [])]
-        return lower.endswith((".tsv", ".jsonl"))
-    texts = False
-    for _, _, files in os.walk(data):
-        for name in files:
-            if is_image_name(name):
-                return False
-            texts = texts or name.lower().endswith(".txt")
-    return texts
-
-
-def resolve_modality(data, modality, *, task, input_size=None, sequence_length=None, views="auto"):
-    """"image" or "text" (`modality`, or for "auto" what `is_text_data` finds), with the options that modality
-    allows checked."""
-    if modality not in MODALITIES:
-        raise KerasTransferError(f"modality must be one of {', '.join(MODALITIES)}. Received: modality={modality!r}")
-    if modality == "auto":
-        modality = "text" if os.path.exists(data) and is_text_data(data) else "image"
-    if modality == "image":
-        if sequence_length is not None:
-            raise KerasTransferError(f"sequence_length is for text encoders; images take input_size. Received: "
-                                     f"sequence_length={sequence_length!r} with image data {os.fspath(data)!r}")
-        return modality
-    if task != "classification":
-        raise KerasTransferError(f"Text selection scores a classification (text,label rows or .txt class folders). "
-                                 f"Received: task={task!r}")
-    if input_size is not None:
-        raise KerasTransferError(f"input_size is for images; a text encoder takes sequence_length. Received: "
-                                 f"input_size={input_size!r} with text data {os.fspath(data)!r}")
-    if views not in ("auto", 0):
-        raise KerasTransferError(f"Shifted views are for images; text selection takes views='auto' or 0. "
-                                 f"Received: views={views!r}")
-    if sequence_length is not None and (isinstance(sequence_length, bool) or not isinstance(sequence_length, int)
-                                        or sequence_length < 2):
-        raise KerasTransferError(f"sequence_length must be an integer >= 2 or None. "
-                                 f"Received: sequence_length={sequence_length!r}")
-    return modality
-
-
-def _check_options(rank_by, views, folds):
-    if rank_by not in RANK_BY:
-        raise KerasTransferError(f"rank_by must be one of {', '.join(RANK_BY)}. Received: rank_by={rank_by!r}")
-    if views != "auto" and (isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 0):
-        raise KerasTransferError(f"views must be 'auto' or an integer >= 0. Received: views={views!r}")
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise KerasTransferError(f"folds must be an integer >= 2. Received: folds={folds!r}")
-
 
 def score_candidate(name, weights, size, dataset, images, task, *, views=0, folds=5, seed=1337, batch_size=32,
                     verbose=1):
@@ -411,35 +209,3 @@ def score_features(name, weights, size, extractor, dataset, images, task, exampl
 def _shown(weights):
     return "none" if weights is None else os.fspath(weights)
 
-
-def train_command(data, best, task, input_size, *, modality="image", sequence_length=None):
-    """The `keras-transfer train` command line that trains `best` on `data` with the default recipe."""
-    parts = ["keras-transfer", "train", shlex.quote(os.fspath(data))]
-    if modality == "text":
-        parts += ["--modality", "text"]
-    parts += ["--backbone", shlex.quote(best.backbone)]
-    if best.weights not in ("imagenet", "pretrained"):
-        parts += ["--weights", shlex.quote(best.weights)]
-    if input_size is not None:
-        parts += ["--input-size", str(input_size)]
-    if sequence_length is not None:
-        parts += ["--sequence-length", str(sequence_length)]
-    if task != "classification":
-        parts += ["--task", task]
-    run_name = os.path.basename(os.path.normpath(best.backbone))
-    return " ".join(parts + ["--out", shlex.quote(os.path.join("runs", run_name))])
-
-
-def write_selection(selection, out):
-    """Writes `selection.json` and, with matplotlib, `selection.png` into `out`; returns the paths written."""
-    os.makedirs(out, exist_ok=True)
-    written = [os.path.join(out, SELECTION_JSON)]
-    io.write_json(written[0], selection.to_dict())
-    if matplotlib_available():
-        c = selection.candidates
-        written.append(plot_selection([x.backbone for x in c], [x.probe for x in c], [x.ms_per_image for x in c],
-                                      os.path.join(out, SELECTION_PLOT),
-                                      score_label=f"cross-validated probe {PROBE_METRIC[selection.task]}"))
-    else:
-        log.warning("No plot: matplotlib is not installed (pip install \"keras-transfer[plots]\").")
-    return written
