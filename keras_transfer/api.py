@@ -88,7 +88,8 @@ def load_data(source, *, task="classification", modality="image", preprocessor=N
         modality: `"image"` or `"text"`.
         preprocessor: texts only: the KerasHub preprocessor that `build_model` returns.
         **options: images: `image_size` (required), `batch_size`, `validation_split`, ... as in
-            `data.sources.load_image_folder` / `data.task_sources.load_task_data`; texts: as in `data.texts.load_texts`.
+            `data.sources.load_image_folder` / `data.task_sources.load_task_data`; texts: as in `data.texts.load_texts` (a regression or multi-label table:
+            `data.texts.load_task_texts`).
 
     Returns:
         `ImageFolderData`, `TaskData` or `TextData`: `.train`, `.val`, `.test` pipelines and a summary.
@@ -100,11 +101,12 @@ def load_data(source, *, task="classification", modality="image", preprocessor=N
     if task not in TASKS:
         raise unknown_name("task", task, TASKS)
     if modality == "text":
-        if task != "classification" or preprocessor is None:
-            raise KerasTransferError("Text data is loaded for classification, with the preprocessor that "
-                                     "build_model(..., modality='text') returns. "
-                                     f"Received: task={task!r}, preprocessor={preprocessor!r}")
-        from keras_transfer.data.texts import load_texts  # lazy: tf.data, which a JAX process need not load
+        if preprocessor is None:
+            raise KerasTransferError("Text data is loaded with the preprocessor that build_model(..., "
+                                     "modality='text') returns. Received: preprocessor=None")
+        from keras_transfer.data.texts import load_task_texts, load_texts  # lazy: tf.data, which JAX need not load
+        if task != "classification":
+            return load_task_texts(source, task, preprocessor, **options)[0]
         return load_texts(source, preprocessor, **options)
     if task == "classification":
         return load_image_folder(source, **options)
@@ -120,7 +122,8 @@ def build_model(backbone, task="classification", *, outputs=None, modality="auto
         task: `"classification"`, `"regression"` or `"multilabel"`.
         outputs: classes, regression targets or labels (default: `len(class_names)`).
         modality: `"image"`, `"text"`, or `"auto"`: text for a text registry name, else image.
-        **options: as in `models.heads.build_model` (images) or `models.text_classifier.build_text_classifier`.
+        **options: as in `models.heads.build_model` (images) or `models.text_classifier.build_text_classifier`
+            (texts, any task).
 
     Returns:
         The `keras.Model`; for text, `(model, preprocessor)`.
@@ -135,9 +138,7 @@ def build_model(backbone, task="classification", *, outputs=None, modality="auto
         modality = "text" if known else "image"
     _check_modality(modality)
     if modality == "text":
-        if task != "classification":
-            raise KerasTransferError(f"A text model classifies; task must be 'classification'. Received: task={task!r}")
-        return _text("text_classifier").build_text_classifier(backbone, outputs, **options)
+        return _text("text_classifier").build_text_classifier(backbone, outputs, task=task, **options)
     return heads.build_model(backbone, task, outputs=outputs, **options)
 
 

@@ -86,7 +86,7 @@ def test_task_data_yields_float_target_rows(tmp_path):
     (dict(task="classification", loss="mse"), "loss picks a regression or multilabel loss"),
     (dict(task="multilabel", label_separator=","), "label_separator must be one character"),
     (dict(task="regression", devices=2), "devices is not supported for task 'regression'"),
-    (dict(task="multilabel", modality="text"), "modality is not supported for task 'multilabel'"),
+    (dict(task="multilabel", modality="text", devices=2), "devices is not supported for modality 'text', task"),
 ])
 def test_config_refuses_what_a_task_cannot_take(tmp_path, settings, message):
     manifest = _csv(tmp_path, "0.png,1\n1.png,2\n")

@@ -90,7 +90,7 @@ def _is_number(cells):
         return False
 
 
-def _targets(manifest, where, value, task, separator):
+def parse_targets(manifest, where, value, task, separator):
     """One row's targets (a list of floats) or labels (a list of names); a bad one is an error naming the row."""
     if task == "regression":
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -132,7 +132,7 @@ def find_task_images(manifest, task, *, separator="|"):
                                  f"Received: data_dir={manifest!r}")
     rows, names = (_read_json if manifest.lower().endswith(".json") else _read_csv)(manifest, task)
     resolve = PathResolver(manifest, functools.partial(_error, manifest, task=task))
-    entries = [(where, resolve(where, path), _targets(manifest, where, value, task, separator))
+    entries = [(where, resolve(where, path), parse_targets(manifest, where, value, task, separator))
                for where, path, value in rows]
     if not entries:
         raise _error(manifest, "whole file", "no rows", task)
@@ -150,6 +150,12 @@ def _task_images(manifest, task, entries, names):
     if skipped:
         warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {manifest}: "
                       + "; ".join(f"{p} ({r})" for p, r in skipped), stacklevel=3)
+    return task_rows(manifest, task, kept, names, skipped)
+
+
+def task_rows(manifest, task, kept, names, skipped=()):
+    """A `TaskImages` of `kept` `(where, id, targets or labels)` rows (`parse_targets`): regression's target
+    names (`names`, else `target` / `target_1`...), or multi-label's sorted label names and 0/1 columns."""
     if task == "regression":
         widths = {len(t) for _, _, t in kept}
         if len(widths) > 1:
@@ -165,7 +171,7 @@ def _task_images(manifest, task, entries, names):
         for row, (_, _, labels) in enumerate(kept):
             targets[row, [index[label] for label in labels]] = 1.0
     return TaskImages(task=task, paths=[p for _, p, _ in kept], targets=targets, names=list(names),
-                      rows=[w for w, _, _ in kept], skipped=skipped, source=os.path.abspath(manifest))
+                      rows=[w for w, _, _ in kept], skipped=list(skipped), source=os.path.abspath(manifest))
 
 
 def split_task_images(found, *, validation_split=0.2, test_split=0.0, seed=1337):

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_transfer.data.scan import class_folders, scan_files
 from keras_transfer.data.splits import SPLITS, batch_for, class_weights, split_images
+from keras_transfer.data.task_sources import TaskData, parse_targets, split_task_images, task_rows
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.vocabulary import TEXT_TABLES
 
@@ -205,7 +206,7 @@ def _json_record(line, where):
 
 def _field(record, key):
     value = record.get(key)
-    return None if value is None else str(value)
+    return value if value is None or isinstance(value, list) else str(value)  # a list: multi-label's labels
 
 
 def text_dataset(texts, labels, preprocessor, *, batch_size=16, shuffle=False, seed=None):
@@ -219,7 +220,7 @@ def text_dataset(texts, labels, preprocessor, *, batch_size=16, shuffle=False, s
 
     Args:
         texts: the texts, strings.
-        labels: an int label per text.
+        labels: an int label per text, or a float target row (regression, multi-label).
         preprocessor: the KerasHub preprocessor (or any function of a batch of strings in TF ops).
         batch_size: texts a batch.
         shuffle: reshuffle the texts every epoch.
@@ -228,8 +229,9 @@ def text_dataset(texts, labels, preprocessor, *, batch_size=16, shuffle=False, s
     Returns:
         A `tf.data.Dataset` of `(token dict, labels)` batches.
     """
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
-                                             tf.constant(np.asarray(labels, "int32"))))
+    labels = np.asarray(labels)
+    labels = labels.astype("float32" if labels.dtype.kind == "f" else "int32")  # task targets stay floats
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string), tf.constant(labels)))
     ds = (ds.batch(TEXT_BATCH).map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
           .unbatch().cache().apply(tf.data.experimental.assert_cardinality(len(texts))))
     if shuffle:
@@ -302,3 +304,61 @@ def _token_counts(tokenizer, texts):
     if hasattr(tokens, "row_lengths"):
         return np.asarray(tokens.row_lengths())
     return np.asarray([len(t) for t in tokens])
+
+
+TASK_COLUMNS = {"regression": ("target", "value"), "multilabel": ("labels", "tags")}  # the task manifests' keys
+
+
+def read_task_texts(source, task, *, separator="|", text_column="text", max_chars=MAX_CHARS):
+    """Reads a `.csv` / `.tsv` / `.jsonl` table of texts with a numeric `target` (regression) or `labels` joined by
+    `separator` (multi-label; the image task manifests' columns, `value` and `tags` also read).
+
+    Returns:
+        `(TaskImages, {id: text})`: the rows' ids (`"file.csv:12"`), float targets and names; and the texts.
+
+    Example:
+    >>> found, texts = read_task_texts("scores.csv", "regression")  # text,target rows  # doctest: +SKIP
+    """
+    source = os.fspath(source)
+    if not (os.path.isfile(source) and source.lower().endswith(TEXT_TABLES)):
+        raise KerasTransferError(f"A {task} text run reads a table ({', '.join(TEXT_TABLES)}) of {text_column},"
+                                 f"{TASK_COLUMNS[task][0]}. Received: data_dir={source!r}")
+    column = _task_column(source, task)
+    kept, skipped, texts = [], [], {}
+    for row_id, text, value in _table_rows(source, text_column, column):
+        reason = _problem(text, value)
+        if reason:
+            skipped.append((row_id, reason))
+            continue
+        texts[row_id] = text[:max_chars]
+        kept.append((row_id, row_id, parse_targets(source, row_id, value, task, separator)))
+    if not kept:
+        raise KerasTransferError(f"{source} holds no usable text ({len(skipped)} skipped). Received: "
+                                 f"data_dir={source!r}")
+    return task_rows(source, task, kept, [column] if task == "regression" else None, skipped), texts
+
+
+def _task_column(source, task):
+    """The first of the task's column names that the table has (its header, or a `.jsonl`'s first record)."""
+    with open(source, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        first = f.readline()
+    keys = (json.loads(first) if source.lower().endswith(".jsonl") and first.strip() else
+            next(csv.reader([first], delimiter="\t" if source.lower().endswith(".tsv") else ",")))
+    return next((name for name in TASK_COLUMNS[task] if name in keys), TASK_COLUMNS[task][0])
+
+
+def load_task_texts(source, task, preprocessor, *, batch_size=None, validation_split=0.2, test_split=0.0,
+                    seed=1337, separator="|", text_column="text"):
+    """`read_task_texts`, split as image task manifests are (`split_task_images`), as `tf.data` pipelines of
+    `(token dict, float targets)`.
+
+    Returns:
+        `(TaskData, {id: text})`.
+    """
+    found, texts = read_task_texts(source, task, separator=separator, text_column=text_column)
+    parts = split_task_images(found, validation_split=validation_split, test_split=test_split, seed=seed)
+    batch_size = batch_for(len(parts["train"]), batch_size, largest=TEXT_BATCH)
+    sets = {split: text_dataset([texts[found.paths[i]] for i in rows], found.targets[rows], preprocessor,
+                                batch_size=batch_size, shuffle=split == "train", seed=seed) if len(rows) else None
+            for split, rows in parts.items()}
+    return TaskData(task=task, names=found.names, found=found, parts=parts, **sets), texts

@@ -14,6 +14,7 @@ import keras_hub
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import BACKBONE_LAYER, HEAD_LAYER, ClassifierHead, resolve_num_classes
+from keras_transfer.models.heads import TaskHead
 from keras_transfer.models.pooling import SequencePooling
 from keras_transfer.vocabulary import TEXT_WEIGHTS
 from keras_transfer.models.text_registry import (FAMILIES, PRETRAINED_ATTRIBUTE, TEXT_PREFIX, TextBackboneSpec,
@@ -67,7 +68,8 @@ def _load_preprocessor(family, source, sequence_length):
 
 
 def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", sequence_length=None, pooling=None,
-                          dropout=0.1, class_names=None, preprocessor=None, seed=None, name=None):
+                          dropout=0.1, class_names=None, preprocessor=None, seed=None, name=None,
+                          task="classification", **head):
     """Builds a text classifier on a KerasHub encoder as a plain functional `keras.Model`.
 
     Args:
@@ -82,6 +84,9 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
         preprocessor: the KerasHub preprocessor, required with a `Backbone` instance.
         seed: dropout seed. The head starts at zero, as in `build_classifier`.
         name: the model name.
+        task: `"classification"`, or `"regression"` / `"multilabel"`: a `heads.TaskHead` of `num_classes`
+            outputs (targets or labels) instead of the classifier's head.
+        **head: the `TaskHead`'s keywords (`loss`, `target_mean`, `target_scale`, `thresholds`, `label_weights`).
 
     Returns:
         `(model, preprocessor)`: the model takes the preprocessor's outputs (a dict of int32 `(batch,
@@ -96,7 +101,10 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     >>> model(pre(["a a"])).shape
     (1, 3)
     """
-    num_classes = resolve_num_classes(num_classes, class_names)
+    if task == "classification":
+        num_classes = resolve_num_classes(num_classes, class_names)
+    elif num_classes is None:
+        num_classes = len(class_names or ())
     if not 0 <= float(dropout) < 1:
         raise KerasTransferError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     encoder, preprocessor, spec = _resolve_encoder(backbone, weights, sequence_length, pooling, preprocessor)
@@ -108,10 +116,15 @@ def build_text_classifier(backbone, num_classes=None, *, weights="pretrained", s
     x = SequencePooling(spec.pooling, name="pooling")(sequence, inputs["padding_mask"])
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
-    outputs = ClassifierHead(units, class_names=class_names, backbone_name=TEXT_PREFIX + spec.name,
-                             activation=activation, name=HEAD_LAYER, kernel_initializer="zeros")(x)
-    model = keras.Model(inputs, outputs, name=name or f"{spec.name}_text_classifier")
+    common = dict(class_names=class_names, backbone_name=TEXT_PREFIX + spec.name, name=HEAD_LAYER,
+                  kernel_initializer="zeros")
+    if task == "classification":
+        units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+        outputs = ClassifierHead(units, activation=activation, **common)(x)
+    else:
+        outputs = TaskHead(num_classes, task=task, **head, **common)(x)
+    kind = "classifier" if task == "classification" else task
+    model = keras.Model(inputs, outputs, name=name or f"{spec.name}_text_{kind}")
     if not isinstance(backbone, keras_hub.models.Backbone):  # an instance's weights are the caller's to know
         setattr(model, PRETRAINED_ATTRIBUTE, weights == "pretrained")
     return model, preprocessor

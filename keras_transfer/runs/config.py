@@ -170,9 +170,6 @@ class RunConfig:
                 continue  # checked by `check_text_settings`
             if meta["check"] is not None and not (resume and field.name == "weights"):
                 check_field(field, value)
-        if self.modality == "text" and self.task != "classification":
-            raise fail(f"modality is not supported for task {self.task!r}: a text model classifies; this task takes "
-                       "images (modality='image').", modality=self.modality)
         check_used(self, {f.name: f.default for f in self.fields()})
         if self.modality == "text":
             backbone = TEXT_DEFAULT_BACKBONE if self.backbone == RunConfig.backbone else self.backbone

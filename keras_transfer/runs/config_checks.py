@@ -13,7 +13,8 @@ from keras_transfer.models.registry import get_backbone_spec
 from keras_transfer.models.text_registry import check_sequence_length, resolve_text_spec
 from keras_transfer.vocabulary import IMAGE_WEIGHTS, LOSSES, TEXT_TABLES
 
-# The settings a kind of run does not use: text runs (any task they take), then image runs by task.
+# The settings a kind of run does not use: text classification runs, then image runs by task (a text regression or
+# multi-label run: the text ones but loss and label_separator, with the task's but sequence_length).
 NOT_USED = {
     "text": ("input_size", "antialias", "augmentation", "strict", "precision", "jit_compile", "l2sp", "layer_decay",
              "label_separator", "loss", "devices", "distribution"),
@@ -171,7 +172,12 @@ def check_used(config, defaults):
     """Refuses a setting that `config`'s kind of run does not use (`NOT_USED`), given other than its default."""
     kind = "text" if config.modality == "text" else config.task
     where = "modality 'text'" if kind == "text" else f"task {kind!r}"
-    for name in NOT_USED[kind]:
+    names = NOT_USED[kind]
+    if kind == "text" and config.task != "classification":  # the text refusals but the task's own settings
+        names = [n for n in NOT_USED["text"] if n not in ("loss", "label_separator")] + [
+            n for n in NOT_USED[config.task] if n != "sequence_length"]
+        where = f"modality 'text', task {config.task!r}"
+    for name in names:
         value = getattr(config, name)
         if value != defaults[name]:
             raise fail(f"{name} is not supported for {where}: such a run does not use it. Leave it unset (default "
@@ -222,6 +228,8 @@ def check_text_settings(config, backbone):
             os.path.isfile(source) and not os.fspath(source).lower().endswith(TEXT_TABLES)):
         raise fail("Text data must be a folder of class subfolders of .txt files or a .csv/.tsv/.jsonl table "
                    "of text,label rows.", data_dir=source)
+    if config.task != "classification":
+        check_task_settings(config)
     if config.weights not in IMAGE_WEIGHTS:
         raise fail("A text encoder takes weights 'imagenet' (its pretrained weights) or none (random "
                    "initialisation).", weights=config.weights)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_transfer.data.fingerprint import text_fingerprint
-from keras_transfer.data.texts import load_texts
+from keras_transfer.data.texts import load_task_texts, load_texts
 from keras_transfer.layout import BEST_MODEL, PREPROCESSOR
 from keras_transfer.models.text_classifier import build_text_classifier, load_text_preprocessor
 from keras_transfer.runs.modalities import RunData
@@ -31,6 +31,13 @@ class TextModality:
         quarter of the training texts)."""
         keras.utils.set_random_seed(config.seed)
         self.preprocessor = load_text_preprocessor(config.backbone, config.sequence_length)
+        if config.task != "classification":  # a table of texts with targets or labels: no data summary
+            source, texts = load_task_texts(config.data_dir, config.task, self.preprocessor,
+                                            batch_size=config.batch_size, validation_split=config.validation_split,
+                                            test_split=config.test_split, seed=config.seed,
+                                            separator=config.label_separator)
+            return RunData(source.train, source.val, source.test, source.names, source.as_dict(),
+                           text_fingerprint(texts), source.targets("train"), None, source), 1
         source = load_texts(config.data_dir, self.preprocessor, batch_size=config.batch_size,
                             validation_split=config.validation_split, test_split=config.test_split, seed=config.seed)
         return RunData(source.train, source.val, source.test, source.class_names, source.splits.as_dict(),
@@ -38,12 +45,12 @@ class TextModality:
                        source.summary, source), 1
 
     def build(self, config, data, head, resume):
-        """The encoder with the task's head. Resumed, the weights come from last.keras: the encoder is built
+        """The encoder with the task's head (`head`: its `TaskHead` keywords). Resumed, the weights come from last.keras: the encoder is built
         without loading its pretrained ones."""
         pretrained = config.weights is not None and not resume
         model, _ = build_text_classifier(config.backbone, class_names=data.names, weights="pretrained" if pretrained
                                          else None, sequence_length=config.sequence_length, dropout=config.dropout,
-                                         seed=config.seed)
+                                         seed=config.seed, task=config.task, **head)
         return model
 
     def recipe_fields(self, config):

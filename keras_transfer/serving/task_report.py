@@ -65,7 +65,8 @@ def task_outputs(model, data, batch_size=32):
         return np.asarray(outputs, "float64"), y.reshape(len(x), units)
     outputs, targets = [], []
     for batch in data:
-        outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(np.asarray(batch[0]))), "float64"))
+        inputs = keras.tree.map_structure(np.asarray, batch[0])  # images, or a text model's token dict
+        outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(inputs)), "float64"))
         targets.append(np.asarray(batch[1], "float64").reshape(len(outputs[-1]), units))
     if not outputs:
         raise KerasTransferError("The dataset is empty. Received: data=<empty tf.data.Dataset>")
@@ -150,23 +151,35 @@ def evaluate_task_run(model, run_dir, *, data_dir=None, split=None, batch_size=3
     `splits.json` (default: test if it holds images, else val); returns `(TaskReport, description)`."""
     task = task_of(model)
     if data_dir is not None:
-        found = find_task_images(data_dir, task)
-        names = head_of(model).class_names
-        if task == "multilabel" and names and found.names != list(names):
-            unknown = sorted(set(found.names) - set(names))
-            if unknown:
-                raise KerasTransferError(f"{data_dir} has labels the model does not know: {', '.join(unknown)}. "
-                                         f"Received: data_dir={data_dir!r}")
-            index = [found.names.index(n) if n in found.names else None for n in names]
-            found.targets = np.stack([found.targets[:, i] if i is not None else np.zeros(len(found.paths))
-                                      for i in index], axis=1)
+        found = align_labels(model, find_task_images(data_dir, task), data_dir)
         paths, targets, source = found.paths, found.targets, data_dir
     else:
-        splits = io.read_json(os.path.join(run_dir, SPLITS_FILE))
-        split = split or ("test" if splits.get("test") else "val")
-        if not splits.get(split):
-            raise KerasTransferError(f"The {split} split of {run_dir} holds no images. Received: split={split!r}")
-        paths, targets = [p for p, _ in splits[split]], [t for _, t in splits[split]]
-        source = f"the {split} split of {os.path.join(run_dir, SPLITS_FILE)}"
+        paths, targets, source = split_targets(run_dir, split)
     dataset = task_dataset(paths, targets, image_size=input_size(model)[0], batch_size=batch_size, antialias=antialias)
     return evaluate_task(model, dataset, batch_size=batch_size, out=out), source
+
+
+def align_labels(model, found, data_dir):
+    """`found` (a `TaskImages`) with a multi-label model's label columns, in its order (0 for a label `found`
+    lacks); a label the model does not know is an error."""
+    names = head_of(model).class_names
+    if task_of(model) == "multilabel" and names and found.names != list(names):
+        unknown = sorted(set(found.names) - set(names))
+        if unknown:
+            raise KerasTransferError(f"{data_dir} has labels the model does not know: {', '.join(unknown)}. "
+                                     f"Received: data_dir={data_dir!r}")
+        index = [found.names.index(n) if n in found.names else None for n in names]
+        found.targets = np.stack([found.targets[:, i] if i is not None else np.zeros(len(found.paths))
+                                  for i in index], axis=1)
+    return found
+
+
+def split_targets(run_dir, split=None):
+    """`(ids, target rows, description)` of a task run's split in `splits.json` (default: test if it holds
+    examples, else val)."""
+    splits = io.read_json(os.path.join(run_dir, SPLITS_FILE))
+    split = split or ("test" if splits.get("test") else "val")
+    if not splits.get(split):
+        raise KerasTransferError(f"The {split} split of {run_dir} holds no examples. Received: split={split!r}")
+    return [p for p, _ in splits[split]], [t for _, t in splits[split]], \
+        f"the {split} split of {os.path.join(run_dir, SPLITS_FILE)}"
