@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_transfer import io
 from keras_transfer.data.fingerprint import text_fingerprint
-from keras_transfer.data.texts import read_texts, read_unlabelled_texts
+from keras_transfer.data.texts import read_task_texts, read_texts, read_unlabelled_texts, text_dataset
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
 from keras_transfer.serving.evaluation import relabel, evaluation_images, write_report
@@ -23,7 +23,11 @@ from keras_transfer.serving.export import (TOLERANCES, check_atol, check_seriali
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import class_probabilities
+from keras_transfer.models.heads import get_thresholds, head_of, task_of
 from keras_transfer.serving.predict_text import evaluate_texts, predict_texts
+from keras_transfer.serving.task_predict import task_describer
+from keras_transfer.serving.task_report import (align_labels, report_from_outputs, split_targets, task_outputs,
+                                                write_task_report)
 
 TEXT_FORMATS = ("saved_model", "keras")
 PREPROCESSOR_CONFIG = "preprocessor.json"  # what KerasHub's `save_to_preset` names it
@@ -40,7 +44,8 @@ def load_text_run(run_dir):
     if not os.path.isdir(folder):
         raise KerasTransferError(f"The text run {run_dir} has no {PREPROCESSOR}/ folder (its tokenizer, written by "
                                  f"`keras-transfer train --modality text`). Received: run_dir={os.fspath(run_dir)!r}")
-    return model, load_preprocessor(folder), default_class_names(model, names)
+    names = default_class_names(model, names) if task_of(model) == "classification" else names
+    return model, load_preprocessor(folder), names
 
 
 def load_preprocessor(folder):
@@ -72,8 +77,14 @@ def evaluation_texts(run_dir, class_names, *, data_dir=None, split=None):
     ids, labels, description = evaluation_images(run_dir, class_names, split=split)  # splits.json holds text ids
     source = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
     found = read_texts(source)
+    return ids, unchanged_texts(run_dir, ids, found.texts, source, description), labels, description
+
+
+def unchanged_texts(run_dir, ids, texts, source, description):
+    """The texts of `ids` read again from the run's data `source` (`{id: text}`), checked against its
+    `data_fingerprint.json`: one missing or changed is an error."""
     wanted = set(ids)
-    current = text_fingerprint({i: text for i, text in found.texts.items() if i in wanted})
+    current = text_fingerprint({i: text for i, text in texts.items() if i in wanted})
     prints_file = os.path.join(run_dir, DATA_FINGERPRINT)
     stored = io.read_json(prints_file) if os.path.isfile(prints_file) else current  # an older run: ids only
     changed = [i for i in ids if i not in current or stored.get(i) != current[i]]
@@ -81,7 +92,7 @@ def evaluation_texts(run_dir, class_names, *, data_dir=None, split=None):
         raise KerasTransferError(f"{len(changed)} text(s) of {description} are missing from {source} or changed since "
                                  f"the run (first: {changed[0]}): pass the texts to evaluate on (DATA_DIR). "
                                  f"Received: run_dir={run_dir!r}")
-    return ids, found.of(ids), labels, description
+    return [texts[i] for i in ids]
 
 
 def evaluate_text_run(run_dir, *, data_dir=None, split=None, top_k=5, worst=10, batch_size=32, out=None):
@@ -93,10 +104,35 @@ def evaluate_text_run(run_dir, *, data_dir=None, split=None, top_k=5, worst=10, 
     if out is not None:
         io.check_writable(out, "the report")  # before the work, not after it
     model, preprocessor, names = load_text_run(run_dir)
+    if task_of(model) != "classification":
+        return evaluate_task_text_run(model, preprocessor, run_dir, data_dir=data_dir, split=split,
+                                      batch_size=batch_size, out=out)
     ids, texts, labels, source = evaluation_texts(run_dir, names, data_dir=data_dir, split=split)
     report = evaluate_texts(model, preprocessor, texts, labels, ids=ids, class_names=names, top_k=top_k,
                             worst=worst, batch_size=batch_size)
     return report, source, write_report(report, out) if out is not None else []
+
+
+def evaluate_task_text_run(model, preprocessor, run_dir, *, data_dir=None, split=None, batch_size=32, out=None):
+    """`evaluate_text_run` for a regression or multi-label text run: on the table `data_dir`, else a split of
+    its `splits.json`. Returns `(TaskReport, description of the texts, paths written)`."""
+    task = task_of(model)
+    separator = io.read_json(os.path.join(run_dir, CONFIG))["settings"].get("label_separator", "|")
+    if data_dir is not None:
+        found, texts = read_task_texts(data_dir, task, separator=separator)
+        found = align_labels(model, found, data_dir)
+        ids, targets, source = found.paths, found.targets, data_dir
+    else:
+        ids, targets, source = split_targets(run_dir, split)
+        data = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
+        texts = dict(zip(ids, unchanged_texts(run_dir, ids, read_task_texts(data, task, separator=separator)[1],
+                                              data, source)))
+    dataset = text_dataset([texts[i] for i in ids], np.asarray(targets, "float32"), preprocessor,
+                           batch_size=batch_size)
+    outputs, targets = task_outputs(model, dataset, batch_size)
+    names = head_of(model).class_names or [str(i) for i in range(outputs.shape[1])]
+    report = report_from_outputs(task, outputs, targets, names, get_thresholds(model))
+    return report, source, write_task_report(report, out, outputs, targets) if out is not None else []
 
 
 def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, text_column="text"):
@@ -112,7 +148,9 @@ def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, t
 
     Returns:
         A list: first `{"path": id, "top": [], "skipped": reason}` for each text left out, then, in input
-        order, `{"path": id, "top": [(class, probability), ...]}` (the id: the file, `file:row` or the string).
+        order, `{"path": id, "top": [(class, probability), ...]}` (the id: the file, `file:row` or the string);
+        a regression or multi-label run: `{"path": id, "values": ...}` or `{"path": id, "labels": ...,
+        "probabilities": ...}` (`task_predict.task_describer`).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -124,7 +162,11 @@ def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, t
     if not texts:
         return results
     model, preprocessor, names = load_text_run(run_dir)
-    probabilities = class_probabilities(predict_texts(model, preprocessor, texts, batch_size=batch_size))
+    outputs = predict_texts(model, preprocessor, texts, batch_size=batch_size)
+    describe = task_describer(model)
+    if describe is not None:  # regression: values; multi-label: labels at their thresholds and probabilities
+        return results + [{"path": text_id, **describe(row)} for text_id, row in zip(ids, outputs)]
+    probabilities = class_probabilities(outputs)
     k = min(top_k, len(names))
     for text_id, row in zip(ids, probabilities):
         results.append({"path": text_id, "top": [(names[i], float(row[i])) for i in np.argsort(-row)[:k]]})
