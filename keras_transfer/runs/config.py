@@ -59,10 +59,11 @@ class RunConfig:
                             "of those), or a CSV/JSON manifest of path,label rows (with --resume: optional)",
                             check=check_data_source, cli="positional")
     task: str = setting("classification", "what the head predicts: one class; regression: numbers (a manifest "
-                        "of path,target(s)); multilabel: several labels (a manifest of path,labels)", choices=TASKS)
+                        "of path,target(s), a text table of text,target); multilabel: several labels (path,labels, "
+                        "text,labels)", choices=TASKS)
     loss: str = setting(None, "regression: mse (default), mae, huber; multilabel: bce (default), focal",
                         choices=TASK_LOSSES, type=str)
-    label_separator: str = setting("|", "multilabel CSV: the separator between an image's labels",
+    label_separator: str = setting("|", "multilabel CSV: the separator between an example's labels",
                                    check=check_separator)
     modality: str = setting("image", "what the inputs are", choices=MODALITIES)
     backbone: str = setting("mobilenetv2", "registry name (see `keras-transfer backbones`)", check=check_backbone_name)
