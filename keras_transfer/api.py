@@ -88,8 +88,8 @@ def load_data(source, *, task="classification", modality="image", preprocessor=N
         modality: `"image"` or `"text"`.
         preprocessor: texts only: the KerasHub preprocessor that `build_model` returns.
         **options: images: `image_size` (required), `batch_size`, `validation_split`, ... as in
-            `data.sources.load_image_folder` / `data.task_sources.load_task_data`; texts: as in `data.texts.load_texts` (a regression or multi-label table:
-            `data.texts.load_task_texts`).
+            `data.sources.load_image_folder` / `data.task_sources.load_task_data`; texts: as in `data.texts.load_texts`
+            (a regression or multi-label table: `data.texts.load_task_texts`).
 
     Returns:
         `ImageFolderData`, `TaskData` or `TextData`: `.train`, `.val`, `.test` pipelines and a summary.

@@ -198,6 +198,6 @@ def test_the_resume_hint_appears_only_where_a_checkpoint_exists(tmp_path):
 def test_export_atol_is_refused_before_the_model_is_read(tmp_path, capsys, monkeypatch):
     model = build_classifier("vgg16", class_names=["a", "b"], weights=None, input_size=32)
     model.save(tmp_path / "m.keras")
-    monkeypatch.setattr(cli, "export", lambda *a, **k: pytest.fail("export ran with a bad atol"))
+    monkeypatch.setattr(cli.api, "export", lambda *a, **k: pytest.fail("export ran with a bad atol"))
     code, err = _run(["export", str(tmp_path / "m.keras"), "--out", str(tmp_path / "x"), "--atol", "-1"], capsys)
     assert code == 2 and "Received: atol=-1.0" in err and not os.path.exists(tmp_path / "x")

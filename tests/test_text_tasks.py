@@ -16,6 +16,7 @@ import keras_hub
 import pytest
 
 from keras_transfer.cli import main
+from keras_transfer.data.texts import read_task_texts
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.train import train_from_folder
@@ -134,3 +135,20 @@ def test_text_task_settings_are_checked_before_anything_runs(tmp_path, settings,
     with pytest.raises(KerasTransferError, match=message) as info:
         RunConfig.create(data_dir=source, modality="text", **settings).validate()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.backend_free
+def test_a_task_table_is_read_with_its_targets_and_a_bad_row_is_named(tmp_path):
+    table = tmp_path / "tags.jsonl"
+    table.write_text('{"text": "a cat", "labels": ["cat"]}\n{"text": " ", "labels": ["dog"]}\n'
+                     '{"text": "a cat and a dog", "labels": "cat|dog"}\n')
+    found, texts = read_task_texts(str(table), "multilabel")
+    assert found.names == ["cat", "dog"] and found.targets.tolist() == [[1, 0], [1, 1]]
+    assert found.skipped == [("tags.jsonl:2", "empty or whitespace only")]
+    assert texts["tags.jsonl:3"] == "a cat and a dog"
+    bad = tmp_path / "scores.csv"
+    bad.write_text("text,target\na text,3\nanother,many\n")
+    with pytest.raises(KerasTransferError, match=r"scores.csv:3: target 'many' is not a number"):
+        read_task_texts(str(bad), "regression")
+    with pytest.raises(KerasTransferError, match=r"reads a table .* of text,target. Received: data_dir="):
+        read_task_texts(str(tmp_path), "regression")

@@ -306,12 +306,20 @@ def _token_counts(tokenizer, texts):
     return np.asarray([len(t) for t in tokens])
 
 
-TASK_COLUMNS = {"regression": ("target", "value"), "multilabel": ("labels", "tags")}  # the task manifests' keys
+TASK_COLUMNS = {"regression": "target", "multilabel": "labels"}  # the task manifests' own names
 
 
 def read_task_texts(source, task, *, separator="|", text_column="text", max_chars=MAX_CHARS):
     """Reads a `.csv` / `.tsv` / `.jsonl` table of texts with a numeric `target` (regression) or `labels` joined by
-    `separator` (multi-label; the image task manifests' columns, `value` and `tags` also read).
+    `separator` (multi-label; a JSON list too), as image task manifests name them. A table without a usable
+    text is refused by `split_task_images` (too few to split).
+
+    Args:
+        source: the table.
+        task: `"regression"` or `"multilabel"`.
+        separator: the character between a row's labels.
+        text_column: the text's column (JSON key).
+        max_chars: texts longer than this are cut to it.
 
     Returns:
         `(TaskImages, {id: text})`: the rows' ids (`"file.csv:12"`), float targets and names; and the texts.
@@ -322,8 +330,8 @@ def read_task_texts(source, task, *, separator="|", text_column="text", max_char
     source = os.fspath(source)
     if not (os.path.isfile(source) and source.lower().endswith(TEXT_TABLES)):
         raise KerasTransferError(f"A {task} text run reads a table ({', '.join(TEXT_TABLES)}) of {text_column},"
-                                 f"{TASK_COLUMNS[task][0]}. Received: data_dir={source!r}")
-    column = _task_column(source, task)
+                                 f"{TASK_COLUMNS[task]}. Received: data_dir={source!r}")
+    column = TASK_COLUMNS[task]
     kept, skipped, texts = [], [], {}
     for row_id, text, value in _table_rows(source, text_column, column):
         reason = _problem(text, value)
@@ -332,25 +340,18 @@ def read_task_texts(source, task, *, separator="|", text_column="text", max_char
             continue
         texts[row_id] = text[:max_chars]
         kept.append((row_id, row_id, parse_targets(source, row_id, value, task, separator)))
-    if not kept:
-        raise KerasTransferError(f"{source} holds no usable text ({len(skipped)} skipped). Received: "
-                                 f"data_dir={source!r}")
     return task_rows(source, task, kept, [column] if task == "regression" else None, skipped), texts
-
-
-def _task_column(source, task):
-    """The first of the task's column names that the table has (its header, or a `.jsonl`'s first record)."""
-    with open(source, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        first = f.readline()
-    keys = (json.loads(first) if source.lower().endswith(".jsonl") and first.strip() else
-            next(csv.reader([first], delimiter="\t" if source.lower().endswith(".tsv") else ",")))
-    return next((name for name in TASK_COLUMNS[task] if name in keys), TASK_COLUMNS[task][0])
 
 
 def load_task_texts(source, task, preprocessor, *, batch_size=None, validation_split=0.2, test_split=0.0,
                     seed=1337, separator="|", text_column="text"):
     """`read_task_texts`, split as image task manifests are (`split_task_images`), as `tf.data` pipelines of
     `(token dict, float targets)`.
+
+    Args:
+        source, task, separator, text_column: as in `read_task_texts`.
+        preprocessor: the KerasHub preprocessor.
+        batch_size, validation_split, test_split, seed: as in `load_texts`.
 
     Returns:
         `(TaskData, {id: text})`.

@@ -45,8 +45,8 @@ class TextModality:
                        source.summary, source), 1
 
     def build(self, config, data, head, resume):
-        """The encoder with the task's head (`head`: its `TaskHead` keywords). Resumed, the weights come from last.keras: the encoder is built
-        without loading its pretrained ones."""
+        """The encoder with the task's head (`head`: its `TaskHead` keywords). Resumed, the weights come from
+        last.keras: the encoder is built without loading its pretrained ones."""
         pretrained = config.weights is not None and not resume
         model, _ = build_text_classifier(config.backbone, class_names=data.names, weights="pretrained" if pretrained
                                          else None, sequence_length=config.sequence_length, dropout=config.dropout,

@@ -29,11 +29,6 @@ def class_probabilities(outputs):
     return outputs
 
 
-def find_inputs(inputs):
-    """Image files from files and folders (folders walked recursively, sorted, hidden entries left out)."""
-    return scan_inputs(inputs)[0]
-
-
 def scan_inputs(inputs):
     """`(paths, refused)`: the image files of `inputs` in order, and `{path: reason}` for those among them that
     are never opened (`data.scan`'s rule, as training scans: a FIFO, socket or device; in a folder, a symlink
