@@ -122,6 +122,8 @@ def test_text_multilabel_trains_through_the_cli_with_thresholds(tmp_path, capsys
     capsys.readouterr()  # the training's output
     assert main(["predict", run, "Return the sine of x.", "--format", "json"]) == 0
     assert "probabilities" in json.loads(capsys.readouterr().out)[0]
+    assert main(["evaluate", run, "--out", str(tmp_path / "eval")]) == 0
+    assert "mAP" in capsys.readouterr().out and os.path.isfile(tmp_path / "eval" / "report.json")
 
 
 @pytest.mark.backend_free
