@@ -98,7 +98,8 @@ def _add_select(sub):
     p.add_argument("--views", default="auto", help="shifted views of each image for the probe (default auto: as "
                    "the default recipe)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probe (default 5)")
-    p.add_argument("--rank-by", default="logme", choices=RANK_BY)
+    p.add_argument("--rank-by", default="probe", choices=RANK_BY, help="the score that orders the candidates "
+                   "(default probe); the other breaks ties")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", default="selection", help="folder for selection.json and selection.png "

@@ -139,8 +139,8 @@ def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
                                  max_images=3)
     assert selection.images == 9  # 3 classes x at most 3 images
     assert {c.backbone for c in selection.candidates} == {"mobilenetv3small", "mobilenetv2"}
-    ranked = [(round(c.logme, 9), c.probe) for c in selection.candidates]
-    assert ranked == sorted(ranked, reverse=True)  # by LogME, ties broken by the probe
+    ranked = [(round(c.probe, 9), c.logme) for c in selection.candidates]
+    assert ranked == sorted(ranked, reverse=True)  # by the probe (the default), ties broken by LogME
     for c in selection.candidates:
         assert c.params == {"mobilenetv3small": 939_120, "mobilenetv2": 2_257_984}[c.backbone]
         assert c.ms_per_image > 0 and c.input_size == 32 and 0 <= c.probe <= 1

@@ -15,7 +15,7 @@ from keras_transfer.runs.config import check_weights_source
 from keras_transfer.training.transferability import check_task
 
 SMALL_PARAMS = 8_000_000  # `--all-small`: the registry's backbones under this many parameters
-RANK_BY = ("logme", "probe")
+RANK_BY = ("probe", "logme")
 MODALITIES = ("auto", "image", "text")
 
 
