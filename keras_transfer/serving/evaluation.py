@@ -192,16 +192,21 @@ def predictions(model, data, *, batch_size=32, antialias=False):
     return class_probabilities(model.predict(x, batch_size=batch_size, verbose=0)), _labels(y), None
 
 
-def write_report(report, out):
-    """Writes `report.json`, `report.txt` and (with matplotlib) `confusion_matrix.png` into `out`; returns
-    the paths written."""
+def write_report(report, out, outputs=None, targets=None):
+    """Writes `report.json`, `report.txt` and, with matplotlib, the report's plots into `out`: an
+    `EvaluationReport`'s `confusion_matrix.png`; a regression `TaskReport`'s predicted-vs-true and residual plots
+    (given its `outputs` and `targets`). Returns the paths written."""
     os.makedirs(out, exist_ok=True)
     written = [os.path.join(out, REPORT_JSON), os.path.join(out, REPORT_TXT)]
     io.write_text(written[0], json.dumps(report.to_dict(), indent=2) + "\n")
     io.write_text(written[1], report.summary())
-    if plots.matplotlib_available():
+    if not plots.matplotlib_available():
+        return written
+    if isinstance(report, EvaluationReport):
         written.append(plots.plot_confusion_matrix(report.confusion_matrix, report.class_names,
                                                    os.path.join(out, CONFUSION_PNG)))
+    elif report.task == "regression" and outputs is not None:
+        written += plots.plot_regression(outputs, targets, report.names, out)
     return written
 
 

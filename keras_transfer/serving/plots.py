@@ -1,4 +1,5 @@
-"""Plots of a run: the training history over all phases and a confusion matrix, written as PNG files.
+"""Plots of a run: the training history over all phases, a confusion matrix and a regression's predicted-vs-true
+and residual panels, written as PNG files.
 
 matplotlib is optional (`pip install "keras-transfer[plots]"`) and imported only here, when a plot is
 drawn. Figures are drawn on their own Agg canvas, so the global pyplot backend and state are left alone;
@@ -15,6 +16,8 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.history import history_columns
 from keras_transfer.layout import HISTORY_JSON
 
+RESIDUALS_PNG = "residuals.png"
+PREDICTED_PNG = "predicted_vs_true.png"
 INSTALL_HINT = 'pip install "keras-transfer[plots]"'
 
 
@@ -194,3 +197,25 @@ def plot_selection(names, scores, costs, path, *, score_label="score", cost_labe
     axes.legend()
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_regression(predicted, targets, names, out):
+    """Writes `predicted_vs_true.png` (with the identity line) and `residuals.png` (residual against prediction),
+    one panel per target, into `out`; returns their paths."""
+    predicted, targets = np.asarray(predicted), np.asarray(targets)
+    k = predicted.shape[1]
+    scatter, residual = _figure(4 * k, 4), _figure(4 * k, 4)
+    for j, name in enumerate(names):
+        ax = scatter.add_subplot(1, k, j + 1)
+        ax.scatter(targets[:, j], predicted[:, j], s=8, alpha=0.6)
+        low = float(min(targets[:, j].min(), predicted[:, j].min()))
+        high = float(max(targets[:, j].max(), predicted[:, j].max()))
+        ax.plot([low, high], [low, high], color="gray", linewidth=1)
+        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title="predicted vs true")
+        ax = residual.add_subplot(1, k, j + 1)
+        ax.scatter(predicted[:, j], predicted[:, j] - targets[:, j], s=8, alpha=0.6)
+        ax.axhline(0.0, color="gray", linewidth=1)
+        ax.set(xlabel=f"predicted {name}", ylabel="residual (predicted - true)", title="residuals")
+    scatter.tight_layout()
+    residual.tight_layout()
+    return [_save(scatter, os.path.join(out, PREDICTED_PNG)), _save(residual, os.path.join(out, RESIDUALS_PNG))]

@@ -2,7 +2,6 @@
 with matplotlib, residual and predicted-vs-true plots (regression)."""
 
 import dataclasses
-import json
 import os
 
 import keras
@@ -11,15 +10,11 @@ import numpy as np
 from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.data.task_sources import find_task_images, task_dataset
-from keras_transfer.layout import REPORT_JSON, REPORT_TXT, SPLITS_FILE
+from keras_transfer.layout import SPLITS_FILE
 from keras_transfer.models.classifier import input_size
 from keras_transfer.models.heads import get_thresholds, head_of, task_of
-from keras_transfer.serving import plots
+from keras_transfer.serving.evaluation import write_report
 from keras_transfer.serving.task_metrics import multilabel_metrics, regression_metrics
-
-RESIDUALS_PNG = "residuals.png"
-PREDICTED_PNG = "predicted_vs_true.png"
-
 
 @dataclasses.dataclass
 class TaskReport:
@@ -107,43 +102,8 @@ def evaluate_task(model, data, *, batch_size=32, out=None):
     names = head.class_names or [str(i) for i in range(outputs.shape[1])]
     report = report_from_outputs(task, outputs, targets, names, get_thresholds(model))
     if out is not None:
-        write_task_report(report, out, outputs, targets)
+        write_report(report, out, outputs, targets)
     return report
-
-
-def write_task_report(report, out, outputs=None, targets=None):
-    """Writes `report.json`, `report.txt` and, for regression with matplotlib, the residual and predicted-vs-true
-    plots; returns the paths written."""
-    os.makedirs(out, exist_ok=True)
-    written = [os.path.join(out, REPORT_JSON), os.path.join(out, REPORT_TXT)]
-    io.write_text(written[0], json.dumps(report.to_dict(), indent=2) + "\n")
-    io.write_text(written[1], report.summary())
-    if report.task == "regression" and outputs is not None and plots.matplotlib_available():
-        written += plot_regression(outputs, targets, report.names, out)
-    return written
-
-
-def plot_regression(predicted, targets, names, out):
-    """Writes `predicted_vs_true.png` (with the identity line) and `residuals.png` (residual against prediction),
-    one panel per target; returns their paths."""
-    predicted, targets = np.asarray(predicted), np.asarray(targets)
-    k = predicted.shape[1]
-    scatter = plots._figure(4 * k, 4)
-    residual = plots._figure(4 * k, 4)
-    for j, name in enumerate(names):
-        ax = scatter.add_subplot(1, k, j + 1)
-        ax.scatter(targets[:, j], predicted[:, j], s=8, alpha=0.6)
-        low, high = float(min(targets[:, j].min(), predicted[:, j].min())), float(max(targets[:, j].max(),
-                                                                                   predicted[:, j].max()))
-        ax.plot([low, high], [low, high], color="gray", linewidth=1)
-        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title="predicted vs true")
-        ax = residual.add_subplot(1, k, j + 1)
-        ax.scatter(predicted[:, j], predicted[:, j] - targets[:, j], s=8, alpha=0.6)
-        ax.axhline(0.0, color="gray", linewidth=1)
-        ax.set(xlabel=f"predicted {name}", ylabel="residual (predicted - true)", title="residuals")
-    scatter.tight_layout()
-    residual.tight_layout()
-    return [plots._save(scatter, os.path.join(out, PREDICTED_PNG)), plots._save(residual, os.path.join(out, RESIDUALS_PNG))]
 
 
 def evaluate_task_run(model, run_dir, *, data_dir=None, split=None, batch_size=32, out=None, antialias=False):

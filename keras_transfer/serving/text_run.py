@@ -26,8 +26,7 @@ from keras_transfer.serving.predict import class_probabilities
 from keras_transfer.models.heads import get_thresholds, head_of, task_of
 from keras_transfer.serving.predict_text import evaluate_texts, predict_texts
 from keras_transfer.serving.task_predict import task_describer
-from keras_transfer.serving.task_report import (align_labels, report_from_outputs, split_targets, task_outputs,
-                                                write_task_report)
+from keras_transfer.serving.task_report import align_labels, report_from_outputs, split_targets, task_outputs
 
 TEXT_FORMATS = ("saved_model", "keras")
 PREPROCESSOR_CONFIG = "preprocessor.json"  # what KerasHub's `save_to_preset` names it
@@ -132,7 +131,7 @@ def evaluate_task_text_run(model, preprocessor, run_dir, *, data_dir=None, split
     outputs, targets = task_outputs(model, dataset, batch_size)
     names = head_of(model).class_names or [str(i) for i in range(outputs.shape[1])]
     report = report_from_outputs(task, outputs, targets, names, get_thresholds(model))
-    return report, source, write_task_report(report, out, outputs, targets) if out is not None else []
+    return report, source, write_report(report, out, outputs, targets) if out is not None else []
 
 
 def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, text_column="text"):
