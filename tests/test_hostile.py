@@ -15,7 +15,7 @@ from keras_transfer.errors import DamagedFileError, KerasTransferError, WorkFail
 from keras_transfer.models.classifier import build_classifier
 from keras_transfer.models.saving import load_keras_file
 from keras_transfer.runs.train import train_from_folder
-from keras_transfer.serving import export as export_module
+from keras_transfer.serving import export as export_module, loading
 from keras_transfer.training.callbacks import NonFiniteLossError
 from keras_transfer.training.presets import get_preset
 from keras_transfer.training.phases import run_phases
@@ -223,7 +223,7 @@ def test_evaluate_into_a_read_only_folder_fails_before_the_work(trained_run, tmp
         raise AssertionError("the model was loaded before the report folder was checked")
 
     monkeypatch.setattr(io.tempfile, "mkdtemp", refuse)  # root ignores chmod: simulate the refusal
-    monkeypatch.setattr(cli, "load_model", no_work)
+    monkeypatch.setattr(loading, "load_model", no_work)
     assert cli.main(["evaluate", out, "--out", str(tmp_path / "reports")]) == 2
     assert "Cannot write the report" in _one_line_error(capsys)
 

@@ -13,7 +13,7 @@ from keras_transfer.data.task_sources import find_task_images, task_dataset
 from keras_transfer.layout import SPLITS_FILE
 from keras_transfer.models.classifier import input_size
 from keras_transfer.models.heads import get_thresholds, head_of, task_of
-from keras_transfer.serving.evaluation import write_report
+from keras_transfer.serving.evaluation import report_from_probabilities, write_report
 from keras_transfer.serving.task_metrics import multilabel_metrics, regression_metrics
 
 @dataclasses.dataclass
@@ -95,20 +95,31 @@ def evaluate_task(model, data, *, batch_size=32, out=None):
     >>> evaluate_task(model, (np.zeros((4, 32, 32, 3)), np.arange(4.0))).n
     4
     """
-    task, head = task_of(model), head_of(model)
     if out is not None:
         io.check_writable(out, "the report")
     outputs, targets = task_outputs(model, data, batch_size)
-    names = head.class_names or [str(i) for i in range(outputs.shape[1])]
-    report = report_from_outputs(task, outputs, targets, names, get_thresholds(model))
+    report = report_of(model, outputs, targets)
     if out is not None:
         write_report(report, out, outputs, targets)
     return report
 
 
+def report_of(model, outputs, targets, class_names=None, *, top_k=5, worst=10, ids=None):
+    """The report of `model`'s raw `outputs` against the true `targets`, for the model's task: an
+    `EvaluationReport` (int labels; `class_names`; `ids` name the most confidently wrong examples) or a `TaskReport`
+    (its names and thresholds: the model's own)."""
+    task = task_of(model)
+    if task == "classification":
+        return report_from_probabilities(outputs, targets, class_names, top_k=top_k, worst=worst, paths=ids)
+    outputs = np.asarray(outputs, "float64")
+    names = head_of(model).class_names or [str(i) for i in range(outputs.shape[1])]
+    targets = np.asarray(targets, "float64").reshape(outputs.shape)
+    return report_from_outputs(task, outputs, targets, names, get_thresholds(model))
+
+
 def evaluate_task_run(model, run_dir, *, data_dir=None, split=None, batch_size=32, out=None, antialias=False):
     """Evaluates a regression or multi-label run's model on a manifest (`data_dir`) or a split of the run's
-    `splits.json` (default: test if it holds images, else val); returns `(TaskReport, description)`."""
+    `splits.json` (default: test if it holds images, else val); returns `(TaskReport, description, paths written)`."""
     task = task_of(model)
     if data_dir is not None:
         found = align_labels(model, find_task_images(data_dir, task), data_dir)
@@ -116,7 +127,9 @@ def evaluate_task_run(model, run_dir, *, data_dir=None, split=None, batch_size=3
     else:
         paths, targets, source = split_targets(run_dir, split)
     dataset = task_dataset(paths, targets, image_size=input_size(model)[0], batch_size=batch_size, antialias=antialias)
-    return evaluate_task(model, dataset, batch_size=batch_size, out=out), source
+    outputs, targets = task_outputs(model, dataset, batch_size)
+    report = report_of(model, outputs, targets)
+    return report, source, write_report(report, out, outputs, targets) if out is not None else []
 
 
 def align_labels(model, found, data_dir):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_transfer import io
 from keras_transfer.data.fingerprint import text_fingerprint
-from keras_transfer.data.texts import read_task_texts, read_texts, read_unlabelled_texts, text_dataset
+from keras_transfer.data.texts import read_task_texts, read_texts, read_unlabelled_texts
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
 from keras_transfer.serving.evaluation import relabel, evaluation_images, write_report
@@ -23,10 +23,10 @@ from keras_transfer.serving.export import (TOLERANCES, check_atol, check_seriali
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.serving.predict import class_probabilities
-from keras_transfer.models.heads import get_thresholds, head_of, task_of
-from keras_transfer.serving.predict_text import evaluate_texts, predict_texts
+from keras_transfer.models.heads import task_of
+from keras_transfer.serving.predict_text import predict_texts
 from keras_transfer.serving.task_predict import task_describer
-from keras_transfer.serving.task_report import align_labels, report_from_outputs, split_targets, task_outputs
+from keras_transfer.serving.task_report import align_labels, report_of, split_targets
 
 TEXT_FORMATS = ("saved_model", "keras")
 PREPROCESSOR_CONFIG = "preprocessor.json"  # what KerasHub's `save_to_preset` names it
@@ -62,21 +62,30 @@ def load_preprocessor(folder):
     return preprocessor
 
 
-def evaluation_texts(run_dir, class_names, *, data_dir=None, split=None):
-    """`(ids, texts, labels, description)` to evaluate a text run on: the labelled texts of `data_dir` (a table or
-    class folders), else the split `split` of the run's `splits.json` (default: test if it holds texts, else val),
-    read again from the run's own data. Labels follow `class_names`."""
-    if data_dir is not None:
-        if split is not None:
-            raise KerasTransferError(f"split picks a split of the run's splits.json; with a data table or folder "
-                                     f"every text there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
-        found = read_texts(data_dir)
-        labels = relabel(found.labels, found.class_names, class_names, data_dir)
-        return found.paths, found.of(found.paths), labels, data_dir
-    ids, labels, description = evaluation_images(run_dir, class_names, split=split)  # splits.json holds text ids
-    source = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
-    found = read_texts(source)
-    return ids, unchanged_texts(run_dir, ids, found.texts, source, description), labels, description
+def evaluation_texts(model, run_dir, class_names, *, data_dir=None, split=None):
+    """`(ids, texts, targets, description)` to evaluate a text run's `model` on: the labelled texts of `data_dir` (a
+    table, or class folders for a classifier), else the split `split` of the run's `splits.json` (default: test if
+    it holds texts, else val), read again from the run's own data. Class labels follow `class_names`; a multi-label
+    model's columns, its own labels."""
+    if data_dir is not None and split is not None:
+        raise KerasTransferError(f"split picks a split of the run's splits.json; with a data table or folder "
+                                 f"every text there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
+    task, settings = task_of(model), io.read_json(os.path.join(run_dir, CONFIG))["settings"]
+    source = data_dir if data_dir is not None else settings["data_dir"]
+    if task == "classification":
+        found = read_texts(source)
+        texts = found.texts
+        if data_dir is not None:
+            return found.paths, found.of(found.paths), relabel(found.labels, found.class_names, class_names,
+                                                              data_dir), data_dir
+        ids, targets, description = evaluation_images(run_dir, class_names, split=split)  # ids of texts
+    else:
+        found, texts = read_task_texts(source, task, separator=settings.get("label_separator", "|"))
+        if data_dir is not None:
+            found = align_labels(model, found, data_dir)
+            return found.paths, [texts[i] for i in found.paths], found.targets, data_dir
+        ids, targets, description = split_targets(run_dir, split)
+    return ids, unchanged_texts(run_dir, ids, texts, source, description), targets, description
 
 
 def unchanged_texts(run_dir, ids, texts, source, description):
@@ -95,42 +104,17 @@ def unchanged_texts(run_dir, ids, texts, source, description):
 
 
 def evaluate_text_run(run_dir, *, data_dir=None, split=None, top_k=5, worst=10, batch_size=32, out=None):
-    """Evaluates a text run's `best.keras` (see `evaluation_texts` for on what).
+    """Evaluates a text run's `best.keras` (see `evaluation_texts` for on what); `api.evaluate_run` checks first
+    that `out` is writable.
 
     Returns:
-        `(EvaluationReport, description of the texts, paths written)`; the report is written to `out` when given.
+        `(report, description of the texts, paths written)`: an `EvaluationReport` (classification) or a
+        `TaskReport`, written to `out` when given.
     """
-    if out is not None:
-        io.check_writable(out, "the report")  # before the work, not after it
     model, preprocessor, names = load_text_run(run_dir)
-    if task_of(model) != "classification":
-        return evaluate_task_text_run(model, preprocessor, run_dir, data_dir=data_dir, split=split,
-                                      batch_size=batch_size, out=out)
-    ids, texts, labels, source = evaluation_texts(run_dir, names, data_dir=data_dir, split=split)
-    report = evaluate_texts(model, preprocessor, texts, labels, ids=ids, class_names=names, top_k=top_k,
-                            worst=worst, batch_size=batch_size)
-    return report, source, write_report(report, out) if out is not None else []
-
-
-def evaluate_task_text_run(model, preprocessor, run_dir, *, data_dir=None, split=None, batch_size=32, out=None):
-    """`evaluate_text_run` for a regression or multi-label text run: on the table `data_dir`, else a split of
-    its `splits.json`. Returns `(TaskReport, description of the texts, paths written)`."""
-    task = task_of(model)
-    separator = io.read_json(os.path.join(run_dir, CONFIG))["settings"].get("label_separator", "|")
-    if data_dir is not None:
-        found, texts = read_task_texts(data_dir, task, separator=separator)
-        found = align_labels(model, found, data_dir)
-        ids, targets, source = found.paths, found.targets, data_dir
-    else:
-        ids, targets, source = split_targets(run_dir, split)
-        data = io.read_json(os.path.join(run_dir, CONFIG))["settings"]["data_dir"]
-        texts = dict(zip(ids, unchanged_texts(run_dir, ids, read_task_texts(data, task, separator=separator)[1],
-                                              data, source)))
-    dataset = text_dataset([texts[i] for i in ids], np.asarray(targets, "float32"), preprocessor,
-                           batch_size=batch_size)
-    outputs, targets = task_outputs(model, dataset, batch_size)
-    names = head_of(model).class_names or [str(i) for i in range(outputs.shape[1])]
-    report = report_from_outputs(task, outputs, targets, names, get_thresholds(model))
+    ids, texts, targets, source = evaluation_texts(model, run_dir, names, data_dir=data_dir, split=split)
+    outputs = predict_texts(model, preprocessor, texts, batch_size=batch_size)
+    report = report_of(model, outputs, targets, names, top_k=top_k, worst=worst, ids=ids)
     return report, source, write_report(report, out, outputs, targets) if out is not None else []
 
 
