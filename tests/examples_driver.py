@@ -5,9 +5,10 @@
 `plan.json` is a list of `{"script": path, "args": [...], "cwd": folder}`. Each script runs with `runpy` as
 `__main__`, with its own `sys.argv`, working directory, fresh Keras state and seed, and its stdout and stderr
 captured. For each one the driver writes `results/<name>.started` before it starts and `results/<name>.json`
-(`ok`, `stdout`, `stderr`, `error`: the traceback or the exit code) after it ends, so one failing script does not
-stop the others, and a crash of the whole process shows in which script it happened (a `.started` without its
-`.json`). The driver exits 0 once every script has been run, whatever their outcome.
+(`ok`, `stdout`, `stderr`, `error`: the traceback or the exit code, `seconds`: its wall time, to see which script
+the process's time went to) after it ends, so one failing script does not stop the others, and a crash of the
+whole process shows in which script it happened (a `.started` without its `.json`). The driver exits 0 once every
+script has been run, whatever their outcome.
 
 Keras, TensorFlow or JAX are imported and set up once for all the scripts instead of once each.
 """
@@ -18,6 +19,7 @@ import json
 import os
 import runpy
 import sys
+import time
 import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,6 +31,7 @@ def run_one(script, args, cwd):
     """Runs `script` as `__main__` with `args` in `cwd`; returns the result written to `<name>.json`."""
     stdout, stderr = io.StringIO(), io.StringIO()
     error = None
+    start = time.perf_counter()
     saved_argv, saved_cwd = sys.argv, os.getcwd()
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(0)
@@ -46,7 +49,8 @@ def run_one(script, args, cwd):
         sys.argv = saved_argv
         os.chdir(saved_cwd)
         _close_figures()
-    return {"ok": error is None, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "error": error}
+    return {"ok": error is None, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "error": error,
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def _close_figures():

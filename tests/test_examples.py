@@ -1,7 +1,9 @@
 """Every script in examples/ runs, as `python examples/<script> args` under the current backend, on a tiny image
-folder (the regression and multi-label scripts: on 32 real digit images or tiles they write themselves). The
-scripts share one process (tests/examples_driver.py runs them one after the other, each with its own argv,
-working directory and fresh Keras state), and each script's test reports its own outcome.
+folder (the regression and multi-label scripts: on 32 real digit images or tiles they write themselves; the text
+script: on 18 real sentences with the tiny random BERT of test_text_resume, as the image scripts take VGG16 with
+random weights; the real MiniLM trains in test_text_runs and test_text_run_cli). The scripts share one process
+(tests/examples_driver.py runs them one after the other, each with its own argv, working directory and fresh Keras
+state), and each script's test reports its own outcome.
 
 `two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
 examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
@@ -18,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from test_text_resume import tiny_bert_folder
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 SCRIPTS = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))
@@ -62,8 +65,8 @@ def example_args(script):
         return ["images", *TINY, "--blocks", "2", "--out", "run"]
     if script == "export_saved_model.py":  # the best.keras that two_phase_fine_tune.py wrote
         return [os.path.join("run", "best.keras"), "exported"]
-    if script == "text_classifier.py":
-        return ["texts.csv", "--sequence-length", "16", "--out", "exported_text"]
+    if script == "text_classifier.py":  # the tiny random BERT preset folder `example_runs` writes, not MiniLM
+        return ["texts.csv", "--backbone", "tiny_bert", "--sequence-length", "16", "--out", "exported_text"]
     if script in ("regression.py", "multilabel.py"):
         return [script[:-3], *TASK_ARGS]
     return ["images", *TINY, *SMALL.get(script, [])]
@@ -100,6 +103,8 @@ def example_runs(workdir, request):
     with open(workdir / "texts.csv", "w", newline="") as f:
         csv.writer(f).writerows([("text", "label")] + [(t, k) for k, texts in TEXTS.items() for t in texts])
     scripts = selected_scripts(request.session)
+    if "text_classifier.py" in scripts and not (workdir / "tiny_bert").is_dir():
+        tiny_bert_folder(str(workdir / "tiny_bert"))  # MiniLM made the example 28 s TF / 44 s JAX of the process
     plan = [{"script": os.path.join(EXAMPLES, s), "args": example_args(s), "cwd": str(workdir)} for s in scripts]
     with open(workdir / "plan.json", "w") as f:
         json.dump(plan, f)
