@@ -1,7 +1,7 @@
 """The offline demo's pieces: the digits folder, the few-label split, the pretrained and scratch models, accuracy,
 and `run_demo` end to end with tiny settings (the full-size demo is run separately, not here). The training
 tests cut VGG16 after block 2 (`SMALL_CUT`): what they check does not depend on the depth, and the
-demo's block-4 network made the end-to-end test one of the suite's slowest (86 s TensorFlow, 103 s JAX)."""
+demo's block-4 network costs more to train (CONTRIBUTING.md, "Test suite time")."""
 
 import hashlib
 import json

@@ -104,7 +104,7 @@ def example_runs(workdir, request):
         csv.writer(f).writerows([("text", "label")] + [(t, k) for k, texts in TEXTS.items() for t in texts])
     scripts = selected_scripts(request.session)
     if "text_classifier.py" in scripts and not (workdir / "tiny_bert").is_dir():
-        tiny_bert_folder(str(workdir / "tiny_bert"))  # MiniLM made the example 28 s TF / 44 s JAX of the process
+        tiny_bert_folder(str(workdir / "tiny_bert"))  # MiniLM trains in test_text_runs
     plan = [{"script": os.path.join(EXAMPLES, s), "args": example_args(s), "cwd": str(workdir)} for s in scripts]
     with open(workdir / "plan.json", "w") as f:
         json.dump(plan, f)

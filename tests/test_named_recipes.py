@@ -256,8 +256,8 @@ def test_gradual_unfreezing_raises_the_trainable_count_at_the_planned_steps_keep
 
 def test_scratch_trains_every_layer_and_batchnorm():
     """The plumbing, on one epoch of MobileNet v1 (27 BatchNorm layers, half of v2's to trace); whether 12 epochs
-    of MobileNetV2 learn the separable task is measured by benchmarks/scratch_learns.py (a quality measurement:
-    107 s TF / 73 s JAX in CI as a test)."""
+    of MobileNetV2 learn the separable task is measured by benchmarks/scratch_learns.py (a quality
+    measurement, not a test)."""
     keras.utils.set_random_seed(0)
     model = build_classifier("mobilenet", 2, weights=None, input_size=32, augmentation=None)
     x, y = _separable(32, classes=2)

@@ -170,7 +170,7 @@ def test_the_collapse_check_gathers_images_over_one_image_batches_and_skips_belo
 def test_weights_none_on_six_training_images_trains(tmp_path):
     """A BatchNorm backbone from random weights, 6 training images in batches of 1: a valid run that the check on
     one batch (one image: no spread) used to stop as collapsed. MobileNet v1 (27 BatchNorm layers) rather than v2
-    (52): the same check, half the layers to trace (86 s TF / 52 s JAX in CI with v2)."""
+    (52): the same check, half the layers to trace."""
     data = write_image_folder(tmp_path / "six", classes=("a", "b"), per_class=4, size=8)
     model, result = train_from_folder(data, str(tmp_path / "run"), backbone="mobilenet", weights=None,
                                       input_size=32, validation_split=0.25, recipe="scratch", epochs=1,

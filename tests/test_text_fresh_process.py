@@ -3,8 +3,7 @@ files in a process that never built a text model (nothing imported the module de
 KerasHub). Training runs here; the four commands run in one subprocess (each new process pays Keras's start-up).
 The run trains the tiny random BERT of test_text_resume, saved as a KerasHub preset folder: what is loaded (the
 KerasHub backbone and tokenizer, `SequencePooling`, the run's preprocessor folder) is the same as MiniLM's, and the
-real MiniLM runs in test_text_runs and test_text_run_cli; on MiniLM this test took 110 s (TensorFlow) and 82 s
-(JAX) in CI."""
+real MiniLM runs in test_text_runs and test_text_run_cli."""
 
 import json
 import os

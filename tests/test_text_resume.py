@@ -2,8 +2,7 @@
 right after `TrainingState` saved it, where a crash or Ctrl-C would stop it) continues with
 `keras-transfer train --resume` in its phase, with its optimizer, to the same total of epochs and steps; a text
 edited in between is refused. The run trains a tiny random BERT saved as a KerasHub preset folder (resume
-does not depend on the encoder's size; the real MiniLM runs in test_text_runs and test_text_run_cli): on MiniLM
-this test took 101 s (TensorFlow) and 127 s (JAX) in CI."""
+does not depend on the encoder's size; the real MiniLM runs in test_text_runs and test_text_run_cli)."""
 
 import math
 import os
