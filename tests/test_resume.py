@@ -69,7 +69,7 @@ def _start(tmp_path, mid_write=0, run=RUN):
 
 
 def _kill_when(process, condition):
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600
     while not condition():
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the worker never reached the kill point"
