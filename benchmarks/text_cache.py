@@ -4,7 +4,7 @@ through the encoder every epoch.
 The real all-MiniLM-L6-v2 (the local Hugging Face folder) with a new head, on real texts (the text demo's
 docstrings, `--texts` for training and a quarter more for validation, tokenised in the `tf.data` pipeline),
 batch 16: the `two_phase` recipe with `strategy="head_only"` (one gradient head phase, `--epochs` epochs, the
-encoder frozen) run by `run_text_recipe`, once with `cache_features=True` (the encoder runs once per text, then
+encoder frozen) run by `run_recipe`, once with `cache_features=True` (the encoder runs once per text, then
 the head trains on the pooled features) and once without (the encoder runs every epoch, on the training and the
 validation texts). Both timings cover the phase from token ids to a trained model (the model is built once and
 its head reset before each run: loading the encoder is the same for both). Runs alternate over `--repeats`;
@@ -23,7 +23,7 @@ import keras
 from keras_transfer.data.texts import text_dataset
 from keras_transfer.models.text_classifier import build_text_classifier
 from keras_transfer.training.recipes import RecipeOptions
-from keras_transfer.training.text_recipes import run_text_recipe
+from keras_transfer.training.recipes import run_recipe
 
 from text_epoch import BATCH, texts
 
@@ -47,8 +47,8 @@ def main():
         for cached in (True, False):
             model.set_weights(start)
             began = time.perf_counter()
-            result = run_text_recipe(model, train, val, recipe="two_phase", options=options, num_texts=args.texts,
-                                     cache_features=cached, verbose=0)
+            result = run_recipe(model, train, val, recipe="two_phase", options=options, num_images=args.texts,
+                                cache_features=cached, verbose=0)
             times[cached].append(time.perf_counter() - began)
             accuracy[cached] = result.histories[0].history["val_accuracy"][-1]
     cached_s, plain_s = statistics.median(times[True]), statistics.median(times[False])

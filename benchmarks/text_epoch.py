@@ -34,7 +34,7 @@ from keras_transfer.models.text_registry import get_text_backbone_spec
 from keras_transfer.text_demo import docstring_corpus
 from keras_transfer.training.phases import run_phases
 from keras_transfer.training.recipes import DataSize
-from keras_transfer.training.text_recipes import TEXT_FINE_TUNE_RATE, plan_text_recipe
+from keras_transfer.training.recipes import TEXT_FINE_TUNE_RATE, plan_text_recipe
 
 BATCH = 16
 

@@ -30,7 +30,7 @@ from keras_transfer.models.classifier import class_indices
 from keras_transfer.models.text_classifier import build_text_classifier
 from keras_transfer.text_demo import MIN_CHARS, _documented, write_corpus
 from keras_transfer.training import phases
-from keras_transfer.training.text_recipes import run_text_recipe
+from keras_transfer.training.recipes import run_recipe
 
 TOPICS = {
     "formats": ("json", "csv", "xml.etree.ElementTree", "html.parser", "configparser", "plistlib", "email.message",
@@ -81,8 +81,8 @@ def run_one(source, per_class, seed):
 
     phases._keep_better = record
     try:
-        run_text_recipe(model, data.train, data.val, recipe="lp_ft", pretrained=True,
-                        num_texts=len(data.splits.labels("train")), verbose=0)
+        run_recipe(model, data.train, data.val, recipe="lp_ft", pretrained=True,
+                   num_images=len(data.splits.labels("train")), verbose=0)
     finally:
         phases._keep_better = original
     truth = np.asarray(data.splits.labels("test"))

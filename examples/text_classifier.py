@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras_transfer.data.texts import load_texts, read_texts
 from keras_transfer.models.text_classifier import build_text_classifier
 from keras_transfer.serving.export_text import export_text_saved_model, load_text_saved_model
-from keras_transfer.training.text_recipes import run_text_recipe
+from keras_transfer.training.recipes import run_recipe
 
 parser = argparse.ArgumentParser()
 parser.add_argument("source")
@@ -29,7 +29,7 @@ model, preprocessor = build_text_classifier(args.backbone, class_names=class_nam
                                             sequence_length=args.sequence_length)
 data = load_texts(args.source, preprocessor, batch_size=16, validation_split=0.3)
 print(data.summary)
-result = run_text_recipe(model, data.train, data.val, num_texts=len(data.splits.labels("train")), verbose=0)
+result = run_recipe(model, data.train, data.val, num_images=len(data.splits.labels("train")), verbose=0)
 print("\n".join(result.plan))
 print("validation:", model.evaluate(data.val, return_dict=True, verbose=0))
 

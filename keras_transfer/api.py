@@ -14,17 +14,17 @@ from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.task_sources import load_task_data
 from keras_transfer.errors import KerasTransferError, text_extra_needed, unknown_name
 from keras_transfer.io import check_writable
+from keras_transfer.layout import SPLITS_FILE
 from keras_transfer.models import heads
 from keras_transfer.models.registry import list_backbones as list_image_backbones
-from keras_transfer.models.text_registry import TEXT_BACKBONES, is_text_backbone_name, list_text_backbones
+from keras_transfer.models.text_registry import TEXT_BACKBONES, list_text_backbones
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.folder import resize_rule, run_modality
 from keras_transfer.runs.resume import resume_run
 from keras_transfer.runs.select import select_backbones
 from keras_transfer.runs.train import train_from_folder
-from keras_transfer.serving import evaluation, export as image_export, loading, predict as image_predict, task_report
+from keras_transfer.serving import evaluation, export as image_export, loading, predict as image_predict
 from keras_transfer.training.recipes import run_recipe
-from keras_transfer.training.text_recipes import run_text_recipe
 from keras_transfer.version import __version__
 from keras_transfer.vocabulary import MODALITIES, TASKS
 
@@ -46,11 +46,6 @@ def _text(module):
 def _check_modality(modality):
     if modality not in MODALITIES:
         raise unknown_name("modality", modality, MODALITIES)
-
-
-def _is_text_model(model):
-    head = model.get_layer(heads.HEAD_LAYER) if heads.HEAD_LAYER in {layer.name for layer in model.layers} else None
-    return is_text_backbone_name(getattr(head, "backbone_name", None))
 
 
 def _is_run_of(source, modality):
@@ -151,7 +146,7 @@ def fit(model, train, val=None, *, recipe="auto", **options):
         train: the batched training `tf.data.Dataset` (`load_data(...).train`).
         val: the batched validation `tf.data.Dataset` (`load_data(...).val`), or None.
         recipe: the recipe's name.
-        **options: as in `training.recipes.run_recipe` (images) or `training.text_recipes.run_text_recipe`.
+        **options: as in `training.recipes.run_recipe` (images and texts).
 
     Returns:
         A `FineTuneResult`: the phases' histories, the recipe chosen and why.
@@ -159,8 +154,6 @@ def fit(model, train, val=None, *, recipe="auto", **options):
     Example:
     >>> result = fit(model, data.train, data.val, recipe="lp_ft")  # doctest: +SKIP
     """
-    if _is_text_model(model):
-        return run_text_recipe(model, train, val, recipe=recipe, **options)
     return run_recipe(model, train, val, recipe=recipe, **options)
 
 
@@ -214,17 +207,15 @@ def evaluate(model_or_run_dir, data=None, *, out=None, **options):
     if data is not None and not isinstance(data, (str, os.PathLike)) or run_dir is None:
         options.pop("split", None)
         model, names = loading.load_model(model_or_run_dir)
-        if heads.task_of(model) != "classification":
-            return task_report.evaluate_task(model, data, batch_size=options.get("batch_size", 32), out=out)
-        options.setdefault("class_names", names)
-        return evaluation.evaluate(model, data, out=out, **options)
+        return evaluation.evaluate(model, data, out=out, **{"class_names": names, **options})
     return evaluate_run(run_dir, data, out=out, **options)[0]
 
 
 def evaluate_run(run_dir, data_dir=None, *, split=None, out=None, class_names=None, top_k=5, worst=10,
                  batch_size=32):
     """Evaluates a run folder's `best.keras`, whatever its modality and task: what `evaluate` and `keras-transfer
-    evaluate` run for a run folder.
+    evaluate` run for a run folder. The model's outputs come from its modality (pixels, strings), the report from
+    its task (`evaluation.report_of`).
 
     Args:
         run_dir: the run folder.
@@ -242,24 +233,29 @@ def evaluate_run(run_dir, data_dir=None, *, split=None, out=None, class_names=No
     Example:
     >>> report, source, written = evaluate_run("runs/a", out="runs/a")  # doctest: +SKIP
     """
+    image_predict.check_counts(top_k=top_k, worst=worst, batch_size=batch_size)
+    if data_dir is not None and split is not None:
+        raise KerasTransferError(f"split picks a split of the run's {SPLITS_FILE}; with a data folder or table every "
+                                 f"example there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
     if out is not None:
         check_writable(out, "the report")  # before the work, not after it
     if run_modality(run_dir) == "text":
         if class_names is not None:
             raise KerasTransferError("A text run's class names are its model's own. Received: class_names="
                                      f"{class_names!r}")
-        return _text("text_run").evaluate_text_run(run_dir, data_dir=data_dir, split=split, top_k=top_k, worst=worst,
-                                                   batch_size=batch_size, out=out)
-    model, names = loading.load_model(run_dir)
-    antialias = resize_rule(run_dir)
-    if heads.task_of(model) != "classification":
-        return task_report.evaluate_task_run(model, run_dir, data_dir=data_dir, split=split, batch_size=batch_size,
-                                             out=out, antialias=antialias)
-    names = loading.default_class_names(model, class_names or names)
-    paths, labels, source = evaluation.evaluation_images(run_dir, names, data_dir=data_dir, split=split)
-    report = evaluation.evaluate(model, (paths, labels), class_names=names, top_k=top_k, worst=worst,
-                                 batch_size=batch_size, antialias=antialias)
-    return report, source, evaluation.write_report(report, out) if out is not None else []
+        text_run = _text("text_run")
+        model, preprocessor, names = text_run.load_text_run(run_dir)
+        ids, texts, targets, source = text_run.evaluation_texts(model, run_dir, names, data_dir=data_dir, split=split)
+        outputs = text_run.predict_texts(model, preprocessor, texts, batch_size=batch_size)
+    else:
+        model, names = loading.load_model(run_dir)
+        names = loading.default_class_names(model, class_names or names)
+        paths, targets, source = evaluation.evaluation_images(model, run_dir, names, data_dir=data_dir, split=split)
+        outputs, targets, ids = image_predict.model_outputs(model, (paths, targets), batch_size=batch_size,
+                                                            antialias=resize_rule(run_dir))
+    report, written = evaluation.report_and_write(model, outputs, targets, names, top_k=top_k, worst=worst, ids=ids,
+                                                  out=out)
+    return report, source, written
 
 
 def export(model_or_run_dir, path, **options):

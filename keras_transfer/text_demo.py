@@ -20,12 +20,12 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 
 from keras_transfer.data.texts import load_texts, read_texts
 from keras_transfer.models.classifier import class_indices
 from keras_transfer.models.text_classifier import build_text_classifier
-from keras_transfer.training.text_recipes import run_text_recipe
+from keras_transfer.serving.predict import model_outputs
+from keras_transfer.training.recipes import run_recipe
 
 FAMILIES = {
     "files": ("os", "os.path", "shutil", "pathlib", "glob", "tempfile", "stat", "filecmp", "fnmatch"),
@@ -109,12 +109,10 @@ def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence
                                                     sequence_length=sequence_length, seed=seed)
         data = load_texts(source, preprocessor, batch_size=batch_size, seed=seed,
                           per_class=(per_class, val_per_class, test_per_class))
-        result = run_text_recipe(model, data.train, data.val, pretrained=pretrained, options=options,
-                                 num_texts=len(data.splits.labels("train")), verbose=verbose)
-        predicted = np.concatenate([class_indices(model.predict_on_batch(keras.tree.map_structure(np.asarray, x)))
-                                    for x, _ in data.test])  # numpy: JAX takes no TensorFlow tensors
-        truth = np.asarray(data.splits.labels("test"))
-        results["pretrained" if pretrained else "scratch"] = (float((predicted == truth).mean()),
+        result = run_recipe(model, data.train, data.val, pretrained=pretrained, options=options,
+                            num_images=len(data.splits.labels("train")), verbose=verbose)
+        outputs, truth, _ = model_outputs(model, data.test)
+        results["pretrained" if pretrained else "scratch"] = (float((class_indices(outputs) == truth).mean()),
                                                               time.time() - start, result.plan)
     return results
 

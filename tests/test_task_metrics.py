@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 from conftest import make_small_cnn
 from keras_transfer.models.heads import build_model, head_of, set_thresholds
 from keras_transfer.serving.task_metrics import average_precision, choose_thresholds
-from keras_transfer.serving.task_report import evaluate_task
+from keras_transfer.serving.evaluation import evaluate
 
 
 def _model(task, units, **kwargs):
@@ -28,7 +28,7 @@ def test_regression_report_matches_scikit_learn(tmp_path):
     x = _x()
     raw = keras.ops.convert_to_numpy(model.predict(x, verbose=0)).astype("float64")
     y = raw + np.random.default_rng(1).normal(0, 0.3, raw.shape)
-    report = evaluate_task(model, (x, y), out=str(tmp_path))
+    report = evaluate(model, (x, y), out=str(tmp_path))
     m = report.metrics
     assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, raw), rel=1e-6)
     assert m["rmse"] == pytest.approx(np.mean(np.sqrt(skm.mean_squared_error(y, raw, multioutput="raw_values"))),
@@ -48,7 +48,7 @@ def test_multilabel_report_matches_scikit_learn():
     x = _x(40)
     raw = keras.ops.convert_to_numpy(model.predict(x, verbose=0)).astype("float64")
     y = (raw + np.random.default_rng(2).normal(0, 0.02, raw.shape) > np.median(raw, 0)).astype(int)
-    m = evaluate_task(model, (x, y)).metrics
+    m = evaluate(model, (x, y)).metrics
     predicted = (raw >= np.array([0.45, 0.5, 0.52, 0.55])).astype(int)
     precision, recall, f1, support = skm.precision_recall_fscore_support(y, predicted, average=None, zero_division=0)
     ap = skm.average_precision_score(y, raw, average=None)

@@ -19,7 +19,8 @@ from keras_transfer.models.freezing import freeze
 from keras_transfer.models.text_classifier import build_text_classifier, load_text_encoder
 from keras_transfer.models.text_registry import get_text_backbone_spec
 from keras_transfer.serving.export_text import export_text_saved_model
-from keras_transfer.serving.predict_text import evaluate_texts, predict_texts
+from keras_transfer.serving.evaluation import report_and_write
+from keras_transfer.serving.predict_text import predict_texts
 from keras_transfer.data.texts import text_dataset
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "minilm_reference.json")
@@ -98,10 +99,12 @@ def test_fit_and_keras_round_trip_on_token_ids(tmp_path):
     x = preprocessor(texts)
     np.testing.assert_allclose(as_numpy(loaded(x)), as_numpy(model(x)), atol=1e-6)
     assert loaded.get_layer("predictions").class_names == ["neg", "pos", "mix"]
-    np.testing.assert_allclose(predict_texts(loaded, preprocessor, texts, batch_size=4), as_numpy(model(x)), atol=1e-6)
-    report = evaluate_texts(loaded, preprocessor, texts, [1, 0, 1, 2, 0, 2], ids=[f"t{i}" for i in range(6)],
-                            out=str(tmp_path / "report"))
+    outputs = predict_texts(loaded, preprocessor, texts, batch_size=4)
+    np.testing.assert_allclose(outputs, as_numpy(model(x)), atol=1e-6)
+    report, _ = report_and_write(loaded, outputs, [1, 0, 1, 2, 0, 2], ids=[f"t{i}" for i in range(6)],
+                                 out=str(tmp_path / "report"))
     assert report.n == 6 and (tmp_path / "report" / "report.json").is_file()
+    assert report.class_names == ["neg", "pos", "mix"] and all(w["path"].startswith("t") for w in report.worst)
     assert report.accuracy == np.mean(as_numpy(model(x)).argmax(-1) == np.array([1, 0, 1, 2, 0, 2]))
     with pytest.raises(KerasTransferError, match="non-empty list of strings"):
         predict_texts(loaded, preprocessor, "good film")

@@ -17,7 +17,7 @@ from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.train import train_from_folder
 from keras_transfer.training.caching import extract_features
 from keras_transfer.training.recipes import DataSize, RecipeOptions
-from keras_transfer.training.text_recipes import plan_text_recipe, run_text_recipe
+from keras_transfer.training.recipes import plan_text_recipe, run_recipe
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot", "very", "not"]
 TEXTS = ["good film", "bad plot", "very good plot", "not good", "bad film", "very bad", "not bad film", "good"]
@@ -40,8 +40,8 @@ def train(cache_features):
     model, preprocessor = tiny_text_model()
     data = text_dataset(TEXTS, LABELS, preprocessor, batch_size=len(TEXTS))
     encoder_before = [as_numpy(w).copy() for w in get_backbone(model).weights]
-    result = run_text_recipe(model, data, data, recipe="two_phase", options=OPTIONS, num_texts=len(TEXTS),
-                             cache_features=cache_features, verbose=0)
+    result = run_recipe(model, data, data, recipe="two_phase", options=OPTIONS, num_images=len(TEXTS),
+                        cache_features=cache_features, verbose=0)
     assert all(np.array_equal(a, as_numpy(b)) for a, b in zip(encoder_before, get_backbone(model).weights))
     return model, preprocessor, data, result
 

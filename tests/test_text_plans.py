@@ -12,7 +12,7 @@ from keras_transfer.data.texts import text_dataset
 from keras_transfer.models.freezing import freeze
 from keras_transfer.models.text_classifier import build_text_classifier
 from keras_transfer.training.recipes import DataSize, RecipeOptions
-from keras_transfer.training.text_recipes import plan_text_recipe, resolve_pretrained, run_text_recipe
+from keras_transfer.training.recipes import plan_text_recipe, resolve_pretrained, run_recipe
 from test_text import tiny_bert
 
 TEXTS = ["good film", "bad plot", "very good", "not bad film", "bad", "good plot"]
@@ -45,7 +45,7 @@ def test_a_model_built_without_pretrained_weights_trains_from_scratch_and_says_s
     model, preprocessor = build_text_classifier("all_minilm_l6_v2", 3, weights=None, sequence_length=8, seed=0)
     data = text_dataset(TEXTS, LABELS, preprocessor, batch_size=3)
     options = RecipeOptions(fine_tune_epochs=1)
-    result = run_text_recipe(model, data, data, options=options, verbose=0)  # default arguments
+    result = run_recipe(model, data, data, options=options, verbose=0)  # default arguments
     assert result.recipe == "scratch" and result.phases == ["scratch"]
     assert any("built without pretrained weights (weights=None)" in line for line in result.plan), result.plan
     assert resolve_pretrained(model, True) == (True, None)  # said outright (a resumed run's rebuilt model): as said

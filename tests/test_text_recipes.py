@@ -10,7 +10,7 @@ import pytest
 
 from keras_transfer.text_demo import FAMILIES, compare, docstring_corpus, write_corpus
 from keras_transfer.training.recipes import DataSize, RecipeOptions
-from keras_transfer.training.text_recipes import TEXT_FINE_TUNE_RATE, TEXT_SCRATCH_RATE, plan_text_recipe
+from keras_transfer.training.recipes import TEXT_FINE_TUNE_RATE, TEXT_SCRATCH_RATE, plan_text_recipe
 
 
 @pytest.mark.backend_free

@@ -21,6 +21,7 @@ from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.vocabulary import DEFAULT_LOSS, LOSSES, TASKS
 from keras_transfer.models.classifier import HEAD_LAYER, ClassifierHead, build_classifier, head_layers
 from keras_transfer.models.label_weights import WeightedBinaryCrossentropy
+from keras_transfer.models.text_registry import is_text_backbone_name
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -137,6 +138,11 @@ def task_of(model):
     """`"classification"`, `"regression"` or `"multilabel"`: what the model's head predicts."""
     return getattr(head_of(model), "task", "classification") if HEAD_LAYER in {l.name for l in model.layers} \
         else "classification"
+
+
+def is_text_model(model):
+    """Whether `model`'s head sits on a text encoder (its `backbone_name` is `"text:<name>"`)."""
+    return is_text_backbone_name(getattr(head_of(model), "backbone_name", None))
 
 
 def standardisation(targets):

@@ -23,7 +23,7 @@ POOLINGS = ("cls", "mean")
 # variables ['pooled_dense/kernel', ...]" on every step.
 UNUSED_ENCODER_LAYERS = ("pooled_dense",)
 # Set by `build_text_classifier` on the model it returns: whether its encoder holds pretrained weights (read by
-# `training.text_recipes.resolve_pretrained`, so that a random encoder is never linear-probed by default).
+# `training.recipes.resolve_pretrained`, so that a random encoder is never linear-probed by default).
 PRETRAINED_ATTRIBUTE = "encoder_pretrained"
 
 

@@ -202,13 +202,14 @@ class RunConfig:
 
 
 def recipe_options(config, **fields):
-    """The `RecipeOptions` every run takes from its `RunConfig` (freezing, epochs, rates, batch, head L2), plus
-    `fields`: what a run's kind adds (image runs: layer decay, label smoothing, L2-SP, the devices' rate scale)."""
+    """The `RecipeOptions` every run takes from its `RunConfig` (freezing, epochs, rates, batch, head L2, per-block
+    rates, L2-SP: a text run's last two are the defaults, `NOT_USED`), plus `fields`: what a run's task and devices
+    add (label smoothing, the devices' rate scale)."""
     return RecipeOptions(strategy=config.strategy, n=config.n, layer=config.layer, head_epochs=config.epochs,
                          fine_tune_epochs=config.fine_tune_epochs or config.epochs,
                          head_learning_rate=config.learning_rate,
                          fine_tune_learning_rate=config.fine_tune_learning_rate, batch_size=config.batch_size,
-                         head_l2=config.head_l2, **fields)
+                         head_l2=config.head_l2, layer_decay=config.layer_decay, l2sp=config.l2sp, **fields)
 
 
 def environment():

@@ -1,11 +1,12 @@
 """The modality parts of a run: how a kind of input is read, split and batched, which network is built on it,
-which files it adds to the run folder and how its recipe is planned and run. `runs.train.run_training` composes
-one with a task part (`runs.tasks`), as KerasHub composes a task from a backbone and a preprocessor.
+which files it adds, and what a model outputs on a split (the report's input; the recipe is
+the model's own, `training.recipes.planner`). `runs.train.run_training` composes one with a task part
+(`runs.tasks`), as KerasHub composes a task from a backbone and a preprocessor.
 
 - `ImageModality`: image folders and manifests (`data.sources`, `data.task_sources`), `models.heads.build_model`,
-  `training.recipes`, data-parallel devices;
-- `TextModality` (`runs.text_modality`, needs KerasHub): text tables and folders, KerasHub encoders, the text
-  recipes, the preprocessor saved in the run folder.
+  data-parallel devices;
+- `TextModality` (`runs.text_modality`, needs KerasHub): text tables and folders, KerasHub encoders, the
+  preprocessor saved in the run folder.
 """
 
 import dataclasses
@@ -22,14 +23,12 @@ from keras_transfer.data.sources import load_image_folder
 from keras_transfer.data.splits import SPLITS
 from keras_transfer.data.task_sources import load_task_data
 from keras_transfer.errors import KerasTransferError
-from keras_transfer.layout import BEST_MODEL, DATA_SUMMARY, REPORT_TXT
+from keras_transfer.layout import DATA_SUMMARY
 from keras_transfer.models.classifier import input_size
 from keras_transfer.models.freezing import check_strategy
 from keras_transfer.models.heads import build_model
-from keras_transfer.serving.evaluation import evaluate
-from keras_transfer.serving.loading import load_model
+from keras_transfer.serving.predict import model_outputs
 from keras_transfer.training.budget import DEFAULT_BATCH, batch_for
-from keras_transfer.training.recipes import data_size, plan_recipe, run_recipe
 
 log = logging.getLogger(__name__)
 
@@ -117,36 +116,19 @@ class ImageModality:
             check_strategy(model, config.strategy, n=config.n, layer=config.layer)
         return model
 
-    def recipe_fields(self, config):
-        """The `RecipeOptions` fields image runs add: per-block rates and L2-SP."""
-        return dict(layer_decay=config.layer_decay, l2sp=config.l2sp)
-
     def write_files(self, out, data):
         """Image runs add no files of their own."""
 
-    def plan_recipe(self, config, model, data, options):
-        return plan_recipe(config.recipe, data_size(model, data.train, data.train_count), options,
-                           pretrained=config.weights is not None)
-
-    def run_recipe(self, config, model, data, options, **common):
-        return run_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=config.weights is not None,
-                          options=options, num_images=data.train_count, cache_features=config.cache_features,
-                          cache_dir=config.cache_dir, jit_compile=config.jit_compile, **common)
-
-    def classification_report(self, out, data, config, *, fallback):
-        """`best.keras` (else `fallback`) on the held-out test split: `report.json`, `report.txt` and, with
-        matplotlib, `confusion_matrix.png`."""
-        if data.test is None:
-            return None
-        best = load_model(out)[0] if os.path.isfile(os.path.join(out, BEST_MODEL)) else fallback
+    def outputs(self, model, data, split, config):
+        """`model_outputs` of `model` on the split `split`: a classifier's images read again with their paths (the
+        report names the most confidently wrong ones), leaving out those that failed to decode in training."""
         source = data.source
-        test = make_dataset(source.splits.paths("test"), source.splits.labels("test"), image_size=input_size(best),
-                            batch_size=config.batch_size or DEFAULT_BATCH, antialias=config.antialias,
-                            skipped=source.skipped["test"], include_paths=True, fill_skipped=False)
-        report = evaluate(best, test, class_names=data.names, out=out)
-        log.info("Test split (%d images): accuracy %.4f, top-%d accuracy %.4f; full report in %s", report.n,
-                 report.accuracy, report.top_k, report.top_k_accuracy, os.path.join(out, REPORT_TXT))
-        return report
+        if not hasattr(source, "splits"):  # a regression or multi-label manifest
+            return model_outputs(model, getattr(data, split))
+        dataset = make_dataset(source.splits.paths(split), source.splits.labels(split), image_size=input_size(model),
+                               batch_size=config.batch_size or DEFAULT_BATCH, antialias=config.antialias,
+                               skipped=source.skipped[split], include_paths=True, fill_skipped=False)
+        return model_outputs(model, dataset)
 
     def finish(self, out, data):
         """Adds the files that failed to decode during training to `data_summary.json` (and the log)."""

@@ -2,7 +2,7 @@
 weights), what happens after fit (multi-label thresholds) and the report. `runs.train.run_training` composes one
 with a modality part (`runs.modalities`).
 
-- classification: balanced class weights (`class_weight="balanced"`), label smoothing; the modality's test report;
+- classification: balanced class weights (`class_weight="balanced"`), label smoothing; the test split's report;
 - regression: the targets' standardisation, stored in the head; the test (else validation) `TaskReport`;
 - multi-label: per-label positive weights (`class_weight="balanced"`: the training split's negatives / positives
   in [1, 10], `models.label_weights`); each label's threshold chosen on the validation split (maximising its F1)
@@ -15,12 +15,13 @@ import os
 
 from keras_transfer import io
 from keras_transfer.data.splits import class_weights
-from keras_transfer.layout import BEST_MODEL
+from keras_transfer.layout import BEST_MODEL, REPORT_TXT
 from keras_transfer.models.heads import set_thresholds, standardisation
 from keras_transfer.models.label_weights import positive_weights
 from keras_transfer.models.saving import load_keras_file
 from keras_transfer.serving.task_metrics import choose_thresholds
-from keras_transfer.serving.task_report import evaluate_task, task_outputs
+from keras_transfer.serving.evaluation import report_and_write
+from keras_transfer.serving.task_report import task_outputs
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class Classification:
                     dict(label_smoothing=config.label_smoothing))
 
     def finish(self, out, model, data, modality, config):
-        """The modality's report on the test split."""
-        return modality.classification_report(out, data, config, fallback=model)
+        """The test split's report."""
+        return report(out, _best(out, model), data, modality, config, ("test",))
 
 
 class Regression:
@@ -50,7 +51,8 @@ class Regression:
         return Head(dict(loss=config.loss, target_mean=mean, target_scale=scale), None, dict(label_weights=None), {})
 
     def finish(self, out, model, data, modality, config):
-        return _report(out, _best(out, model), data)
+        """The test (else validation) split's report."""
+        return report(out, _best(out, model), data, modality, config, ("test", "val"))
 
 
 class Multilabel:
@@ -73,7 +75,7 @@ class Multilabel:
                 best.save(tmp)
             log.info("Per-label thresholds chosen on the validation split (best F1): %s",
                      dict(zip(data.names, thresholds)))
-        return _report(out, best, data)
+        return report(out, best, data, modality, config, ("test", "val"))
 
 
 TASK_PARTS = dict(classification=Classification(), regression=Regression(), multilabel=Multilabel())
@@ -84,12 +86,15 @@ def _best(out, fallback):
     return load_keras_file(path) if os.path.isfile(path) else fallback
 
 
-def _report(out, best, data):
-    """The test (else validation) split's `TaskReport` into `report.json` / `report.txt` (and, for regression with
-    matplotlib, `residuals.png` and `predicted_vs_true.png`)."""
-    split = "test" if data.test is not None else "val"
-    if getattr(data, split) is None:
+def report(out, best, data, modality, config, splits):
+    """The report of `best` on the first of `splits` that holds examples (None if none does): its outputs from the
+    modality, the report of its task (`evaluation.report_and_write`) in `report.json` / `report.txt` and, with
+    matplotlib, the plots (a classifier's confusion matrix, a regression model's residuals and predicted vs true)."""
+    split = next((split for split in splits if getattr(data, split) is not None), None)
+    if split is None:
         return None
-    report = evaluate_task(best, getattr(data, split), out=out)
-    log.info("%s split:\n%s", split, report.summary())
-    return report
+    outputs, targets, ids = modality.outputs(best, data, split, config)
+    result, _ = report_and_write(best, outputs, targets, data.names, ids=ids, out=out)
+    log.info("The %s split: %s; full report in %s", split, result.summary().splitlines()[0],
+             os.path.join(out, REPORT_TXT))
+    return result

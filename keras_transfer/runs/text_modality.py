@@ -1,8 +1,7 @@
 """The text modality part of a run (see `runs.modalities`): a text table or folder of `.txt` files, a KerasHub
 encoder with its preprocessor (tokenizer and sequence length), saved in the run folder as `preprocessor/`, and
-the text recipes (`training.text_recipes`). Needs KerasHub, the `text` extra."""
+the text recipes (`training.recipes.plan_text_recipe`, chosen by the model). Needs KerasHub, the `text` extra."""
 
-import logging
 import os
 
 import keras
@@ -10,15 +9,11 @@ import numpy as np
 
 from keras_transfer.data.fingerprint import text_fingerprint
 from keras_transfer.data.texts import load_task_texts, load_texts
-from keras_transfer.layout import BEST_MODEL, PREPROCESSOR
+from keras_transfer.layout import PREPROCESSOR
 from keras_transfer.models.text_classifier import build_text_classifier, load_text_preprocessor
 from keras_transfer.runs.modalities import RunData
-from keras_transfer.serving.loading import load_model
-from keras_transfer.serving.predict_text import evaluate_texts
-from keras_transfer.training.recipes import data_size
-from keras_transfer.training.text_recipes import plan_text_recipe, run_text_recipe
-
-log = logging.getLogger(__name__)
+from keras_transfer.serving.predict import model_outputs
+from keras_transfer.serving.predict_text import predict_texts
 
 
 class TextModality:
@@ -53,32 +48,16 @@ class TextModality:
                                          seed=config.seed, task=config.task, **head)
         return model
 
-    def recipe_fields(self, config):
-        """Text runs add no `RecipeOptions` fields (one rate for the whole encoder, no L2-SP)."""
-        return {}
-
     def write_files(self, out, data):
         self.preprocessor.save_to_preset(os.path.join(out, PREPROCESSOR))
 
-    def plan_recipe(self, config, model, data, options):
-        return plan_text_recipe(config.recipe, data_size(model, data.train, data.train_count), options,
-                                pretrained=config.weights is not None)
-
-    def run_recipe(self, config, model, data, options, **common):
-        return run_text_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=config.weights is not None,
-                               options=options, num_texts=data.train_count, cache_features=config.cache_features,
-                               cache_dir=config.cache_dir, **common)
-
-    def classification_report(self, out, data, config, *, fallback):
-        """`best.keras` (else `fallback`) on the held-out texts: `report.json`, `report.txt`, `confusion_matrix.png`."""
-        test_ids = data.source.splits.paths("test")
-        if not test_ids:
-            return None
-        best = load_model(out)[0] if os.path.isfile(os.path.join(out, BEST_MODEL)) else fallback
-        report = evaluate_texts(best, self.preprocessor, data.source.found.of(test_ids),
-                                data.source.splits.labels("test"), ids=test_ids, class_names=data.names, out=out)
-        log.info("Test split (%d texts): accuracy %.4f", report.n, report.accuracy)
-        return report
+    def outputs(self, model, data, split, config):
+        """`(outputs, targets, ids)` of `model` on the split `split`: a classifier's texts by their ids (the report
+        names the most confidently wrong ones), a task's tokenised split."""
+        if config.task != "classification":
+            return model_outputs(model, getattr(data, split))
+        ids = data.source.splits.paths(split)
+        return predict_texts(model, self.preprocessor, data.source.found.of(ids)), data.source.splits.labels(split), ids
 
     def finish(self, out, data):
         """Text runs record nothing after the report."""

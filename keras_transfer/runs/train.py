@@ -21,6 +21,7 @@ from keras_transfer.runs.modalities import ImageModality
 from keras_transfer.runs.tasks import TASK_PARTS
 from keras_transfer.training.distribution import setup_devices
 from keras_transfer.training.phases import batch_of
+from keras_transfer.training.recipes import data_size, planner, run_recipe
 from keras_transfer.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -106,16 +107,20 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
         if state.finished:
             raise KerasTransferError(f"The run in {out} already finished all its epochs; nothing to resume. "
                                      f"Received: resume=True")
-        options = recipe_options(config, lr_scale=lr_scale, **modality.recipe_fields(config), **head.recipe)
-        name, _, why = modality.plan_recipe(config, model, data, options)
+        options = recipe_options(config, lr_scale=lr_scale, **head.recipe)
+        pretrained, size = config.weights is not None, data_size(model, data.train, data.train_count)
+        name, _, why = planner(model)(config.recipe, size, options, pretrained=pretrained)  # a text model: its own
         why.append(devices.describe(batch_of(data.train), lr_scale))
         log.info("%s", why[-1])
         if not resume:
             prepare_run_folder(out, overwrite)  # only once every input checked out: a rejected run leaves nothing
             _write_run_files(out, config, data, head, modality)
         io.write_json(os.path.join(out, RECIPE), dict(recipe=name, requested=config.recipe, plan=why))
-        result = modality.run_recipe(config, model, data, options, checkpoint_path=os.path.join(out, BEST_MODEL),
-                                     state=state, verbose=verbose, class_weight=head.class_weight)
+        result = run_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=pretrained, options=options,
+                            num_images=data.train_count, cache_features=config.cache_features,
+                            cache_dir=config.cache_dir, jit_compile=config.jit_compile,
+                            checkpoint_path=os.path.join(out, BEST_MODEL), state=state, verbose=verbose,
+                            class_weight=head.class_weight)
     io.write_json(os.path.join(out, HISTORY_JSON), history_columns(state.rows))  # all phases, resumed ones included
     write_history_plot(out)
     task.finish(out, model, data, modality, config)

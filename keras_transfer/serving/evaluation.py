@@ -1,5 +1,7 @@
-"""Evaluates a classifier on labelled images: accuracy, top-k accuracy, per-class precision, recall and
-F1, the confusion matrix and the most confidently wrong examples, as an `EvaluationReport`.
+"""Evaluates a model of any task on labelled data: the model's outputs (`predict.model_outputs`; a text run's,
+`predict_text.predict_texts`) go to the report of its task (`report_of`), written by `write_report`. A classifier's
+report is an `EvaluationReport`: accuracy, top-k accuracy, per-class precision, recall and F1, the confusion matrix
+and the most confidently wrong examples; a regression or multi-label model's, a `task_report.TaskReport`.
 
 Everything is computed with numpy from the model's probabilities (a softmax, or one sigmoid unit read as
 `[1 - p, p]`); a precision or recall whose denominator is zero counts as 0 (scikit-learn's
@@ -13,14 +15,15 @@ import os
 import numpy as np
 
 from keras_transfer import io
-from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.sources import find_images
+from keras_transfer.data.task_sources import find_task_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import CONFUSION_PNG, REPORT_JSON, REPORT_TXT, SPLITS_FILE
-from keras_transfer.models.classifier import input_size
+from keras_transfer.models.heads import get_thresholds, task_of
 from keras_transfer.serving import plots
 from keras_transfer.serving.loading import default_class_names
-from keras_transfer.serving.predict import class_probabilities
+from keras_transfer.serving.predict import check_counts, class_probabilities, model_outputs
+from keras_transfer.serving.task_report import align_labels, report_from_outputs
 
 @dataclasses.dataclass
 class EvaluationReport:
@@ -152,44 +155,24 @@ def _labels(y):
     return y.argmax(axis=-1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1).astype(np.int64)
 
 
-def _is_paths(values):
-    return len(values) > 0 and all(isinstance(v, (str, os.PathLike)) for v in values)
+def report_of(model, outputs, targets, class_names=None, *, top_k=5, worst=10, ids=None):
+    """The report of `model`'s raw `outputs` against the true `targets`, for the model's task: an
+    `EvaluationReport` (int labels or one-hot rows; `ids` name the most confidently wrong examples) or a
+    `TaskReport` (its thresholds: the model's own); the names: `class_names`, else the model's own, else "0", "1"..."""
+    task, names = task_of(model), default_class_names(model, class_names)
+    if task == "classification":
+        return report_from_probabilities(outputs, _labels(targets), names, top_k=top_k, worst=worst, paths=ids)
+    outputs = np.asarray(outputs, "float64")
+    targets = np.asarray(targets, "float64").reshape(outputs.shape)
+    return report_from_outputs(task, outputs, targets, names, get_thresholds(model))
 
 
-def _dataset_predictions(model, dataset):
-    """`(probabilities, labels, paths_or_None)`; paths where the batches carry them (`(images, labels, paths)`)."""
-    probabilities, labels, paths = [], [], []
-    for batch in dataset:
-        if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-            raise KerasTransferError("The dataset must yield (images, labels) batches. "
-                                     f"Received: a batch of type {type(batch).__name__}")
-        probabilities.append(class_probabilities(model.predict_on_batch(np.asarray(batch[0]))))
-        labels.append(_labels(np.asarray(batch[1])))
-        if len(batch) == 3:
-            paths += [os.fsdecode(p) for p in np.asarray(batch[2]).tolist()]
-    if not probabilities:
-        raise KerasTransferError("The dataset is empty. Received: data=<empty tf.data.Dataset>")
-    return np.concatenate(probabilities), np.concatenate(labels), paths or None
-
-
-def predictions(model, data, *, batch_size=32, antialias=False):
-    """`(probabilities, labels, paths_or_None)` of `model` on a dataset, `(paths, labels)` or `(x, y)`; a file
-    that fails to decode is named in a warning and left out (its path with it)."""
-    if hasattr(data, "element_spec"):  # a tf.data.Dataset
-        return _dataset_predictions(model, data)
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise KerasTransferError("data must be a tf.data.Dataset of (images, labels), a (paths, labels) pair or "
-                                 f"an (x, y) pair of arrays. Received: data of type {type(data).__name__}")
-    x, y = data
-    if _is_paths(x):
-        dataset = make_dataset([os.fspath(p) for p in x], y, image_size=input_size(model), batch_size=batch_size,
-                               antialias=antialias, include_paths=True, fill_skipped=False)
-        return _dataset_predictions(model, dataset)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4 or len(x) != len(y) or not len(x):
-        raise KerasTransferError(f"x must be a non-empty batch of images (n, height, width, 3) with one label each. "
-                                 f"Received: x.shape={x.shape}, len(y)={len(y)}")
-    return class_probabilities(model.predict(x, batch_size=batch_size, verbose=0)), _labels(y), None
+def report_and_write(model, outputs, targets, class_names=None, *, top_k=5, worst=10, ids=None, out=None):
+    """`(report, paths written)`: `report_of`, written into `out` by `write_report` when `out` is given."""
+    report = report_of(model, outputs, targets, class_names, top_k=top_k, worst=worst, ids=ids)
+    if out is None:
+        return report, []
+    return report, write_report(report, out, outputs, targets)
 
 
 def write_report(report, out, outputs=None, targets=None):
@@ -206,7 +189,7 @@ def write_report(report, out, outputs=None, targets=None):
         written.append(plots.plot_confusion_matrix(report.confusion_matrix, report.class_names,
                                                    os.path.join(out, CONFUSION_PNG)))
     elif report.task == "regression" and outputs is not None:
-        written += plots.plot_regression(outputs, targets, report.names, out)
+        written += plots.plot_regression(outputs, np.reshape(targets, np.shape(outputs)), report.names, out)
     return written
 
 
@@ -220,47 +203,57 @@ def relabel(labels, names_of_labels, class_names, source):
     return [index[names_of_labels[label]] for label in labels]
 
 
-def evaluation_images(run_dir, class_names, *, data_dir=None, split=None):
-    """`(paths, labels, description)` to evaluate a run on: the images in `data_dir`, else the run's
-    `splits.json` split `split` (default: `"test"` if it holds images, else `"val"`). Labels follow `class_names`."""
-    if data_dir is not None:
-        if split is not None:
-            raise KerasTransferError(f"split picks a split of the run's {SPLITS_FILE}; with a data folder every image "
-                                     f"there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
-        found = find_images(data_dir)
-        return found.paths, relabel(found.labels, found.class_names, class_names, data_dir), data_dir
+def evaluation_images(model, run_dir, class_names, *, data_dir=None, split=None):
+    """`(paths, targets, description)` to evaluate a run's `model` on: the images of `data_dir` (a class folder, or
+    a task's manifest), else the run's `splits.json` split `split` (`split_examples`; `api.evaluate_run` refuses
+    both). Class labels follow `class_names`; a multi-label model's columns, its own labels (`align_labels`)."""
+    if data_dir is None:
+        return split_examples(run_dir, split, class_names if task_of(model) == "classification" else None)
+    if task_of(model) != "classification":
+        found = align_labels(model, find_task_images(data_dir, task_of(model)), data_dir)
+        return found.paths, found.targets, data_dir
+    found = find_images(data_dir)
+    return found.paths, relabel(found.labels, found.class_names, class_names, data_dir), data_dir
+
+
+def split_examples(run_dir, split=None, class_names=None):
+    """`(ids, targets, description)` of the split `split` of a run's `splits.json` (default: `"test"` if it holds
+    examples, else `"val"`); with `class_names`, the labels re-indexed to them."""
     file = os.path.join(run_dir, SPLITS_FILE)
     if not os.path.isfile(file):
-        raise KerasTransferError(f"No {SPLITS_FILE} in {run_dir}: pass the images to evaluate on (DATA_DIR), or a run "
-                                 f"folder written by `keras-transfer train`. Received: run_dir={run_dir!r}")
+        raise KerasTransferError(f"No {SPLITS_FILE} in {run_dir}: pass the examples to evaluate on (DATA_DIR), or a "
+                                 f"run folder written by `keras-transfer train`. Received: run_dir={run_dir!r}")
     splits = io.read_json(file)
     if split not in (None, "test", "val"):
         raise KerasTransferError(f"split must be 'test' or 'val'. Received: split={split!r}")
     split = split or ("test" if splits.get("test") else "val")
     rows = splits.get(split) or []
     if not rows:
-        raise KerasTransferError(f"The {split} split of {file} holds no images: choose another split or pass "
+        raise KerasTransferError(f"The {split} split of {file} holds no examples: choose another split or pass "
                                  f"DATA_DIR. Received: split={split!r}")
-    labels = relabel([label for _, label in rows], splits["class_names"], class_names, file)
-    return [path for path, _ in rows], labels, f"the {split} split of {file}"
+    targets = [target for _, target in rows]
+    if class_names is not None:
+        targets = relabel(targets, splits["class_names"], class_names, file)
+    return [path for path, _ in rows], targets, f"the {split} split of {file}"
 
 
 def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32, out=None, antialias=False):
-    """Evaluates a classifier on labelled images.
+    """Evaluates a model of any task on labelled images (or a dataset of a text model's token ids).
 
     Args:
-        model: a Keras classifier taking raw RGB pixels in [0, 255] (softmax, or one sigmoid unit for 2 classes).
-        data: a `tf.data.Dataset` of `(images, labels)` batches, a `(paths, labels)` pair (read with
-            `pipeline.make_dataset` at the model's input size) or an `(x, y)` pair of arrays.
-        class_names: names in label order (default: the model's own, else "0", "1", ...).
-        top_k: the k of the top-k accuracy (at most the number of classes).
-        worst: how many of the most confidently wrong examples to list.
+        model: a Keras model taking raw RGB pixels in [0, 255]: a classifier (softmax, or one sigmoid unit for 2
+            classes), a regression or a multi-label model (its names and thresholds: its own).
+        data: a `tf.data.Dataset` of `(images, labels or targets)` batches, a `(paths, labels or targets)` pair (read
+            with `pipeline.make_dataset` at the model's input size) or an `(x, y)` pair of arrays.
+        class_names: a classifier's names in label order (default: the model's own, else "0", "1", ...).
+        top_k: the k of a classifier's top-k accuracy (at most the number of classes).
+        worst: how many of a classifier's most confidently wrong examples to list.
         batch_size: batch size for paths and arrays.
-        out: optional folder to write `report.json`, `report.txt` and `confusion_matrix.png` into.
+        out: optional folder to write `report.json`, `report.txt` and the plots (`write_report`) into.
         antialias: for paths: resize as the model's training data was (see `pipeline.make_dataset`).
 
     Returns:
-        An `EvaluationReport`.
+        An `EvaluationReport` (classification) or a `TaskReport` (regression, multilabel).
 
     Example:
     >>> import numpy as np; from keras_transfer import build_classifier
@@ -269,15 +262,11 @@ def evaluate(model, data, *, class_names=None, top_k=5, worst=10, batch_size=32,
     >>> evaluate(model, (x, y)).n
     4
     """
-    for name, value in (("top_k", top_k), ("worst", worst), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "worst" else 1):
-            raise KerasTransferError(f"{name} must be a {'non-negative' if name == 'worst' else 'positive'} int. "
-                                     f"Received: {name}={value!r}")
-    names = default_class_names(model, class_names)
+    check_counts(top_k=top_k, worst=worst, batch_size=batch_size)
     if out is not None:
         io.check_writable(out, "the report")  # before the work, not after it
-    probabilities, labels, paths = predictions(model, data, batch_size=batch_size, antialias=antialias)
-    report = report_from_probabilities(probabilities, labels, names, top_k=top_k, worst=worst, paths=paths)
-    if out is not None:
-        write_report(report, out)
-    return report
+    outputs, targets, paths = model_outputs(model, data, batch_size=batch_size, antialias=antialias)
+    return report_and_write(model, outputs, targets, class_names, top_k=top_k, worst=worst, ids=paths, out=out)[0]
+
+
+evaluate_task = evaluate  # the name regression and multi-label models were evaluated with (deprecated)

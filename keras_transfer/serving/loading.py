@@ -8,6 +8,7 @@ from keras_transfer import io
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.layout import BEST_MODEL, CLASS_NAMES
 from keras_transfer.models.classifier import get_class_names
+from keras_transfer.models.heads import task_of
 from keras_transfer.models.saving import load_keras_file
 
 
@@ -37,9 +38,10 @@ def load_model(source):
 
 
 def default_class_names(model, class_names=None):
-    """`class_names`, else the model's own, else `"0"`, `"1"`, ... (one per class the model outputs)."""
+    """`class_names`, else the model's own, else `"0"`, `"1"`, ... (one per class, target or label the model
+    outputs; one sigmoid unit of a classifier: two classes)."""
     units = model.output_shape[-1]
-    num_classes = 2 if units == 1 else units
+    num_classes = 2 if units == 1 and task_of(model) == "classification" else units
     names = list(class_names) if class_names is not None else get_class_names(model)
     names = [str(i) for i in range(num_classes)] if names is None else list(names)
     if len(names) != num_classes:

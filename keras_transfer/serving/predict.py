@@ -1,4 +1,6 @@
-"""Predicts the classes of image files with a trained model, a `.keras` file or a run folder.
+"""A model's outputs on images: `predict` on image files (a trained model, a `.keras` file or a run folder), and
+`model_outputs` on labelled data, which `evaluation.evaluate` reports on. What is said of the outputs is the
+task's (`describer`, `evaluation.report_of`).
 
 Files of any size and format `images.read_image` takes are read the way training read them (EXIF,
 grayscale, palette, 16-bit handled) and resized to the model's input size; the model preprocesses them
@@ -11,12 +13,13 @@ import keras
 import numpy as np
 
 from keras_transfer.data.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image, resize_image
+from keras_transfer.data.pipeline import make_dataset
 from keras_transfer.data.scan import file_problem
 from keras_transfer.data.sources import walk_images
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.classifier import input_size
+from keras_transfer.models.heads import get_thresholds, task_of
 from keras_transfer.serving.loading import default_class_names, load_model
-from keras_transfer.serving.task_predict import task_describer, task_outputs_on_batch
 
 
 def class_probabilities(outputs):
@@ -52,13 +55,106 @@ def scan_inputs(inputs):
     return found, refused
 
 
-def predict_probabilities(model, images, *, tta=False):
-    """Class probabilities `(n, num_classes)` of a batch of float images; `tta` averages with the mirror."""
-    probabilities = class_probabilities(model.predict_on_batch(images))
+def check_counts(**counts):
+    """Refuses a count (`top_k`, `batch_size`, `worst`, ...) that is not a positive int (`worst`: non-negative)."""
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "worst" else 1):
+            raise KerasTransferError(f"{name} must be a {'non-negative' if name == 'worst' else 'positive'} int. "
+                                     f"Received: {name}={value!r}")
+
+
+def outputs_on_batch(model, inputs, *, tta=False):
+    """The model's raw outputs `(n, units)` on a batch, float64 (probabilities or values); `tta` averages them with
+    those of the horizontally mirrored images."""
+    outputs = np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(inputs)), "float64")
     if tta:
-        mirrored = class_probabilities(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])))
-        probabilities = (probabilities + mirrored) / 2.0
-    return probabilities
+        mirrored = model.predict_on_batch(np.ascontiguousarray(inputs[:, :, ::-1]))
+        outputs = (outputs + np.asarray(keras.ops.convert_to_numpy(mirrored), "float64")) / 2.0
+    return outputs
+
+
+def _dataset_outputs(model, dataset):
+    """`(outputs, targets, ids_or_None)`; ids where the batches carry them (`(inputs, targets, paths)`)."""
+    outputs, targets, ids = [], [], []
+    for batch in dataset:
+        if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+            raise KerasTransferError("The dataset must yield (inputs, targets) batches. "
+                                     f"Received: a batch of type {type(batch).__name__}")
+        outputs.append(outputs_on_batch(model, keras.tree.map_structure(np.asarray, batch[0])))  # or token ids
+        targets.append(np.asarray(batch[1]))
+        if len(batch) == 3:
+            ids += [os.fsdecode(p) for p in np.asarray(batch[2]).tolist()]
+    if not outputs:
+        raise KerasTransferError("The dataset is empty. Received: data=<empty tf.data.Dataset>")
+    return np.concatenate(outputs), np.concatenate(targets), ids or None
+
+
+def model_outputs(model, data, *, batch_size=32, antialias=False):
+    """`(outputs, targets, ids_or_None)`: the model's raw outputs `(n, units)` (probabilities or values) on labelled
+    data, with the targets as given (labels, one-hot or target rows), whatever the task.
+
+    Args:
+        model: a Keras model of any task.
+        data: a `tf.data.Dataset` of `(inputs, targets)` or `(inputs, targets, paths)` batches (images, or a text
+            model's token ids), a `(paths, targets)` pair (read at the model's input size; a file that fails to
+            decode is named in a warning and left out, its target with it) or an `(x, y)` pair of arrays.
+        batch_size: batch size for paths and arrays.
+        antialias: for paths: resize as the model's training data was (see `pipeline.make_dataset`).
+
+    Example:
+    >>> model = build_model("vgg16", "regression", outputs=1, weights=None, input_size=32)
+    >>> model_outputs(model, (np.zeros((4, 32, 32, 3)), np.arange(4.0)))[0].shape
+    (4, 1)
+    """
+    if hasattr(data, "element_spec"):  # a tf.data.Dataset
+        return _dataset_outputs(model, data)
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise KerasTransferError("data must be a tf.data.Dataset of (images, labels), a (paths, labels) pair or "
+                                 f"an (x, y) pair of arrays. Received: data of type {type(data).__name__}")
+    x, y = data
+    if len(x) and all(isinstance(v, (str, os.PathLike)) for v in x):  # each file's index travels as its label
+        dataset = make_dataset([os.fspath(p) for p in x], range(len(x)), image_size=input_size(model),
+                               batch_size=batch_size, antialias=antialias, include_paths=True, fill_skipped=False)
+        outputs, rows, paths = _dataset_outputs(model, dataset)
+        return outputs, np.asarray(y)[rows.astype(np.int64)], paths
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4 or len(x) != len(y) or not len(x):
+        raise KerasTransferError(f"x must be a non-empty batch of images (n, height, width, 3) with one label each. "
+                                 f"Received: x.shape={x.shape}, len(y)={len(y)}")
+    outputs = keras.ops.convert_to_numpy(model.predict(x, batch_size=batch_size, verbose=0))
+    return np.asarray(outputs, "float64"), np.asarray(y), None
+
+
+def describer(model, class_names, top_k):
+    """`describe(output_row) -> dict`, what `predict` says of one input, for the model's task.
+
+    Classification: `{"top": [(class name, probability), ...]}`, the `top_k` most probable first. Regression:
+    `{"values": {target name: value}}`. Multi-label: `{"labels": [names at or above their thresholds, most probable
+    first], "probabilities": {label: probability}}`.
+
+    Example:
+    >>> model = build_model("vgg16", "multilabel", class_names=["a", "b"], weights=None, input_size=32)
+    >>> describer(model, None, 5)(np.array([0.7, 0.2]))["labels"]
+    ['a']
+    """
+    task, names = task_of(model), default_class_names(model, class_names)
+    if task == "classification":
+        k = min(top_k, len(names))
+
+        def top(row):
+            row = class_probabilities(row[None])[0]
+            return {"top": [(names[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:k]]}
+
+        return top
+    if task == "regression":
+        return lambda row: {"values": {name: float(v) for name, v in zip(names, row)}}
+    thresholds = np.asarray(get_thresholds(model))
+
+    def labels(row):
+        above = [i for i in np.argsort(-row, kind="stable") if row[i] >= thresholds[i]]
+        return {"labels": [names[i] for i in above], "probabilities": {n: float(p) for n, p in zip(names, row)}}
+
+    return labels
 
 
 def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, strict=False, antialias=False):
@@ -79,7 +175,7 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
         A list, one per file in order: `{"path": str, "top": [(class_name, probability), ...]}`, most probable
         first; a file that cannot be read gets `{"path": str, "top": [], "skipped": reason}`. A regression or
         multi-label model gives `{"path", "values"}` or `{"path", "labels", "probabilities"}` instead of `"top"`
-        (`task_predict.task_describer`).
+        (`describer`).
 
     Raises:
         KerasTransferError: no model there, a missing input, no image found; with `strict`, `ImageDecodeError`
@@ -93,29 +189,17 @@ def predict(model_or_run_dir, inputs, *, top_k=5, tta=False, batch_size=32, stri
     >>> predict(model, "/tmp/kt_predict.png", top_k=2)[0]["top"][0][0] in ("a", "b", "c")
     True
     """
-    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise KerasTransferError(f"{name} must be a positive int. Received: {name}={value!r}")
+    check_counts(top_k=top_k, batch_size=batch_size)
     model, names = load_model(model_or_run_dir)
-    describe = task_describer(model)  # regression and multi-label models: values, or labels above thresholds
-    names = default_class_names(model, names) if describe is None else names
+    describe = describer(model, names, top_k)
     size, (paths, refused) = input_size(model), scan_inputs(inputs)
-    k = min(top_k, len(names or ()))
-    outputs_of = predict_probabilities if describe is None else task_outputs_on_batch
     results = []
     for start in range(0, len(paths), batch_size):
         images, skipped = _read_chunk(paths[start:start + batch_size], size, strict, antialias, refused)
-        rows = iter(outputs_of(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
+        rows = iter(outputs_on_batch(model, np.stack(list(images.values())), tta=tta)) if images else iter(())
         for path in paths[start:start + batch_size]:
-            if path in skipped:
-                results.append({"path": path, "top": [], "skipped": skipped[path]})
-                continue
-            row = next(rows)
-            if describe is not None:
-                results.append({"path": path, **describe(row)})
-                continue
-            order = np.argsort(-row, kind="stable")[:k]
-            results.append({"path": path, "top": [(names[i], float(row[i])) for i in order]})
+            results.append({"path": path, "top": [], "skipped": skipped[path]} if path in skipped
+                           else {"path": path, **describe(next(rows))})
     return results
 
 

@@ -17,16 +17,15 @@ from keras_transfer.data.fingerprint import text_fingerprint
 from keras_transfer.data.texts import read_task_texts, read_texts, read_unlabelled_texts
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.layout import CONFIG, DATA_FINGERPRINT, PREPROCESSOR
-from keras_transfer.serving.evaluation import relabel, evaluation_images, write_report
+from keras_transfer.serving.evaluation import relabel, split_examples
 from keras_transfer.serving.export import (TOLERANCES, check_atol, check_serialisable, check_target, check_target_folder,
                                            write_keras_export)
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
-from keras_transfer.serving.predict import class_probabilities
 from keras_transfer.models.heads import task_of
+from keras_transfer.serving.predict import describer
 from keras_transfer.serving.predict_text import predict_texts
-from keras_transfer.serving.task_predict import task_describer
-from keras_transfer.serving.task_report import align_labels, report_of, split_targets
+from keras_transfer.serving.task_report import align_labels
 
 TEXT_FORMATS = ("saved_model", "keras")
 PREPROCESSOR_CONFIG = "preprocessor.json"  # what KerasHub's `save_to_preset` names it
@@ -43,7 +42,7 @@ def load_text_run(run_dir):
     if not os.path.isdir(folder):
         raise KerasTransferError(f"The text run {run_dir} has no {PREPROCESSOR}/ folder (its tokenizer, written by "
                                  f"`keras-transfer train --modality text`). Received: run_dir={os.fspath(run_dir)!r}")
-    names = default_class_names(model, names) if task_of(model) == "classification" else names
+    names = default_class_names(model, names)
     return model, load_preprocessor(folder), names
 
 
@@ -65,11 +64,8 @@ def load_preprocessor(folder):
 def evaluation_texts(model, run_dir, class_names, *, data_dir=None, split=None):
     """`(ids, texts, targets, description)` to evaluate a text run's `model` on: the labelled texts of `data_dir` (a
     table, or class folders for a classifier), else the split `split` of the run's `splits.json` (default: test if
-    it holds texts, else val), read again from the run's own data. Class labels follow `class_names`; a multi-label
-    model's columns, its own labels."""
-    if data_dir is not None and split is not None:
-        raise KerasTransferError(f"split picks a split of the run's splits.json; with a data table or folder "
-                                 f"every text there is evaluated. Received: split={split!r}, data_dir={data_dir!r}")
+    it holds texts, else val), read again from the run's own data (`api.evaluate_run` refuses both). Class labels
+    follow `class_names`; a multi-label model's columns, its own labels."""
     task, settings = task_of(model), io.read_json(os.path.join(run_dir, CONFIG))["settings"]
     source = data_dir if data_dir is not None else settings["data_dir"]
     if task == "classification":
@@ -78,13 +74,12 @@ def evaluation_texts(model, run_dir, class_names, *, data_dir=None, split=None):
         if data_dir is not None:
             return found.paths, found.of(found.paths), relabel(found.labels, found.class_names, class_names,
                                                               data_dir), data_dir
-        ids, targets, description = evaluation_images(run_dir, class_names, split=split)  # ids of texts
     else:
         found, texts = read_task_texts(source, task, separator=settings.get("label_separator", "|"))
         if data_dir is not None:
             found = align_labels(model, found, data_dir)
             return found.paths, [texts[i] for i in found.paths], found.targets, data_dir
-        ids, targets, description = split_targets(run_dir, split)
+    ids, targets, description = split_examples(run_dir, split, class_names if task == "classification" else None)
     return ids, unchanged_texts(run_dir, ids, texts, source, description), targets, description
 
 
@@ -103,21 +98,6 @@ def unchanged_texts(run_dir, ids, texts, source, description):
     return [texts[i] for i in ids]
 
 
-def evaluate_text_run(run_dir, *, data_dir=None, split=None, top_k=5, worst=10, batch_size=32, out=None):
-    """Evaluates a text run's `best.keras` (see `evaluation_texts` for on what); `api.evaluate_run` checks first
-    that `out` is writable.
-
-    Returns:
-        `(report, description of the texts, paths written)`: an `EvaluationReport` (classification) or a
-        `TaskReport`, written to `out` when given.
-    """
-    model, preprocessor, names = load_text_run(run_dir)
-    ids, texts, targets, source = evaluation_texts(model, run_dir, names, data_dir=data_dir, split=split)
-    outputs = predict_texts(model, preprocessor, texts, batch_size=batch_size)
-    report = report_of(model, outputs, targets, names, top_k=top_k, worst=worst, ids=ids)
-    return report, source, write_report(report, out, outputs, targets) if out is not None else []
-
-
 def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, text_column="text"):
     """Predicts the top classes of texts with a text run's `best.keras`.
 
@@ -133,7 +113,7 @@ def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, t
         A list: first `{"path": id, "top": [], "skipped": reason}` for each text left out, then, in input
         order, `{"path": id, "top": [(class, probability), ...]}` (the id: the file, `file:row` or the string);
         a regression or multi-label run: `{"path": id, "values": ...}` or `{"path": id, "labels": ...,
-        "probabilities": ...}` (`task_predict.task_describer`).
+        "probabilities": ...}` (`predict.describer`).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -145,15 +125,9 @@ def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, t
     if not texts:
         return results
     model, preprocessor, names = load_text_run(run_dir)
+    describe = describer(model, names, top_k)
     outputs = predict_texts(model, preprocessor, texts, batch_size=batch_size)
-    describe = task_describer(model)
-    if describe is not None:  # regression: values; multi-label: labels at their thresholds and probabilities
-        return results + [{"path": text_id, **describe(row)} for text_id, row in zip(ids, outputs)]
-    probabilities = class_probabilities(outputs)
-    k = min(top_k, len(names))
-    for text_id, row in zip(ids, probabilities):
-        results.append({"path": text_id, "top": [(names[i], float(row[i])) for i in np.argsort(-row)[:k]]})
-    return results
+    return results + [{"path": text_id, **describe(row)} for text_id, row in zip(ids, outputs)]
 
 
 @dataclasses.dataclass(frozen=True)

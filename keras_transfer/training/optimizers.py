@@ -64,7 +64,8 @@ class LayerwiseMixin:
     layer decay, which scales a parameter group's whole learning rate, decay included.
     """
 
-    def _init_multipliers(self, multipliers):
+    def __init__(self, *args, multipliers=None, **kwargs):  # the Keras optimizer's arguments, then the multipliers
+        super().__init__(*args, **kwargs)
         self.multipliers = _check_multipliers(multipliers)
         self._variable_multipliers = ()
 
@@ -130,10 +131,6 @@ class LayerwiseAdam(LayerwiseMixin, keras.optimizers.Adam):
     >>> optimizer = LayerwiseAdam(1e-3, multipliers={"conv_a": 0.1, "predictions": 1.0})
     """
 
-    def __init__(self, learning_rate=0.001, *, multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self._init_multipliers(multipliers)
-
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class LayerwiseAdamW(LayerwiseMixin, keras.optimizers.AdamW):
@@ -149,10 +146,6 @@ class LayerwiseAdamW(LayerwiseMixin, keras.optimizers.AdamW):
     >>> optimizer = LayerwiseAdamW(1e-3, multipliers={"conv_a": 0.1}, weight_decay=0.01)
     """
 
-    def __init__(self, learning_rate=0.001, *, multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self._init_multipliers(multipliers)
-
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class LayerwiseSGD(LayerwiseMixin, keras.optimizers.SGD):
@@ -167,10 +160,6 @@ class LayerwiseSGD(LayerwiseMixin, keras.optimizers.SGD):
     >>> optimizer = LayerwiseSGD(0.01, multipliers={"conv_a": 0.1}, momentum=0.9)
     """
 
-    def __init__(self, learning_rate=0.01, *, multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self._init_multipliers(multipliers)
-
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class LayerwiseRMSprop(LayerwiseMixin, keras.optimizers.RMSprop):
@@ -184,10 +173,6 @@ class LayerwiseRMSprop(LayerwiseMixin, keras.optimizers.RMSprop):
     Example:
     >>> optimizer = LayerwiseRMSprop(1e-3, multipliers={"conv_a": 0.1})
     """
-
-    def __init__(self, learning_rate=0.001, *, multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self._init_multipliers(multipliers)
 
 
 _CLASSES = {

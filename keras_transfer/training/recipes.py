@@ -15,15 +15,26 @@
 
 Every phase has a step budget (`budget`): the batch is capped for tiny data sets, the epochs follow from a
 minimum number of optimizer steps, and EarlyStopping cannot end a phase before its warmup and that minimum.
+
+A text encoder's plan (`plan_text_recipe`) is the same recipe with the rates and optimizer encoders are fine-tuned
+with: AdamW (weight decay 0.004) at a peak of 3e-5 (BERT's 2e-5..5e-5) under warmup and cosine decay, instead of
+Adam at 1e-4; the head phase (the linear probe on the frozen, pooled encoder outputs) is the same; one rate for
+every unfrozen encoder block (no per-block decay). From random initialisation (`pretrained=False`): `scratch`,
+every layer, AdamW at 1e-4 (BERT's own pre-training rate) with warmup and cosine decay. The feature-collapse check
+is not run: it guards against BatchNorm statistics collapsing in a random network, and encoders normalise with
+LayerNorm (no statistics).
 """
 
 import dataclasses
 import logging
+import re
 
 import numpy as np
 
 from keras_transfer.errors import KerasTransferError, unknown_name
 from keras_transfer.models.classifier import head_layers
+from keras_transfer.models.heads import is_text_model
+from keras_transfer.models.text_registry import PRETRAINED_ATTRIBUTE
 from keras_transfer.training.batchnorm import sample_batches
 from keras_transfer.training.diagnostics import FeatureCollapseCheck
 from keras_transfer.training.regularization import attach_l2sp, regularize_head
@@ -34,6 +45,9 @@ from keras_transfer.training.phases import batch_of, images_in, run_phases
 from keras_transfer.training.presets import Preset, get_preset
 
 RECIPES = ("auto", "two_phase", "lp_ft", "gradual", "scratch")
+TEXT_FINE_TUNE_RATE = 3e-5
+TEXT_SCRATCH_RATE = 1e-4
+TEXT_OPTIMIZER = "adamw"
 UNFREEZE = ("top_blocks", "from_layer", "full", "gradual")
 STRATEGIES = ("head_only",) + UNFREEZE
 log = logging.getLogger(__name__)
@@ -222,20 +236,22 @@ def describe(name, preset):
             f"{preset.batch_size} = {steps} steps ({preset.budget_reason})")
 
 
-def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, options=None, num_images=None,
+def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, options=None, num_images=None,
                checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None, verbose="auto",
                cache_features=False, cache_dir=None, jit_compile="auto", state=None):
-    """Trains `model` with a named recipe, planned from the data size.
+    """Trains `model` with a named recipe, planned from the data size; a text model's plan is `plan_text_recipe`'s.
 
     Args:
-        model: a model made by `build_classifier`.
-        train: `(images, labels)` arrays or `tf.data.Dataset`s of `(images, labels)` batches.
+        model: a model made by `build_model` (images, any task) or `build_text_classifier`.
+        train: `(images, labels)` arrays or `tf.data.Dataset`s of `(inputs, labels)` batches (images, or a text
+            model's token ids).
         val: the validation data, as `train`.
         recipe: `"auto"`, `"two_phase"`, `"lp_ft"`, `"gradual"` or `"scratch"`.
         pretrained: whether the backbone holds pretrained weights (`False`: BatchNorm trains; `"auto"` runs
-            `scratch`). A model rebuilt for resuming has its weights from the checkpoint: say what it was built with.
+            `scratch`); `None` (the default): `resolve_pretrained`. A model rebuilt for resuming has its weights
+            from the checkpoint: say what it was built with.
         options: a `RecipeOptions` (strategy, epochs, rates, batch size, ...).
-        num_images: the training images, where `train` cannot tell (a dataset of unknown size).
+        num_images: the training examples (images or texts), where `train` cannot tell (a dataset of unknown size).
         checkpoint_path: as in `run_phases`.
         csv_path: as in `run_phases`.
         callbacks: as in `run_phases`.
@@ -255,15 +271,19 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=True, option
     >>> run_recipe(model, (x, y), (x, y), recipe="lp_ft", verbose=0).phases
     ['head', 'fine_tune']
     """
-    options = options or RecipeOptions()
+    options, text = options or RecipeOptions(), is_text_model(model)
     size = data_size(model, train, num_images)
-    name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained)
+    pretrained, reason = resolve_pretrained(model, pretrained)
+    name, phases, why = planner(model)(recipe, size, options, pretrained=pretrained)
+    why = why[:1] + [reason] + why[1:] if reason else why
     if options.l2sp:
         why.append(str(attach_l2sp(model, options.l2sp)))  # the reference: the weights the model holds now
     if options.head_l1 or options.head_l2:
         regularize_head(model, l1=options.head_l1, l2=options.head_l2)
         why.append(f"head penalty: l1 {options.head_l1:g}, l2 {options.head_l2:g}")
-    if not pretrained:  # a random backbone whose BatchNorm cannot train collapses its features: say so, and stop
+    # a random backbone whose BatchNorm cannot train collapses its features: say so, and stop (an encoder
+    # normalises with LayerNorm, which keeps no statistics)
+    if not (pretrained or text):
         callbacks = _collapse_check(train, why) + list(callbacks)
     for line in why:
         log.info("%s", line)
@@ -289,11 +309,52 @@ def _collapse_check(train, why):
     return [FeatureCollapseCheck(x)]
 
 
+def plan_text_recipe(recipe, size, options=None, *, pretrained=True):
+    """`(recipe name, [(phase, Preset)], why)`: `plan_recipe` with the encoder rates and AdamW."""
+    options = options or RecipeOptions()
+    if options.fine_tune_learning_rate is None:
+        rate = TEXT_FINE_TUNE_RATE if pretrained else TEXT_SCRATCH_RATE
+        options = dataclasses.replace(options, fine_tune_learning_rate=rate)
+    name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained)
+    # one rate for the whole encoder: per-block rates go by inner layer names, and every transformer layer's
+    # sublayers share theirs (`self_attention_layer`, ...), so `block_multipliers` cannot tell them apart
+    phases = [(phase, dataclasses.replace(preset, views=0) if preset.solver == "linear"  # views shift images
+               else dataclasses.replace(preset, optimizer=TEXT_OPTIMIZER, layer_decay=None))
+              for phase, preset in phases]
+    why = [line.replace(", BatchNorm included", "") for line in why
+           if not line.startswith("phase '") and "BatchNorm" not in line.split(":")[0]]
+    why = why[:1] + [describe(phase, preset) for phase, preset in phases] + [
+        "text encoder: no per-block rates, no feature-collapse check (LayerNorm, no BatchNorm statistics)"]
+    return name, phases, [_texts(line) for line in why]
+
+
+def _texts(line):
+    """A plan line about texts: "48 training images" -> "48 training texts" (the counts the image plan names)."""
+    return re.sub(r"(\d[\d,]*) (training )?images\b", r"\1 \2texts", line)
+
+
+def resolve_pretrained(model, pretrained):
+    """`pretrained` as given, else what `build_text_classifier` recorded on `model` (True for a model it did not
+    build). Returns `(pretrained, why)`: `why` says where a `False` came from, or is `None`."""
+    if pretrained is not None:
+        return bool(pretrained), None
+    recorded = getattr(model, PRETRAINED_ATTRIBUTE, None)
+    if recorded is False:
+        return False, ("the model was built without pretrained weights (weights=None): no linear probe on its "
+                       "random features; to train from scratch on purpose pass pretrained=False (CLI: --weights none)")
+    return True, None
+
+
+def planner(model):
+    """`plan_text_recipe` for a text model, else `plan_recipe`."""
+    return plan_text_recipe if is_text_model(model) else plan_recipe
+
+
 def data_size(model, train, num_images=None):
     """The `DataSize` a recipe plans from: training images (given, or counted), classes and a dataset's batch."""
     images = num_images if num_images is not None else images_in(train)
     if not images:
-        raise KerasTransferError("The recipe needs the number of training images: pass num_images= for a dataset "
+        raise KerasTransferError("The recipe needs the number of training examples: pass num_images= for a dataset "
                                  f"of unknown size. Received: num_images={num_images!r}")
     units = int(head_layers(model)[-1].units)
     return DataSize(images=int(images), classes=2 if units == 1 else units,
