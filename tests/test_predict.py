@@ -153,3 +153,11 @@ def test_an_unreadable_file_is_named_and_skipped_unless_strict(run_dir, inputs, 
     assert err.startswith("error: Cannot read image") and bad in err and err.count("\n") == 1
     assert main(["predict", run_dir, bad]) == 2
     assert "No readable image among the inputs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["top_k", "batch_size"])
+def test_a_text_run_refuses_a_count_that_is_not_a_positive_int_as_image_runs_do(count):
+    run = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "runs_v0_1_0", "text_classification")
+    with pytest.raises(KerasTransferError, match=f"{count} must be a positive int. Received: {count}=0"):
+        predict(run, ["a short text"], **{count: 0})
+

@@ -23,7 +23,7 @@ from keras_transfer.serving.export import (TOLERANCES, check_atol, check_seriali
 from keras_transfer.serving.export_text import CHECK_TEXTS, export_text_saved_model
 from keras_transfer.serving.loading import default_class_names, load_model
 from keras_transfer.models.heads import task_of
-from keras_transfer.serving.predict import describer
+from keras_transfer.serving.predict import check_counts, describer
 from keras_transfer.serving.predict_text import predict_texts
 from keras_transfer.serving.task_report import align_labels
 
@@ -115,6 +115,7 @@ def predict_text_run(run_dir, inputs, *, top_k=5, batch_size=32, strict=False, t
         a regression or multi-label run: `{"path": id, "values": ...}` or `{"path": id, "labels": ...,
         "probabilities": ...}` (`predict.describer`).
     """
+    check_counts(top_k=top_k, batch_size=batch_size)  # as image predict does, before any text is read
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     ids, texts, skipped = read_unlabelled_texts(inputs, text_column=text_column)
