@@ -13,6 +13,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+from tiny_backbone import register as register_tiny_backbone  # noqa: E402
+
+register_tiny_backbone()  # `tinyvgg` for the run-plumbing tests (tests/tiny_backbone.py)
 
 FOLDER_CLASSES = ("cat", "dog", "emu")
 IMAGES_PER_CLASS = 6
@@ -98,7 +101,7 @@ def image_folder(tmp_path):
 def finished_run(tmp_path_factory):
     """(images, run folder): one finished tiny run, trained once a session for the tests that only read a run
     folder (evaluate, export, an export killed mid-write) instead of each training its own: the `two_phase`
-    recipe with `head_only` on VGG16 at 32 px, 3 classes x 8 images (6 kept for validation, 6 for test), one
+    recipe with `head_only` on `tinyvgg` at 32 px, 3 classes x 8 images (6 kept for validation, 6 for test), one
     epoch. Tests may add files beside it or rewrite the reports, never change `best.keras` or `splits.json`."""
     from keras_transfer.runs.train import train_from_folder
 
@@ -106,7 +109,7 @@ def finished_run(tmp_path_factory):
     images = write_image_folder(root / "images", per_class=8)
     out = str(root / "run")
     keras.utils.set_random_seed(0)
-    train_from_folder(images, out, recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1,
+    train_from_folder(images, out, recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1,
                       batch_size=8, augmentation="none", strategy="head_only", validation_split=0.25,
                       test_split=0.25, verbose=0)
     return images, out
