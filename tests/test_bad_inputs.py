@@ -21,7 +21,7 @@ from keras_transfer.training.presets import get_preset
 from keras_transfer.training.phases import run_phases
 from keras_transfer.runs.train import train_from_folder
 
-BASE = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
+BASE = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
 
 FUNCTION_CASES = [  # (train_from_folder overrides, text the message must hold)
     (dict(backbone="resnet5"), "Did you mean 'resnet50'?"),
@@ -34,7 +34,7 @@ FUNCTION_CASES = [  # (train_from_folder overrides, text the message must hold)
     (dict(validation_split=1.5), "validation_split must be a fraction in [0, 1). Received: validation_split=1.5"),
     (dict(test_split=-0.1), "test_split must be a fraction in [0, 1)"),
     (dict(validation_split=0.5, test_split=0.5), "validation_split + test_split must leave images to train on"),
-    (dict(input_size=16), "input_size 16 is below vgg16's minimum of 32 pixels. Received: input_size=16"),
+    (dict(input_size=16, backbone="vgg16"), "input_size 16 is below vgg16's minimum of 32 pixels. Received: input_size=16"),
     (dict(dropout=1.0), "dropout must be in [0, 1). Received: dropout=1.0"),
     (dict(learning_rate=-1.0), "learning_rate must be a positive number"),
     (dict(fine_tune_learning_rate=0.0), "fine_tune_learning_rate must be a positive number"),
@@ -84,7 +84,7 @@ def _fake_run(folder, tmp_path, **changes):
     """A run folder whose config.json says what `train_from_folder(folder, **BASE)` would, plus `changes`."""
     out = tmp_path / "run"
     out.mkdir()
-    config = dict(data_dir=os.path.abspath(folder), backbone="vgg16", weights=None, input_size=32, epochs=1,
+    config = dict(data_dir=os.path.abspath(folder), backbone="tinyvgg", weights=None, input_size=32, epochs=1,
                   batch_size=8, augmentation="none", keras_backend=keras.backend.backend(), run_format=1,
                   keras_version=keras.__version__)
     config.update(changes)
@@ -125,7 +125,7 @@ def test_cli_reports_one_line_and_exit_2(folder, tmp_path, capsys, argv, text):
 def test_cli_resume_with_changed_settings(folder, tmp_path, capsys):
     out = _fake_run(folder, tmp_path, epochs=2)
     (tmp_path / "run" / "last.keras").write_text("")
-    assert main(["train", "--resume", "--out", out, "--weights", "none", "--backbone", "vgg16", "--epochs", "3"]) == 2
+    assert main(["train", "--resume", "--out", out, "--weights", "none", "--backbone", "tinyvgg", "--epochs", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "these differ (epochs: run 2, requested 3)" in err
 

@@ -89,7 +89,7 @@ def test_cli_train_with_cached_features_and_refusal_with_augmentation(tmp_path, 
     from keras_transfer.cli import main
 
     data = write_image_folder(tmp_path / "data")
-    base = ["train", data, "--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "head_only",
+    base = ["train", data, "--recipe", "two_phase", "--backbone", "tinyvgg", "--weights", "none", "--input-size", "32", "--strategy", "head_only",
             "--epochs", "1", "--cache-features", "--jit-compile", "false"]
     assert main(base + ["--out", str(tmp_path / "refused")]) == 2
     assert "augmentation" in capsys.readouterr().err and not os.path.exists(tmp_path / "refused" / "config.json")
@@ -112,7 +112,7 @@ def test_an_interrupted_cached_head_phase_resumes_with_its_optimizer_state(tmp_p
     from keras_transfer.runs.train import train_from_folder
 
     data = write_image_folder(tmp_path / "data")
-    settings = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=3, batch_size=4,
+    settings = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=3, batch_size=4,
                     augmentation="none", cache_features=True, verbose=0)
     train_from_folder(data, str(tmp_path / "whole"), **settings)
     whole = json.load(open(tmp_path / "whole" / "state.json"))

@@ -1,6 +1,6 @@
 """The `keras-transfer` command, called in-process through `cli.main` (and once as a real console script).
 
-Training runs are tiny: vgg16 at 32 px with random weights, 3 classes x 6 images, 1 epoch a phase.
+Training runs are tiny: `tinyvgg` (tests/tiny_backbone.py) at 32 px with random weights, 3 classes x 6 images, 1 epoch a phase.
 """
 
 import json
@@ -17,7 +17,7 @@ from keras_transfer import cli
 from keras_transfer.errors import KerasTransferError
 from conftest import write_image_folder
 
-TINY = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1",
+TINY = ["--recipe", "two_phase", "--backbone", "tinyvgg", "--weights", "none", "--input-size", "32", "--epochs", "1",
         "--fine-tune-epochs", "1", "--batch-size", "4"]
 
 
@@ -83,7 +83,7 @@ def test_train_writes_a_complete_run_folder(image_folder, tmp_path, capsys):
     class_names = sorted(os.listdir(image_folder))
 
     config = read_json(out / "config.json")
-    assert config["settings"]["backbone"] == "vgg16"
+    assert config["settings"]["backbone"] == "tinyvgg"
     assert config["settings"]["input_size"] == 32
     assert config["settings"]["weights"] is None
     assert config["settings"]["strategy"] == "top_blocks"
@@ -123,7 +123,7 @@ def test_train_head_only_runs_only_head_phases(image_folder, tmp_path):
 @pytest.mark.backend_free
 def test_unknown_backbone_suggests_the_close_name(image_folder, tmp_path, capsys):
     args = train_args(image_folder, tmp_path / "run")
-    args[args.index("vgg16")] = "mobilnetv2"
+    args[args.index("tinyvgg")] = "mobilnetv2"
     line = assert_one_line_error(cli.main(args), capsys.readouterr(), "'mobilnetv2'", "Did you mean 'mobilenetv2'?")
     assert "keras-transfer backbones" in line
 
@@ -131,7 +131,7 @@ def test_unknown_backbone_suggests_the_close_name(image_folder, tmp_path, capsys
 @pytest.mark.backend_free
 def test_input_size_below_the_backbone_minimum_names_the_minimum(image_folder, tmp_path, capsys):
     args = train_args(image_folder, tmp_path / "run")
-    args[args.index("vgg16")] = "inceptionv3"
+    args[args.index("tinyvgg")] = "inceptionv3"
     assert_one_line_error(cli.main(args), capsys.readouterr(), "inceptionv3", "75", "input_size=32")
 
 
@@ -183,7 +183,7 @@ def test_out_folder_holding_a_run_is_refused_without_overwrite(image_folder, tmp
 # Input size and weights are checked when the model is built: a run rejected there must leave no config.json
 # behind, or the corrected retry would be refused as "already holds a run".
 @pytest.mark.backend_free
-@pytest.mark.parametrize("flag, bad", [("--input-size", "16"), ("--weights", "missing.weights.h5")])
+@pytest.mark.parametrize("flag, bad", [("--input-size", "4"), ("--weights", "missing.weights.h5")])
 def test_rejected_run_leaves_no_run_behind(image_folder, tmp_path, capsys, flag, bad):
     out = tmp_path / "run"
     args = train_args(image_folder, out)

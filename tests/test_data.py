@@ -332,9 +332,9 @@ def test_class_weights_are_balanced():
 
 # train_from_folder and the CLI on a folder of odd files ---------------------------------------------------
 
-TINY = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=1, batch_size=4,
+TINY = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=1, batch_size=4,
             verbose=0)
-TINY_CLI = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--epochs", "1", "--strategy",
+TINY_CLI = ["--recipe", "two_phase", "--backbone", "tinyvgg", "--weights", "none", "--input-size", "32", "--epochs", "1", "--strategy",
             "head_only", "--batch-size", "4"]
 
 

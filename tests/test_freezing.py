@@ -198,6 +198,12 @@ def vgg16(tiny_xy):
     return model, x, y
 
 
+@pytest.fixture(scope="module")
+def vgg16_unchanged():
+    """One VGG16 for the refusal tests, which raise before they change anything (built once for the module)."""
+    return build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, dropout=0.0)
+
+
 def _kernels(model, *names):
     backbone = model.get_layer("backbone")
     return [as_numpy(backbone.get_layer(name).kernel) for name in names]
@@ -239,28 +245,30 @@ def test_freeze_does_not_compile_an_uncompiled_model_or_when_asked_not_to(vgg16)
     assert "freeze 'head_only'" in str(freeze(model, "head_only"))
 
 
-def test_unknown_strategy(vgg16):
+def test_unknown_strategy(vgg16_unchanged):
     with pytest.raises(KerasTransferError) as info:
-        freeze(vgg16[0], "fulll")
+        freeze(vgg16_unchanged, "fulll")
     message = str(info.value)
     assert "Did you mean 'full'" in message and "head_only" in message and "fulll" in message
 
 
 @pytest.mark.parametrize("n", [0, 6, None, 1.0])
-def test_top_blocks_n_out_of_range(vgg16, n):
+def test_top_blocks_n_out_of_range(vgg16_unchanged, n):
     with pytest.raises(KerasTransferError) as info:
-        freeze(vgg16[0], "top_blocks", n=n)
+        freeze(vgg16_unchanged, "top_blocks", n=n)
     message = str(info.value)
     assert "between 1 and 5" in message  # VGG16 has 5 blocks
     assert f"Received: n={n!r}" in message
 
 
-def test_from_layer_with_an_unknown_layer(vgg16):
+def test_from_layer_with_an_unknown_layer(vgg16_unchanged):
+    trainable = [layer.trainable for layer in vgg16_unchanged.get_layer("backbone").layers]
     with pytest.raises(KerasTransferError) as info:
-        freeze(vgg16[0], "from_layer", layer="blok5_conv3")
+        freeze(vgg16_unchanged, "from_layer", layer="blok5_conv3")
     assert "Did you mean 'block5_conv3'" in str(info.value)
     with pytest.raises(KerasTransferError, match="Received: layer=None"):
-        freeze(vgg16[0], "from_layer")
+        freeze(vgg16_unchanged, "from_layer")
+    assert [layer.trainable for layer in vgg16_unchanged.get_layer("backbone").layers] == trainable
 
 
 def test_freeze_needs_a_classifier(small_cnn):

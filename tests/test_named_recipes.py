@@ -108,7 +108,7 @@ def test_unknown_recipe_and_strategy_are_one_line_errors():
 def test_the_linear_probe_is_the_converged_regression_and_the_model_predicts_it():
     sklearn = pytest.importorskip("sklearn.linear_model", reason="scikit-learn (the demo extra) gives the reference")
     keras.utils.set_random_seed(0)
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
     x, y = _separable(30)
     probe = fit_linear_head(model, (x[:18], y[:18]), (x[18:], y[18:]))
     assert probe.l2 in probe.validation and probe.iterations > 0 and len(probe.validation) == 7
@@ -126,7 +126,7 @@ def test_the_linear_probe_is_the_converged_regression_and_the_model_predicts_it(
 
 def test_the_linear_probe_fits_a_one_unit_sigmoid_head():
     keras.utils.set_random_seed(0)
-    model = build_classifier("vgg16", 2, weights=None, input_size=32, augmentation=None)
+    model = build_classifier("tinyvgg", 2, weights=None, input_size=32, augmentation=None)
     x, y = _separable(16, classes=2)
     probe = fit_linear_head(model, (x, y), l2=1e-3)
     assert probe.accuracy == 1.0 and probe.validation == {}
@@ -159,7 +159,7 @@ def test_only_image_batches_get_views_and_dict_inputs_are_batched_per_key():
 
 def test_the_probe_adds_shifted_views_to_its_training_features_only():
     keras.utils.set_random_seed(0)
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
     x, y = _separable(12)
     features, labels = features_of(model, (x, y), views=2, seed=1)
     assert features.shape[0] == 36 and np.array_equal(labels, np.tile(y, 3))
@@ -176,7 +176,7 @@ def test_the_probe_adds_shifted_views_to_its_training_features_only():
 
 def test_lp_ft_keeps_the_probe_when_fine_tuning_does_worse_on_validation():
     keras.utils.set_random_seed(0)
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
     x, y = _separable(24)
     options = RecipeOptions(n=1, fine_tune_epochs=2, fine_tune_learning_rate=5.0, layer_decay=1.0)  # diverges
     result = run_recipe(model, (x[:12], y[:12]), (x[12:], y[12:]), recipe="lp_ft", options=options, verbose=0)
@@ -190,7 +190,7 @@ def test_lp_ft_keeps_the_probe_when_fine_tuning_does_worse_on_validation():
 def test_lp_ft_on_a_dataset_needs_its_size_when_unknown(tiny_xy):
     import tensorflow as tf
 
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None)
     x, y = tiny_xy(6, 32, 3)
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).batch(3).filter(lambda a, b: True)
     with pytest.raises(KerasTransferError, match="num_images"):
@@ -290,7 +290,7 @@ def test_the_cli_takes_a_recipe_and_writes_what_it_chose(image_folder, tmp_path)
     from keras_transfer.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", image_folder, "--out", str(out), "--recipe", "lp_ft", "--backbone", "vgg16", "--weights",
+    assert main(["train", image_folder, "--out", str(out), "--recipe", "lp_ft", "--backbone", "tinyvgg", "--weights",
                  "none", "--input-size", "32", "--blocks", "1", "--fine-tune-epochs", "1", "--augmentation", "none",
                  "--head-l2", "0.001"]) == 0
     chosen = json.loads((out / "recipe.json").read_text())
@@ -301,7 +301,7 @@ def test_the_cli_takes_a_recipe_and_writes_what_it_chose(image_folder, tmp_path)
 
 
 def test_the_linear_probe_names_labels_outside_the_head():
-    model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None)
+    model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None)
     x, y = _separable(6)
     with pytest.raises(KerasTransferError, match=r"training labels must be class indices in \[0, 2\].*Received: labels "
                                                  r"from 0 to 5"):

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     """A run folder holding only `best.keras`: a vgg16 classifier at 32 px with a random head and class names.
     Built once for the module: `predict` only reads it."""
     keras.utils.set_random_seed(0)
-    model = build_classifier("vgg16", class_names=NAMES, weights=None, input_size=32, augmentation="none", seed=0)
+    model = build_classifier("tinyvgg", class_names=NAMES, weights=None, input_size=32, augmentation="none", seed=0)
     randomize_head(model, seed=2)
     run = tmp_path_factory.mktemp("predict") / "run"
     os.makedirs(run)
@@ -83,7 +83,7 @@ def test_tta_is_the_mean_over_the_image_and_its_mirror(run_dir, inputs):
 
 
 def test_sigmoid_head_gives_both_classes_and_class_names_from_the_run_folder(tmp_path, inputs):
-    model = build_classifier("vgg16", 2, weights=None, input_size=32, augmentation="none")
+    model = build_classifier("tinyvgg", 2, weights=None, input_size=32, augmentation="none")
     randomize_head(model)
     os.makedirs(tmp_path / "run2")
     model.save(tmp_path / "run2" / "best.keras")

@@ -13,7 +13,7 @@ import keras_transfer as kt
 from keras_transfer import api
 from keras_transfer.training.recipes import RecipeOptions
 
-SMALL = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8,
+SMALL = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, batch_size=8,
              augmentation="none", verbose=0)
 TEXTS = [("Return the square root of x.", "maths"), ("Return the sine of x.", "maths"),
          ("Return the natural logarithm of x.", "maths"), ("Return the factorial of n.", "maths"),
@@ -53,7 +53,7 @@ def test_list_backbones_by_modality():
 
 def test_load_build_fit_evaluate_on_a_tiny_image_folder(image_folder):
     data = kt.load_data(image_folder, image_size=32, batch_size=8)
-    model = kt.build_model("vgg16", outputs=len(data.class_names), weights=None, input_size=32,
+    model = kt.build_model("tinyvgg", outputs=len(data.class_names), weights=None, input_size=32,
                            augmentation="none", class_names=data.class_names)
     result = kt.fit(model, data.train, data.val, recipe="two_phase",
                     options=RecipeOptions(head_epochs=1, fine_tune_epochs=1, n=1), verbose=0)
@@ -64,7 +64,7 @@ def test_load_build_fit_evaluate_on_a_tiny_image_folder(image_folder):
 
 
 def test_a_regression_model_builds_and_evaluates_through_the_same_names():
-    model = kt.build_model("vgg16", "regression", outputs=1, weights=None, input_size=32)
+    model = kt.build_model("tinyvgg", "regression", outputs=1, weights=None, input_size=32)
     report = kt.evaluate(model, (np.zeros((4, 32, 32, 3), "float32"), np.arange(4.0)))
     assert type(report).__name__ == "TaskReport" and report.n == 4
     with pytest.raises(kt.KerasTransferError, match="task"):

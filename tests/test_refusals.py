@@ -180,7 +180,7 @@ def test_weights_none_on_six_training_images_trains(tmp_path):
 
 def test_an_unknown_layer_is_refused_before_the_run_folder(workspace, capsys):
     with contextlib.chdir(workspace):
-        code, err = _run(["train", "images", "--out", "run_layer", "--weights", "none", "--backbone", "vgg16",
+        code, err = _run(["train", "images", "--out", "run_layer", "--weights", "none", "--backbone", "tinyvgg",
                           "--input-size", "32", "--strategy", "from_layer", "--layer", "block9_conv9"], capsys)
     assert code == 2 and err.count("\n") == 1 and "block9_conv9" in err, err
     assert not os.path.exists(workspace / "run_layer")
@@ -197,7 +197,7 @@ def test_the_resume_hint_appears_only_where_a_checkpoint_exists(tmp_path):
 
 
 def test_export_atol_is_refused_before_the_model_is_read(tmp_path, capsys, monkeypatch):
-    model = build_classifier("vgg16", class_names=["a", "b"], weights=None, input_size=32)
+    model = build_classifier("tinyvgg", class_names=["a", "b"], weights=None, input_size=32)
     model.save(tmp_path / "m.keras")
     monkeypatch.setattr(cli.api, "export", lambda *a, **k: pytest.fail("export ran with a bad atol"))
     code, err = _run(["export", str(tmp_path / "m.keras"), "--out", str(tmp_path / "x"), "--atol", "-1"], capsys)

@@ -7,7 +7,7 @@ import os
 from conftest import write_image_folder
 from keras_transfer.runs.train import train_from_folder
 
-RUN = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, strategy="head_only", epochs=2, batch_size=4,
+RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=2, batch_size=4,
            augmentation="light", dropout=0.5, verbose=0)
 
 

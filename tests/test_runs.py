@@ -12,7 +12,7 @@ from keras_transfer import get_class_names
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.train import train_from_folder
 
-SMALL = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
+SMALL = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, batch_size=8, augmentation="none", verbose=0)
 
 
 def _json(path):
@@ -32,7 +32,7 @@ def test_train_from_folder_writes_the_run_folder(image_folder, tmp_path):
         "last.keras", "recipe.json", "splits.json", "state.json"}
     config = _json(os.path.join(out, "config.json"))
     settings, environment = config["settings"], config["environment"]
-    assert settings["backbone"] == "vgg16" and settings["strategy"] == "top_blocks" and settings["n"] == 1
+    assert settings["backbone"] == "tinyvgg" and settings["strategy"] == "top_blocks" and settings["n"] == 1
     assert settings["input_size"] == 32 and settings["weights"] is None
     assert environment["keras_backend"] == keras.backend.backend()
     assert settings["data_dir"] == os.path.abspath(image_folder)

@@ -140,7 +140,7 @@ def test_predict_names_a_fifo_socket_device_and_outside_link_without_blocking(tm
     _png(outside, 99)
     server, expected = _hostile(root, ".png", str(outside))
     os.symlink("/dev/zero", str(tmp_path / "device.png"))  # given by name: its kind is read, it is not opened
-    model = build_classifier("vgg16", class_names=["a", "b"], weights=None, input_size=32)
+    model = build_classifier("tinyvgg", class_names=["a", "b"], weights=None, input_size=32)
     try:
         with time_limit():
             results = predict(model, [root, str(tmp_path / "device.png")], top_k=1)

@@ -21,7 +21,7 @@ from keras_transfer.training.caching import train_phase_cached
 from keras_transfer.training.linear_probe import fit_linear_head
 from keras_transfer.training.presets import get_preset
 
-FAST = dict(backbone="vgg16", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
+FAST = dict(backbone="tinyvgg", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
             fine_tune_epochs=1, batch_size=8, jit_compile=False, verbose=0)
 
 

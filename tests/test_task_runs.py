@@ -17,7 +17,7 @@ from keras_transfer.serving.predict import predict
 from keras_transfer.serving.task_metrics import choose_thresholds, multilabel_metrics, regression_metrics
 from keras_transfer.serving.task_report import task_outputs
 
-FAST = dict(backbone="vgg16", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
+FAST = dict(backbone="tinyvgg", weights=None, input_size=32, augmentation="none", recipe="two_phase", epochs=1,
             fine_tune_epochs=1, batch_size=8, jit_compile=False)
 
 
@@ -69,7 +69,7 @@ def test_multilabel_run_chooses_thresholds_on_validation_and_stores_them(tmp_pat
 
 def test_cli_task_flag_trains_and_predict_prints_values(tmp_path, capsys):
     manifest = write_digit_values(str(tmp_path / "data"), n=16)
-    code = main(["train", manifest, "--out", str(tmp_path / "run"), "--task", "regression", "--backbone", "vgg16",
+    code = main(["train", manifest, "--out", str(tmp_path / "run"), "--task", "regression", "--backbone", "tinyvgg",
                  "--weights", "none", "--input-size", "32", "--augmentation", "none", "--recipe", "two_phase",
                  "--epochs", "1", "--fine-tune-epochs", "1", "--jit-compile", "false"])
     assert code in (0, None)
