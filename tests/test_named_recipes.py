@@ -234,8 +234,8 @@ class _Watch(keras.callbacks.Callback):
 
 def test_gradual_unfreezing_raises_the_trainable_count_at_the_planned_steps_keeping_the_optimizer(tiny_xy):
     keras.utils.set_random_seed(0)
-    # MobileNet v1: BatchNorm layers to keep frozen, half of v2's layers to trace (the test's time)
-    model = build_classifier("mobilenet", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
+    # tinybn (tests/tiny_backbone.py): three blocks with BatchNorm layers to keep frozen
+    model = build_classifier("tinybn", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES)
     x, y = tiny_xy(12, 32, 3)
     statistics = _batchnorm_statistics(model)
     watch = _Watch()
@@ -255,11 +255,11 @@ def test_gradual_unfreezing_raises_the_trainable_count_at_the_planned_steps_keep
 
 
 def test_scratch_trains_every_layer_and_batchnorm():
-    """The plumbing, on one epoch of MobileNet v1 (27 BatchNorm layers, half of v2's to trace); whether 12 epochs
-    of MobileNetV2 learn the separable task is measured by benchmarks/scratch_learns.py (a quality
+    """The plumbing, on one epoch of tinybn (tests/tiny_backbone.py: three conv + BatchNorm blocks); whether 12
+    epochs of MobileNetV2 learn the separable task is measured by benchmarks/scratch_learns.py (a quality
     measurement, not a test)."""
     keras.utils.set_random_seed(0)
-    model = build_classifier("mobilenet", 2, weights=None, input_size=32, augmentation=None)
+    model = build_classifier("tinybn", 2, weights=None, input_size=32, augmentation=None)
     x, y = _separable(32, classes=2)
     statistics, kernels = _batchnorm_statistics(model), [as_numpy(w) for w in model.trainable_weights]
     options = RecipeOptions(fine_tune_epochs=1, batch_size=8, fine_tune_learning_rate=1e-3)

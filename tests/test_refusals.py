@@ -169,10 +169,10 @@ def test_the_collapse_check_gathers_images_over_one_image_batches_and_skips_belo
 
 def test_weights_none_on_six_training_images_trains(tmp_path):
     """A BatchNorm backbone from random weights, 6 training images in batches of 1: a valid run that the check on
-    one batch (one image: no spread) used to stop as collapsed. MobileNet v1 (27 BatchNorm layers) rather than v2
-    (52): the same check, half the layers to trace."""
+    one batch (one image: no spread) used to stop as collapsed. tinybn (tests/tiny_backbone.py, three BatchNorm
+    layers) rather than MobileNetV2 (52): the same check, a fraction of the layers to trace."""
     data = write_image_folder(tmp_path / "six", classes=("a", "b"), per_class=4, size=8)
-    model, result = train_from_folder(data, str(tmp_path / "run"), backbone="mobilenet", weights=None,
+    model, result = train_from_folder(data, str(tmp_path / "run"), backbone="tinybn", weights=None,
                                       input_size=32, validation_split=0.25, recipe="scratch", epochs=1,
                                       augmentation="none", verbose=0)
     assert result.recipe == "scratch" and os.path.isfile(tmp_path / "run" / LAST_MODEL)
