@@ -15,12 +15,13 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.select import is_text_data, resolve_candidates, resolve_weights
 from keras_transfer.serving.plots import pareto_front
 from keras_transfer.training.transferability import log_evidence, logme, logme_per_column, probe_score
+import tiny_backbone
 from conftest import write_image_folder
 from test_cli import assert_one_line_error
 from test_text import tiny_bert
 from test_text_runs import TEXTS, _write
 
-TINY = dict(backbones="mobilenetv3small", weights="none", input_size=32, views=0, folds=2, verbose=0)
+TINY = dict(backbones="tinyvgg", weights="none", input_size=32, views=0, folds=2, verbose=0)
 
 
 def reference_evidence(f, y, iterations=100_000):
@@ -115,7 +116,8 @@ def test_pareto_front_keeps_the_points_nothing_beats():
 
 @pytest.mark.backend_free
 def test_candidates_and_weights_are_resolved_and_checked(tmp_path):
-    assert all(name.startswith(("mobilenet", "efficientnet", "nasnet", "densenet")) for name in resolve_candidates())
+    assert all(name.startswith(("mobilenet", "efficientnet", "nasnet", "densenet"))
+               for name in resolve_candidates() if name not in tiny_backbone.NAMES)  # the tests' own two
     assert resolve_candidates("MobileNetV2, vgg16") == ["mobilenetv2", "vgg16"]
     weights_file = tmp_path / "w.weights.h5"
     weights_file.write_bytes(b"x")
@@ -135,14 +137,14 @@ def test_candidates_and_weights_are_resolved_and_checked(tmp_path):
 def test_select_backbones_ranks_writes_json_and_plot(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class=4, size=20)
     out = tmp_path / "sel"
-    selection = select_backbones(data, out, **dict(TINY, backbones="mobilenetv3small,mobilenetv2", folds=5),
+    selection = select_backbones(data, out, **dict(TINY, backbones="tinyvgg,tinybn", folds=5),
                                  max_images=3)
     assert selection.images == 9  # 3 classes x at most 3 images
-    assert {c.backbone for c in selection.candidates} == {"mobilenetv3small", "mobilenetv2"}
+    assert {c.backbone for c in selection.candidates} == {"tinyvgg", "tinybn"}
     ranked = [(round(c.probe, 9), c.logme) for c in selection.candidates]
     assert ranked == sorted(ranked, reverse=True)  # by the probe (the default), ties broken by LogME
     for c in selection.candidates:
-        assert c.params == {"mobilenetv3small": 939_120, "mobilenetv2": 2_257_984}[c.backbone]
+        assert c.params == {"tinyvgg": 1_392, "tinybn": 3_832}[c.backbone]
         assert c.ms_per_image > 0 and c.input_size == 32 and 0 <= c.probe <= 1
         assert c.seconds >= c.features_seconds > 0
     assert any(c.pareto for c in selection.candidates)
@@ -174,14 +176,14 @@ def test_select_backbones_scores_a_regression_manifest(tmp_path):
 def test_cli_select_end_to_end(tmp_path, capsys):
     data = write_image_folder(tmp_path / "data", per_class=3, size=20)
     out = tmp_path / "sel"
-    code = cli.main(["select", data, "--backbones", "mobilenetv3small", "--weights", "none", "--input-size", "32",
+    code = cli.main(["select", data, "--backbones", "tinyvgg", "--weights", "none", "--input-size", "32",
                      "--views", "1", "--folds", "2", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "mobilenetv3small" in captured.out and "Train the winner" in captured.out
+    assert "tinyvgg" in captured.out and "Train the winner" in captured.out
     assert "18/18" in captured.out  # the progress bar: 9 images and their 9 views
     written = json.loads((out / "selection.json").read_text())
-    assert written["views"] == 1 and written["candidates"][0]["feature_dim"] == 576
+    assert written["views"] == 1 and written["candidates"][0]["feature_dim"] == 16
     assert os.path.isfile(out / "selection.png")
 
 
@@ -238,7 +240,7 @@ def test_select_backbones_reports_logme_per_label_for_a_multilabel_manifest(tmp_
     best = selection.best
     assert selection.label_names == ["cat", "dog"] and len(best.logme_per_label) == 2
     assert best.logme == pytest.approx(np.mean(best.logme_per_label), abs=1e-12)
-    assert f"LogME per label, mobilenetv3small: cat {best.logme_per_label[0]:.4f}" in selection.table()
+    assert f"LogME per label, tinyvgg: cat {best.logme_per_label[0]:.4f}" in selection.table()
     written = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert written["label_names"] == ["cat", "dog"]
     assert written["candidates"][0]["logme_per_label"] == pytest.approx(best.logme_per_label)

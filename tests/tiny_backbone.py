@@ -51,6 +51,9 @@ BN_SPEC = registry.BackboneSpec("tinybn", TinyBN, "tf", 32, 8,
                                 "tinybn_weights_notop.h5", family="test")
 
 
+NAMES = (SPEC.name, BN_SPEC.name)
+
+
 def register():
     """Adds `tinyvgg` and `tinybn` to the backbone registry of this process (once)."""
     for spec in (SPEC, BN_SPEC):
