@@ -1,4 +1,5 @@
-"""The two-phase recipe on VGG16 at 32 px with a handful of images: phases, freeze reports, which weights moved,
+"""The two-phase recipe on `tinybn` (tests/tiny_backbone.py: three conv + BatchNorm blocks) at 32 px with a handful of
+images: phases, freeze reports, which weights moved,
 the files it writes, and that the model stays an ordinary Keras model."""
 
 import csv
@@ -16,7 +17,7 @@ CLASSES = ["a", "b", "c"]
 
 
 def _conv_weights_in(backbone, *prefixes):
-    """Trainable variables of the VGG16 conv layers whose names start with `prefixes` (kernel and bias each)."""
+    """Variables of the conv layers whose names start with `prefixes` (a kernel each: tinybn's convs have no bias)."""
     return sum(len(layer.weights) for layer in backbone.layers
                if layer.name.startswith(prefixes) and isinstance(layer, keras.layers.Conv2D))
 
@@ -31,8 +32,8 @@ def _changed(before, after):
 
 
 @pytest.fixture
-def vgg16():
-    return build_classifier("vgg16", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES, seed=1)
+def tinybn():
+    return build_classifier("tinybn", 3, weights=None, input_size=32, augmentation=None, class_names=CLASSES, seed=1)
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ def data(tiny_xy):
     return tiny_xy(8, 32, 3)
 
 
-def test_fine_tune_on_arrays(vgg16, data, tmp_path):
-    model, (x, y) = vgg16, data
+def test_fine_tune_on_arrays(tinybn, data, tmp_path):
+    model, (x, y) = tinybn, data
     backbone = model.get_layer("backbone")
     before = _kernels(model)
     checkpoint, log = str(tmp_path / "best.keras"), str(tmp_path / "log.csv")
@@ -52,10 +53,10 @@ def test_fine_tune_on_arrays(vgg16, data, tmp_path):
     assert result.phases == ["head", "fine_tune"]
     head, fine = result.freeze_reports
     assert head.trainable_blocks == () and head.trainable_weights_after == 2
-    assert fine.trainable_blocks == ("block4", "block5")
-    assert fine.trainable_weights_after == 2 + _conv_weights_in(backbone, "block4_", "block5_") == 14
+    assert fine.trainable_blocks == ("block2", "block3")  # the top 2 of 3 (the default n); BatchNorm stays frozen
+    assert fine.trainable_weights_after == 2 + _conv_weights_in(backbone, "block2_", "block3_") == 4
     changed = _changed(before, _kernels(model))
-    assert changed == sorted(name for name in before if name.startswith(("block4_", "block5_")))
+    assert changed == sorted(name for name in before if name.startswith(("block2_", "block3_")))
 
     history = result.history
     assert history["phase"] == ["head", "fine_tune"]
@@ -77,10 +78,10 @@ def test_fine_tune_on_arrays(vgg16, data, tmp_path):
     assert probabilities.shape == (8, 3) and np.all(np.isfinite(probabilities))
 
 
-def test_fine_tune_on_a_tf_data_dataset(vgg16, data):
+def test_fine_tune_on_a_tf_data_dataset(tinybn, data):
     import tensorflow as tf
 
-    model, (x, y) = vgg16, data
+    model, (x, y) = tinybn, data
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     val = tf.data.Dataset.from_tensor_slices((x[:4], y[:4])).batch(4)
     before = _kernels(model)
@@ -88,36 +89,36 @@ def test_fine_tune_on_a_tf_data_dataset(vgg16, data):
     result = fine_tune(model, train, val, head_epochs=1, fine_tune_epochs=1, fine_tune_learning_rate=1e-4, verbose=0)
 
     assert result.phases == ["head", "fine_tune"]
-    assert [r.trainable_blocks for r in result.freeze_reports] == [(), ("block4", "block5")]
+    assert [r.trainable_blocks for r in result.freeze_reports] == [(), ("block2", "block3")]
     assert "val_loss" in result.history and len(result.history["val_loss"]) == 2
-    assert _changed(before, _kernels(model)) == sorted(n for n in before if n.startswith(("block4_", "block5_")))
+    assert _changed(before, _kernels(model)) == sorted(n for n in before if n.startswith(("block2_", "block3_")))
     assert model.predict(train, verbose=0).shape == (8, 3)
 
 
-def test_gradual_unfreezing(vgg16, data):
-    model, (x, y) = vgg16, data
+def test_gradual_unfreezing(tinybn, data):
+    model, (x, y) = tinybn, data
     backbone = model.get_layer("backbone")
 
     result = fine_tune(model, (x, y), head_epochs=1, fine_tune_epochs=1, unfreeze="gradual", n=2, verbose=0)
 
     assert result.phases == ["head", "fine_tune_1", "fine_tune_2"]
-    assert [r.trainable_blocks for r in result.freeze_reports] == [(), ("block5",), ("block4", "block5")]
+    assert [r.trainable_blocks for r in result.freeze_reports] == [(), ("block3",), ("block2", "block3")]
     assert [r.trainable_weights_after for r in result.freeze_reports] == [
-        2, 2 + _conv_weights_in(backbone, "block5_"), 2 + _conv_weights_in(backbone, "block4_", "block5_")]
+        2, 2 + _conv_weights_in(backbone, "block3_"), 2 + _conv_weights_in(backbone, "block2_", "block3_")]
     assert result.history["phase"] == ["head", "fine_tune_1", "fine_tune_2"]
     assert result.history["epoch"] == [0, 1, 2]
 
 
-def test_unfreeze_from_a_layer(vgg16, data):
-    model, (x, y) = vgg16, data
+def test_unfreeze_from_a_layer(tinybn, data):
+    model, (x, y) = tinybn, data
     before = _kernels(model)
 
     result = fine_tune(model, (x, y), head_epochs=1, fine_tune_epochs=1, unfreeze="from_layer",
-                       layer="block5_conv2", fine_tune_learning_rate=1e-4, verbose=0)
+                       layer="block2_conv", fine_tune_learning_rate=1e-4, verbose=0)
 
     assert result.phases == ["head", "fine_tune"]
-    assert result.freeze_reports[1].trainable_weights_after == 2 + 4  # block5_conv2 and block5_conv3
-    assert _changed(before, _kernels(model)) == ["block5_conv2", "block5_conv3"]
+    assert result.freeze_reports[1].trainable_weights_after == 2 + 2  # block2_conv and block3_conv
+    assert _changed(before, _kernels(model)) == ["block2_conv", "block3_conv"]
 
 
 def test_unknown_unfreeze(small_cnn, tiny_xy):
