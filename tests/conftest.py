@@ -69,7 +69,7 @@ def tiny_bert_folder(folder, texts=None):
     which a text run loads as `backbone=folder` like MiniLM's (the same KerasHub classes, 22.7M parameters fewer).
     The vocabulary: the special tokens and the words and punctuation of `texts` (default: `TINY_BERT_WORDS`).
     Returns `folder`."""
-    import keras_hub
+    import keras_hub  # here, not at the top: only the text tests load KerasHub
 
     words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())}) if texts else \
         list(TINY_BERT_WORDS)
