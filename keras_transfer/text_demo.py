@@ -95,16 +95,18 @@ def write_corpus(path, families=None):
 
 
 def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence_length=64, seed=0, verbose=0,
-            batch_size=16, options=None):
+            batch_size=16, options=None, backbone="all_minilm_l6_v2"):
     """Trains the pretrained and the random-initialised MiniLM by the default text recipe on the same split;
     returns `{"pretrained"|"scratch": (held-out accuracy, seconds, plan)}`. `batch_size=None`: the library's
     default (16, at most a quarter of the training texts); the results table (docs/results.md) was measured at 16. `options`: a
-    `RecipeOptions` for both runs (the tests cut the epochs with it; the demo leaves the recipe its budget)."""
+    `RecipeOptions` for both runs (the tests cut the epochs with it; the demo leaves the recipe its budget).
+    `backbone`: the encoder compared, a registry name or a folder (the tests pass a tiny random BERT preset folder:
+    the plumbing does not depend on MiniLM's size)."""
     results = {}
     for pretrained in (True, False):
         start = time.time()
         keras.utils.set_random_seed(seed)
-        model, preprocessor = build_text_classifier("all_minilm_l6_v2", len(read_texts(source).class_names),
+        model, preprocessor = build_text_classifier(backbone, len(read_texts(source).class_names),
                                                     weights="pretrained" if pretrained else None,
                                                     sequence_length=sequence_length, seed=seed)
         data = load_texts(source, preprocessor, batch_size=batch_size, seed=seed,

@@ -1,11 +1,12 @@
-"""Shared fixtures: a tiny image folder, a seeded rng, tiny random (images, labels) arrays, a small CNN, and one
-finished tiny run folder a session.
+"""Shared fixtures: a tiny image folder, a seeded rng, tiny random (images, labels) arrays, a small CNN, one
+finished tiny run folder a session, and a tiny random BERT preset folder for the text runs.
 
 The suite runs once per Keras backend (`KERAS_BACKEND=tensorflow pytest`, `KERAS_BACKEND=jax pytest`);
 nothing here depends on which.
 """
 
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,6 +59,28 @@ def make_small_cnn(prefix="", size=32, filters=(8, 8, 16, 16, 16), batchnorm=Fal
     if batchnorm:
         x = keras.layers.BatchNormalization(name=f"{prefix}bn_e")(x)
     return keras.Model(inputs, x, name=name or f"{prefix}cnn")
+
+
+TINY_BERT_WORDS = ("good", "bad", "film", "plot", "very", "not")
+
+
+def tiny_bert_folder(folder, texts=None):
+    """A 2-layer, 16-wide random BERT (no dropout) and its lower-casing tokenizer saved as a KerasHub preset folder,
+    which a text run loads as `backbone=folder` like MiniLM's (the same KerasHub classes, 22.7M parameters fewer).
+    The vocabulary: the special tokens and the words and punctuation of `texts` (default: `TINY_BERT_WORDS`).
+    Returns `folder`."""
+    import keras_hub  # here, not at the top: only the text tests load KerasHub
+
+    words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())}) if texts else \
+        list(TINY_BERT_WORDS)
+    keras.utils.set_random_seed(0)
+    encoder = keras_hub.models.BertBackbone(vocabulary_size=5 + len(words), num_layers=2, num_heads=2, hidden_dim=16,
+                                            intermediate_dim=32, max_sequence_length=16, dropout=0.0)
+    encoder.save_to_preset(folder)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words,
+                                              lowercase=True)
+    tokenizer.save_to_preset(folder)
+    return folder
 
 
 def as_numpy(value):

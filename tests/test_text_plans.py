@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tiny_bert_folder
 from keras_transfer.data.texts import text_dataset
 from keras_transfer.models.freezing import freeze
 from keras_transfer.models.text_classifier import build_text_classifier
@@ -41,8 +42,11 @@ def test_the_encoders_unused_pooler_stays_frozen_and_fit_does_not_warn():
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
 
 
-def test_a_model_built_without_pretrained_weights_trains_from_scratch_and_says_so():
-    model, preprocessor = build_text_classifier("all_minilm_l6_v2", 3, weights=None, sequence_length=8, seed=0)
+def test_a_model_built_without_pretrained_weights_trains_from_scratch_and_says_so(tmp_path):
+    """A registry name or a preset folder loads through the same `load_text_encoder`: the tiny random BERT folder
+    with `weights=None` (MiniLM's random initialisation is checked in test_text)."""
+    folder = tiny_bert_folder(str(tmp_path / "tiny_bert"), TEXTS)
+    model, preprocessor = build_text_classifier(folder, 3, weights=None, sequence_length=8, seed=0)
     data = text_dataset(TEXTS, LABELS, preprocessor, batch_size=3)
     options = RecipeOptions(fine_tune_epochs=1)
     result = run_recipe(model, data, data, options=options, verbose=0)  # default arguments

@@ -1,6 +1,7 @@
 """The text recipes (the image recipes with AdamW and encoder rates) and the offline text demo's data and claim:
 `compare` trains the pretrained MiniLM and the same architecture from random initialisation and scores both on
-held-out docstrings (whether the pretrained one wins is measured by benchmarks/text_margin.py)."""
+held-out docstrings (the test on a tiny random BERT folder; whether pretrained MiniLM wins is measured by
+benchmarks/text_margin.py)."""
 
 import collections
 import math
@@ -8,6 +9,7 @@ import socket
 
 import pytest
 
+from conftest import tiny_bert_folder
 from keras_transfer.text_demo import FAMILIES, compare, docstring_corpus, write_corpus
 from keras_transfer.training.recipes import DataSize, RecipeOptions
 from keras_transfer.training.recipes import TEXT_FINE_TUNE_RATE, TEXT_SCRATCH_RATE, plan_text_recipe
@@ -41,13 +43,15 @@ def test_the_demo_corpus_is_real_docstrings_labelled_by_their_module_family():
 
 
 def test_the_demo_comparison_trains_both_encoders_and_scores_them_on_held_out_texts(tmp_path):
-    """`compare`'s plumbing with its epochs cut (one a phase): the same split for both, the pretrained encoder
-    under the probe's plan, the random one under `scratch`, accuracies counted on the held-out texts. Whether the
-    pretrained encoder wins (the former slow test: +0.2 at 3 families, 4 + 4 a class) is a measurement:
-    benchmarks/text_margin.py."""
+    """`compare`'s plumbing with its epochs cut (one a phase), on the tiny random BERT preset folder of
+    `conftest.tiny_bert_folder` (loaded "pretrained", then with `weights=None`) instead of MiniLM: the same split for
+    both, the "pretrained" encoder under the probe's plan, the random one under `scratch`, accuracies counted on the
+    held-out texts. Whether pretrained MiniLM wins (the former slow test: +0.2 at 3 families, 4 + 4 a class) is a
+    measurement: benchmarks/text_margin.py, which runs `compare` on MiniLM."""
     source = write_corpus(str(tmp_path / "docstrings.csv"), families=("maths", "network"))
+    backbone = tiny_bert_folder(str(tmp_path / "tiny_bert"), [text for text, _ in docstring_corpus()])
     results = compare(source, per_class=2, val_per_class=1, test_per_class=3, sequence_length=8, seed=0,
-                      batch_size=None, options=RecipeOptions(head_epochs=1, fine_tune_epochs=1))
+                      batch_size=None, options=RecipeOptions(head_epochs=1, fine_tune_epochs=1), backbone=backbone)
     assert set(results) == {"pretrained", "scratch"}
     for accuracy, seconds, plan in results.values():
         assert accuracy * 6 == pytest.approx(round(accuracy * 6)) and 0 <= accuracy <= 1  # of 6 held-out texts

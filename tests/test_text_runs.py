@@ -1,5 +1,7 @@
 """Text runs through `train_from_folder(..., modality="text")` and `keras-transfer train --modality text`: the run
-folder, and the text settings' one-line errors."""
+folder (the real MiniLM, the default backbone), the CLI's run (the tiny random BERT preset folder of
+`conftest.tiny_bert_folder`: the CLI's flags and call are what it is about), and the text settings' one-line
+errors."""
 
 import csv
 import json
@@ -7,6 +9,7 @@ import os
 
 import pytest
 
+from conftest import tiny_bert_folder
 from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.config import RunConfig
@@ -53,10 +56,13 @@ def test_a_text_run_writes_its_folder_and_a_test_report(tmp_path):
 
 def test_the_cli_trains_text(tmp_path, capsys):
     source = _write(tmp_path / "texts.csv")
-    code = main(["train", source, "--modality", "text", "--sequence-length", "16", "--out", str(tmp_path / "run"),
-                 "--validation-split", "0.25"])
+    backbone = tiny_bert_folder(str(tmp_path / "tiny_bert"), [text for texts in TEXTS.values() for text in texts])
+    code = main(["train", source, "--modality", "text", "--backbone", backbone, "--sequence-length", "16", "--out",
+                 str(tmp_path / "run"), "--validation-split", "0.25"])
     assert code == 0, capsys.readouterr().err
-    assert os.path.isfile(tmp_path / "run" / "recipe.json")
+    settings = json.load(open(tmp_path / "run" / "config.json"))["settings"]
+    assert (settings["modality"], settings["backbone"], settings["sequence_length"]) == ("text", backbone, 16)
+    assert json.load(open(tmp_path / "run" / "recipe.json"))["recipe"] == "lp_ft"  # `auto`
 
 
 @pytest.mark.backend_free

@@ -1,20 +1,22 @@
 """Text regression and text multi-label runs on real texts (standard-library docstrings): trained through the one
 run driver (Python and CLI), then loaded, predicted, evaluated and exported as a raw-string SavedModel from a new
-interpreter that never names the modality. The encoder is a tiny random BERT whose vocabulary is the texts' words."""
+interpreter that never names the modality (one interpreter for both runs). The encoder is the tiny random BERT
+preset folder of `conftest.tiny_bert_folder`, its vocabulary the texts' words."""
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import textwrap
 
 import keras
-import keras_hub
 import pytest
 
+from conftest import tiny_bert_folder
 from keras_transfer.cli import main
 from keras_transfer.data.texts import read_task_texts
 from keras_transfer.errors import KerasTransferError
@@ -34,29 +36,18 @@ SCRIPT = textwrap.dedent("""
     import keras_transfer as kt
     from keras_transfer.serving.export_text import load_text_saved_model
     from keras_transfer.serving.predict_text import predict_texts
-    run, work, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    model, preprocessor, names = kt.load_model(run)
-    outputs = predict_texts(model, preprocessor, texts)
-    exported = kt.export(run, work + "/exported")
-    loaded = load_text_saved_model(work + "/exported")  # held: its variables live as long as it does
-    served = np.asarray(loaded.serve(tf.constant(texts)))
-    print("RESULT " + json.dumps({"names": names, "predicted": kt.predict(run, texts),
-                                  "report": kt.evaluate(run).metrics, "difference": exported.max_abs_difference,
-                                  "served": float(np.abs(served - outputs).max())}))
+    runs, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    for task, run in runs.items():
+        model, preprocessor, names = kt.load_model(run)
+        outputs = predict_texts(model, preprocessor, texts)
+        exported = kt.export(run, run + "_exported")
+        loaded = load_text_saved_model(run + "_exported")  # held: its variables live as long as it does
+        served = np.asarray(loaded.serve(tf.constant(texts)))
+        print("RESULT " + json.dumps({"task": task, "names": names, "predicted": kt.predict(run, texts),
+                                      "report": kt.evaluate(run).metrics, "difference": exported.max_abs_difference,
+                                      "served": float(np.abs(served - outputs).max())}))
 """)
-
-
-def tiny_bert_folder(folder):
-    """A 2-layer, 16-wide random BERT preset folder whose vocabulary holds every word of the texts."""
-    words = sorted({w for text in ALL for w in re.findall(r"\w+|[^\w\s]", text.lower())})
-    keras.utils.set_random_seed(0)
-    encoder = keras_hub.models.BertBackbone(vocabulary_size=5 + len(words), num_layers=2, num_heads=2, hidden_dim=16,
-                                            intermediate_dim=32, max_sequence_length=16, dropout=0.0)
-    encoder.save_to_preset(folder)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words,
-                                              lowercase=True)
-    tokenizer.save_to_preset(folder)
-    return folder
+TEXTS_TO_PREDICT = ["Return the tangent of x.", "Close the socket."]
 
 
 def write_table(path, task):
@@ -71,19 +62,42 @@ def write_table(path, task):
     return str(path)
 
 
-def in_a_new_interpreter(run, work, texts):
+def in_a_new_interpreter(runs, texts):
+    """`{task: result}`: both runs loaded, predicted, exported and evaluated in ONE new interpreter (each new
+    process pays the imports of TensorFlow, Keras and KerasHub)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, run, work, json.dumps(texts)], env=env,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(runs), json.dumps(texts)], env=env,
                           capture_output=True, text=True, timeout=600)
-    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and result, done.stderr[-3000:]
-    return json.loads(result[0][len("RESULT "):])
+    results = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and len(results) == len(runs), done.stderr[-3000:]
+    return {result.pop("task"): result for result in results}
 
 
-def test_text_regression_trains_predicts_evaluates_and_exports(tmp_path):
-    source, run = write_table(tmp_path / "words.csv", "regression"), str(tmp_path / "run")
-    model, _ = train_from_folder(source, run, task="regression", backbone=tiny_bert_folder(str(tmp_path / "bert")),
-                                 verbose=0, **SETTINGS)
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    """`(runs, results)`: a regression run trained through `train_from_folder` and a multi-label run through the
+    CLI (its output in the failure message), both on the docstrings' tiny random BERT, then read from one
+    new interpreter (`in_a_new_interpreter`)."""
+    root = tmp_path_factory.mktemp("task_runs")
+    backbone = tiny_bert_folder(str(root / "bert"), ALL)
+    runs = {"regression": str(root / "regression"), "multilabel": str(root / "multilabel")}
+    keras.utils.set_random_seed(0)
+    train_from_folder(write_table(root / "words.csv", "regression"), runs["regression"], task="regression",
+                      backbone=backbone, verbose=0, **SETTINGS)
+    keras.backend.clear_session(free_memory=False)
+    keras.utils.set_random_seed(0)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = main(["train", write_table(root / "tags.csv", "multilabel"), "--task", "multilabel", "--backbone",
+                     backbone, *flags, "--out", runs["multilabel"]])
+    assert code == 0, printed.getvalue()[-3000:]
+    return runs, in_a_new_interpreter(runs, TEXTS_TO_PREDICT)
+
+
+def test_text_regression_trains_predicts_evaluates_and_exports(task_runs):
+    runs, results = task_runs
+    run, result = runs["regression"], results["regression"]
     for name in ("config.json", "splits.json", "recipe.json", "history.json", "report.json", "best.keras"):
         assert os.path.isfile(os.path.join(run, name)), name
     assert os.path.isdir(os.path.join(run, "preprocessor"))
@@ -92,34 +106,26 @@ def test_text_regression_trains_predicts_evaluates_and_exports(tmp_path):
     split = json.load(open(os.path.join(run, "splits.json")))
     assert split["names"] == ["target"] and len(split["train"]) == 12
 
-    texts = ["Return the tangent of x.", "Close the socket."]
-    result = in_a_new_interpreter(run, str(tmp_path), texts)
     assert result["names"] == ["target"]
-    assert [r["path"] for r in result["predicted"]] == texts
+    assert [r["path"] for r in result["predicted"]] == TEXTS_TO_PREDICT
     assert all(math.isfinite(r["values"]["target"]) for r in result["predicted"])
     assert result["report"]["rmse"] == pytest.approx(report["metrics"]["rmse"], rel=1e-4)
     assert result["difference"] < 1e-4 and result["served"] < 1e-4
 
 
-def test_text_multilabel_trains_through_the_cli_with_thresholds(tmp_path, capsys):
-    source, run = write_table(tmp_path / "tags.csv", "multilabel"), str(tmp_path / "run")
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
-    code = main(["train", source, "--task", "multilabel", "--backbone", tiny_bert_folder(str(tmp_path / "bert")),
-                 *flags, "--out", run])
-    assert code == 0, capsys.readouterr().err
+def test_text_multilabel_trains_through_the_cli_with_thresholds(task_runs, tmp_path, capsys):
+    runs, results = task_runs
+    run, result = runs["multilabel"], results["multilabel"]
     report = json.load(open(os.path.join(run, "report.json")))
     assert report["task"] == "multilabel" and report["names"] == ["long", "return", "short", "socket"]
     assert math.isfinite(report["metrics"]["micro_f1"]) and report["metrics"]["map"] is not None
     thresholds = [v["threshold"] for v in report["metrics"]["per_label"].values()]
     assert len(thresholds) == 4 and all(0 < t < 1 for t in thresholds)
 
-    texts = ["Return the tangent of x.", "Close the socket."]
-    result = in_a_new_interpreter(run, str(tmp_path), texts)
     assert result["names"] == report["names"]
     for row in result["predicted"]:
         assert set(row["probabilities"]) == set(report["names"]) and set(row["labels"]) <= set(report["names"])
     assert result["difference"] < 1e-4 and result["served"] < 1e-4
-    capsys.readouterr()  # the training's output
     assert main(["predict", run, "Return the sine of x.", "--format", "json"]) == 0
     assert "probabilities" in json.loads(capsys.readouterr().out)[0]
     assert main(["evaluate", run, "--out", str(tmp_path / "eval")]) == 0
