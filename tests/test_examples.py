@@ -3,9 +3,9 @@ folder (the regression and multi-label scripts: on 32 real digit images or tiles
 script: on 18 real sentences with the tiny random BERT of test_text_resume, as the image scripts take `tinyvgg`,
 the two-block VGG-layout test backbone the driver registers (tests/tiny_backbone.py), with random weights; the real
 MiniLM trains in test_text_runs and test_text_run_cli). `feature_extraction.py` keeps a `keras.applications`
-network (VGG16, random weights), so one example still builds, preprocesses and trains a real registry backbone. The scripts share one process
-(tests/examples_driver.py runs them one after the other, each with its own argv, working directory and fresh Keras
-state), and each script's test reports its own outcome.
+network (VGG16, random weights), so one example still builds, preprocesses and trains a real registry backbone.
+The scripts share one process (tests/examples_driver.py runs them one after the other, each with its own argv,
+working directory and fresh Keras state), and each script's test reports its own outcome.
 
 `two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
 examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
