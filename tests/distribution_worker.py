@@ -4,8 +4,10 @@
 CPU split here). Prints one JSON line: per device count, the largest weight difference from a single-device
 run with the same global batch; and the one-line errors of the misconfigurations.
 
-`distribution_worker.py cli ARGS...`: `keras-transfer ARGS...` with every training batch slowed by 0.15 s
-(so a test can kill it mid-epoch).
+`distribution_worker.py cli ARGS...`: `keras-transfer ARGS...`; with `KT_TEST_HOLD_AT_EPOCH=N` set, it holds in the
+second batch of epoch N + 1 (counted from 1) until it is killed, so a test can kill it mid-epoch on any machine load.
+
+Both register `tinyvgg` (tests/tiny_backbone.py, beside this script) for the runs and models they build.
 """
 
 import json
@@ -16,6 +18,9 @@ import numpy as np
 
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.training.distribution import setup_devices
+from tiny_backbone import register
+
+register()
 
 GLOBAL_BATCH = 8
 
@@ -42,14 +47,14 @@ def replicas(model):
 
 
 def cached_features(plan):
-    """Features cached (`extract_features`) by a small random VGG16 built in `plan`'s scope: 8 images, batch 4."""
+    """Features cached (`extract_features`) by a random `tinyvgg` built in `plan`'s scope: 8 images, batch 4."""
     from keras_transfer.models.classifier import build_classifier
     from keras_transfer.training.caching import extract_features
 
     x = np.random.default_rng(1).uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
     with plan.scope():
         keras.utils.set_random_seed(3)
-        model = build_classifier("vgg16", 3, weights=None, input_size=32, augmentation="none")
+        model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation="none")
         return extract_features(model, (x, np.arange(8) % 3), batch_size=4).features
 
 
@@ -86,18 +91,28 @@ def main():
 
 
 def cli(args):
+    import os
     import time
 
     import keras_transfer.training.state as state
     from keras_transfer.cli import main as keras_transfer
 
+    hold_at, out = os.environ.get("KT_TEST_HOLD_AT_EPOCH"), args[args.index("--out") + 1]
     batch_end = state.TrainingState.on_train_batch_end
 
-    def slow(self, batch, logs=None):
-        time.sleep(0.15)
-        return batch_end(self, batch, logs)
+    def hold(self, batch, logs=None):
+        result = batch_end(self, batch, logs)
+        if hold_at is not None and batch >= 1:
+            try:
+                with open(os.path.join(out, "state.json")) as f:
+                    done = json.load(f)["epochs_done"]
+            except (OSError, ValueError):
+                done = None
+            if done == int(hold_at):
+                time.sleep(600)
+        return result
 
-    state.TrainingState.on_train_batch_end = slow
+    state.TrainingState.on_train_batch_end = hold
     sys.exit(keras_transfer(args))
 
 

@@ -10,7 +10,8 @@ the process's time went to) after it ends, so one failing script does not stop t
 whole process shows in which script it happened (a `.started` without its `.json`). The driver exits 0 once every
 script has been run, whatever their outcome.
 
-Keras, TensorFlow or JAX are imported and set up once for all the scripts instead of once each.
+Keras, TensorFlow or JAX are imported and set up once for all the scripts instead of once each, and the test
+backbone `tinyvgg` (tests/tiny_backbone.py, beside this script) is registered for them.
 """
 
 import contextlib
@@ -25,6 +26,9 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from tiny_backbone import register  # noqa: E402
+
+register()
 
 
 def run_one(script, args, cwd):

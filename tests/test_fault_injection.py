@@ -29,7 +29,9 @@ WORKER = textwrap.dedent("""
     import json, os, signal, sys, traceback
     from keras_transfer import io
     from keras_transfer.cli import main
+    from tiny_backbone import register
 
+    register()  # TRAIN's `tinyvgg` (tests/tiny_backbone.py; the tests folder is on PYTHONPATH)
     # Keras and TensorFlow are imported once here (no op has run, so forking is safe); each job runs in a forked
     # child that counts the writes and kills itself with SIGKILL at the N-th, as a process of its own would
     fsync, results = io._fsync, {}
@@ -59,8 +61,9 @@ WORKER = textwrap.dedent("""
         results[name] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     print(json.dumps(results))
 """)
-TRAIN = ["--recipe", "two_phase", "--backbone", "vgg16", "--weights", "none", "--input-size", "32", "--strategy", "top_blocks", "--blocks",
-         "1", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8", "--augmentation", "none"]
+TRAIN = ["--recipe", "two_phase", "--backbone", "tinyvgg", "--weights", "none", "--input-size", "32", "--strategy",
+         "top_blocks", "--blocks", "1", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8",
+         "--augmentation", "none"]
 # Kill points over the run's writes: the run folder's first files, then each epoch's checkpoint, training state
 # and history (about 6 writes an epoch), and the end of the run (29 writes with recipe.json).
 KILL_POINTS = (1, 4, 7, 10, 13, 17, 21, 25)
@@ -104,7 +107,8 @@ def killed(request, data_dir, tmp_path_factory):
                                                     fmt, "--out", str(folder / "exports" / target)])
         if f"export-{fmt}-{kill_at}" in jobs:
             (folders[f"export-{fmt}-{kill_at}"] / "exports").mkdir()
-    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(jobs)], capture_output=True, text=True, env=env,
                           timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -199,7 +199,7 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("trained")
     data = write_image_folder(base / "data", per_class=4)
     out = str(base / "run")
-    assert cli.main(["train", data, "--out", out, "--backbone", "vgg16", "--weights", "none", "--input-size", "32",
+    assert cli.main(["train", data, "--out", out, "--backbone", "tinyvgg", "--weights", "none", "--input-size", "32",
                      "--strategy", "head_only", "--epochs", "1", "--batch-size", "8", "--augmentation", "none"]) == 0
     return data, out
 
@@ -255,7 +255,7 @@ def test_a_run_that_reported_success_can_be_evaluated_predicted_and_exported(tmp
         for i in range(per_class):
             _png(data / name / f"{i} {name}.png", 10 * c + i)
     run = str(base / "r[u]n ?")
-    code = cli.main(["train", str(data), "--out", run, "--backbone", "vgg16", "--weights", "none", "--input-size",
+    code = cli.main(["train", str(data), "--out", run, "--backbone", "tinyvgg", "--weights", "none", "--input-size",
                      "32", "--strategy", "head_only", "--epochs", "1", "--batch-size", "4", "--augmentation", "none",
                      "--validation-split", "0.0"])
     capsys.readouterr()

@@ -17,24 +17,36 @@ from keras_transfer.training.state import read_checkpoint_state
 from keras_transfer.cli import main
 from keras_transfer.runs.resume import resume_run
 
-RUN = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, fine_tune_epochs=2, batch_size=4,
-           augmentation="none", n=1, verbose=0, validation_split=0.25)
+RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, fine_tune_epochs=2,
+           batch_size=4, augmentation="none", n=1, verbose=0, validation_split=0.25)
 HEAD_ONLY = dict(RUN, strategy="head_only", epochs=3)
 STEPS = 3  # 12 training images / batch_size 4
 
-# Runs `train_from_folder` with slow batches; argument 4 (N > 0) stops the Nth write of last.keras half-way.
+# Runs `train_from_folder` on `tinyvgg` (tests/tiny_backbone.py: the tests folder is on the worker's path); argument 4
+# (N > 0) stops the Nth write of last.keras half-way. Once the first fine-tuning epoch is saved, the worker holds
+# in the next epoch's second batch (one optimizer step past the checkpoint) until it is killed: the kill lands
+# mid-epoch on any machine load, where a fixed slowdown of every batch left a window of under a second.
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     import keras_transfer.io as io
     import keras_transfer.training.state as checkpoints
     from keras_transfer.runs.train import train_from_folder
+    from tiny_backbone import register
 
+    register()
     data, out, marker, mid_write = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     batch_end = checkpoints.TrainingState.on_train_batch_end
-    def slow(self, batch, logs=None):
-        time.sleep(0.15)
-        return batch_end(self, batch, logs)
-    checkpoints.TrainingState.on_train_batch_end = slow
+    def hold(self, batch, logs=None):
+        result = batch_end(self, batch, logs)
+        try:
+            with open(os.path.join(out, "state.json")) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            state = None
+        if batch >= 1 and state and state["phase"] == "fine_tune" and state["phase_epochs_done"] == 1:
+            time.sleep(600)
+        return result
+    checkpoints.TrainingState.on_train_batch_end = hold
     write, calls = io._write_model, []
     def half_write(model, tmp, extra):
         write(model, tmp, extra)

@@ -15,16 +15,20 @@ from keras_transfer.models.heads import build_model, get_thresholds, head_of, se
 from keras_transfer.serving.export import export, thresholds_beside
 from keras_transfer.serving.export_tflite import run_tflite
 
+# Loads each SavedModel named on the command line (folder, then the .npy batch) in this one fresh process.
 FRESH = """
 import json, sys
 import numpy as np, tensorflow as tf
-served = tf.saved_model.load(sys.argv[1])
-x = np.load(sys.argv[2])
-out = {"serve": served.serve(tf.constant(x)).numpy().tolist(),
-       "names": [n.decode() for n in served.class_names().numpy()]}
-if hasattr(served, "thresholds"):
-    out["thresholds"] = served.thresholds().numpy().tolist()
-print(json.dumps(out))
+results = []
+for folder, batch in zip(sys.argv[1::2], sys.argv[2::2]):
+    served = tf.saved_model.load(folder)
+    x = np.load(batch)
+    out = {"serve": served.serve(tf.constant(x)).numpy().tolist(),
+           "names": [n.decode() for n in served.class_names().numpy()]}
+    if hasattr(served, "thresholds"):
+        out["thresholds"] = served.thresholds().numpy().tolist()
+    results.append(out)
+print(json.dumps(results))
 """
 
 
@@ -50,24 +54,35 @@ def _multilabel():
     return model
 
 
-def _fresh_process(folder, x, tmp_path):
-    np.save(tmp_path / "x.npy", x)
+MAKERS = {"regression": _regression, "multilabel": _multilabel}
+
+
+@pytest.fixture(scope="module")
+def served_fresh(tmp_path_factory):
+    """Each task's model exported as a SavedModel and served in ONE fresh process (a process for both, not one
+    each: the fresh start is what is tested, and each start pays TensorFlow's import):
+    `{task: (model, x, expected, export result, served outputs)}`."""
+    tmp_path = tmp_path_factory.mktemp("task_export")
+    exported, argv = {}, []
+    for name, make in MAKERS.items():
+        model, x = make(), _images()
+        expected = keras.ops.convert_to_numpy(model(x, training=False))
+        result = export(model, tmp_path / name, format="saved_model")
+        np.save(tmp_path / f"{name}.npy", x)
+        exported[name] = (model, x, expected, result)
+        argv += [str(tmp_path / name), str(tmp_path / f"{name}.npy")]
     script = tmp_path / "fresh.py"
     script.write_text(FRESH)
-    done = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "x.npy")], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    return {name: (*exported[name], out) for name, out in zip(exported, served)}
 
 
-@pytest.mark.parametrize("make", [_regression, _multilabel], ids=["regression", "multilabel"])
-def test_saved_model_in_a_fresh_process_serves_units_and_thresholds(make, tmp_path):
-    model = make()
-    x = _images()
-    expected = keras.ops.convert_to_numpy(model(x, training=False))
-    result = export(model, tmp_path / "sm", format="saved_model")
+@pytest.mark.parametrize("task", MAKERS)
+def test_saved_model_in_a_fresh_process_serves_units_and_thresholds(task, served_fresh):
+    model, x, expected, result, served = served_fresh[task]
     assert result.max_abs_difference <= 1e-4
-    served = _fresh_process(tmp_path / "sm", x, tmp_path)
     np.testing.assert_allclose(served["serve"], expected, atol=1e-4)
     assert served["names"] == head_of(model).class_names
     if get_thresholds(model) is not None:

@@ -22,14 +22,15 @@ from keras_transfer.training.state import read_checkpoint_state
 from test_resume import WORKER, _kill_when, _state
 
 # 16 images, a quarter for validation: 12 training images / batch 4 = 3 steps an epoch.
-RUN = dict(recipe="two_phase", backbone="vgg16", weights=None, input_size=32, epochs=1, fine_tune_epochs=2,
+RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, fine_tune_epochs=2,
            batch_size=4, augmentation="none", n=1, verbose=0, validation_split=0.25, jit_compile=False)
 STEPS = 3
 PHASES = ["head", "fine_tune", "fine_tune"]
 
 
 def _killed_in_fine_tune(tmp_path, manifest, task):
-    """Starts a slowed task run in a subprocess and kills it once the first fine-tuning epoch is saved."""
+    """Starts a task run in a subprocess (test_resume.WORKER, on `tinyvgg`) and kills it once the first
+    fine-tuning epoch is saved."""
     out, script = str(tmp_path / "run"), tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
