@@ -83,7 +83,9 @@ def _start(tmp_path, mid_write=0, run=RUN):
 def _kill_when(process, condition):
     deadline = time.monotonic() + 600
     while not condition():
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        if process.poll() is not None:  # died early: show its stderr (bytes, or text where Popen had text=True)
+            err = process.stderr.read()
+            pytest.fail((err.decode() if isinstance(err, bytes) else err)[-2000:])
         assert time.monotonic() < deadline, "the worker never reached the kill point"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
