@@ -37,12 +37,22 @@ class SkippedFiles:
 
     def __init__(self, paths, name="data"):
         self.name, self._expected = name, {os.fsencode(p) for p in paths}
-        self._arrived, self._lock, self.skipped = set(), threading.Lock(), {}
+        self._arrived, self._lock, self.skipped, self._open = set(), threading.RLock(), {}, False
 
     def _start(self):
         with self._lock:
-            self._arrived = set()
+            self._arrived, self._open = set(), True
         return np.bool_(False)
+
+    def finish(self):
+        """Ends the pass in progress, if one is: names the files of it that failed to decode.
+
+        Keras stops a pass at its known number of steps; the end marker after the last batch then runs only if
+        `prefetch` reached it in the background, which is a race. Call this once a pass has been consumed
+        whole (after `fit` or `evaluate` returned) before reading `skipped`."""
+        with self._lock:
+            if self._open:
+                self._end()
 
     def _arrive(self, paths, labels):
         with self._lock:
@@ -50,8 +60,11 @@ class SkippedFiles:
         return labels
 
     def _end(self):
-        with self._lock:
-            missing = sorted(self._expected - self._arrived)
+        with self._lock:  # reentrant: held over the whole end, which the prefetch thread and finish() may both run
+            self._open = False
+            return self._end_pass(sorted(self._expected - self._arrived))
+
+    def _end_pass(self, missing):
         new = {}
         for raw in missing:
             path = os.fsdecode(raw)

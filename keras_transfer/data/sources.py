@@ -266,7 +266,10 @@ class ImageFolderData:
         return len(self.class_names)
 
     def skipped_while_training(self):
-        """`[{"path", "reason", "split"}]`: the files that failed to decode in the pipelines so far."""
+        """`[{"path", "reason", "split"}]`: the files that failed to decode in the pipelines so far (each
+        pipeline's last pass ended first: `SkippedFiles.finish`)."""
+        for files in self.skipped.values():
+            files.finish()
         return [{"path": path, "reason": reason, "split": split}
                 for split, files in self.skipped.items() for path, reason in sorted(files.skipped.items())]
 
