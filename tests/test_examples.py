@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from test_text_resume import tiny_bert_folder
+from conftest import tiny_bert_folder
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 SCRIPTS = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))

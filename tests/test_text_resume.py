@@ -22,8 +22,6 @@ from keras_transfer.training.state import TrainingState, read_checkpoint_state
 from test_cli import read_json
 from test_text_runs import _write
 
-__all__ = ["tiny_bert_folder"]  # test_examples imports it from here
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8
 RUN = ["--modality", "text", "--recipe", "two_phase", "--epochs", "1", "--fine-tune-epochs", "2", "--batch-size",
