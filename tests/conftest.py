@@ -9,13 +9,6 @@ import os
 import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Speed only, set before TensorFlow or JAX is imported (and inherited by the processes the tests start): the tests
-# train tiny networks for a few steps, where TensorFlow's oneDNN kernels cost more in per-shape set-up than they
-# save (the TensorFlow process ~20% faster without them) and XLA's LLVM optimisation of each new JAX function
-# costs more than it saves (~10%); CONTRIBUTING.md "Test suite time" has the measurements. Users keep both
-# defaults; set either variable to run the suite with other kernels or flags.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
