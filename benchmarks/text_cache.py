@@ -47,7 +47,7 @@ def main():
         for cached in (True, False):
             model.set_weights(start)
             began = time.perf_counter()
-            result = run_recipe(model, train, val, recipe="two_phase", options=options, num_images=args.texts,
+            result = run_recipe(model, train, val, recipe="two_phase", options=options, num_examples=args.texts,
                                 cache_features=cached, verbose=0)
             times[cached].append(time.perf_counter() - began)
             accuracy[cached] = result.histories[0].history["val_accuracy"][-1]

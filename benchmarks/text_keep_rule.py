@@ -82,7 +82,7 @@ def run_one(source, per_class, seed):
     phases._keep_better = record
     try:
         run_recipe(model, data.train, data.val, recipe="lp_ft", pretrained=True,
-                   num_images=len(data.splits.labels("train")), verbose=0)
+                   num_examples=len(data.splits.labels("train")), verbose=0)
     finally:
         phases._keep_better = original
     truth = np.asarray(data.splits.labels("test"))

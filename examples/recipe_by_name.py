@@ -26,7 +26,7 @@ model = kt.build_model(spec.name, class_names=data.class_names, input_size=size,
                        weights=args.weights if pretrained else None)
 
 result = kt.fit(model, data.train, data.val, recipe=args.recipe, pretrained=pretrained,
-                num_images=len(data.splits.labels("train")),
+                num_examples=len(data.splits.labels("train")),
                 options=RecipeOptions(head_epochs=args.epochs, fine_tune_epochs=args.epochs))
 print("\n".join(result.plan))
 print("validation:", model.evaluate(data.val, return_dict=True, verbose=0))

@@ -29,7 +29,7 @@ model, preprocessor = build_text_classifier(args.backbone, class_names=class_nam
                                             sequence_length=args.sequence_length)
 data = load_texts(args.source, preprocessor, batch_size=16, validation_split=0.3)
 print(data.summary)
-result = run_recipe(model, data.train, data.val, num_images=len(data.splits.labels("train")), verbose=0)
+result = run_recipe(model, data.train, data.val, num_examples=len(data.splits.labels("train")), verbose=0)
 print("\n".join(result.plan))
 print("validation:", model.evaluate(data.val, return_dict=True, verbose=0))
 

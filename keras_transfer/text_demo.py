@@ -112,7 +112,7 @@ def compare(source, *, per_class=8, val_per_class=8, test_per_class=30, sequence
         data = load_texts(source, preprocessor, batch_size=batch_size, seed=seed,
                           per_class=(per_class, val_per_class, test_per_class))
         result = run_recipe(model, data.train, data.val, pretrained=pretrained, options=options,
-                            num_images=len(data.splits.labels("train")), verbose=verbose)
+                            num_examples=len(data.splits.labels("train")), verbose=verbose)
         outputs, truth, _ = model_outputs(model, data.test)
         results["pretrained" if pretrained else "scratch"] = (float((class_indices(outputs) == truth).mean()),
                                                               time.time() - start, result.plan)

@@ -193,11 +193,25 @@ def test_lp_ft_on_a_dataset_needs_its_size_when_unknown(tiny_xy):
     model = build_classifier("tinyvgg", 3, weights=None, input_size=32, augmentation=None)
     x, y = tiny_xy(6, 32, 3)
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).batch(3).filter(lambda a, b: True)
-    with pytest.raises(KerasTransferError, match="num_images"):
+    with pytest.raises(KerasTransferError, match="pass num_examples= for a dataset of unknown size"):
         run_recipe(model, unknown, recipe="lp_ft", verbose=0)
-    result = run_recipe(model, unknown, recipe="lp_ft", num_images=6, options=RecipeOptions(fine_tune_epochs=1),
+    with pytest.warns(DeprecationWarning, match="num_images= is deprecated"), \
+            pytest.raises(KerasTransferError, match=r"num_examples=5, num_images=6"):
+        run_recipe(model, unknown, recipe="lp_ft", num_examples=5, num_images=6, verbose=0)
+    result = run_recipe(model, unknown, recipe="lp_ft", num_examples=6, options=RecipeOptions(fine_tune_epochs=1),
                         verbose=0)
     assert result.phases == ["head", "fine_tune"] and len(result.histories[1].epoch) == 1
+
+
+@pytest.mark.backend_free
+def test_num_images_is_the_deprecated_name_of_num_examples():
+    from keras_transfer.training.recipes import _num_examples
+
+    assert _num_examples(6, None) == 6 and _num_examples(None, None) is None
+    with pytest.warns(DeprecationWarning, match="pass num_examples="):
+        assert _num_examples(None, 6) == 6
+    with pytest.warns(DeprecationWarning):
+        assert _num_examples(6, 6) == 6
 
 
 def _batchnorm_statistics(model):

@@ -40,7 +40,7 @@ def train(cache_features):
     model, preprocessor = tiny_text_model()
     data = text_dataset(TEXTS, LABELS, preprocessor, batch_size=len(TEXTS))
     encoder_before = [as_numpy(w).copy() for w in get_backbone(model).weights]
-    result = run_recipe(model, data, data, recipe="two_phase", options=OPTIONS, num_images=len(TEXTS),
+    result = run_recipe(model, data, data, recipe="two_phase", options=OPTIONS, num_examples=len(TEXTS),
                         cache_features=cache_features, verbose=0)
     assert all(np.array_equal(a, as_numpy(b)) for a, b in zip(encoder_before, get_backbone(model).weights))
     return model, preprocessor, data, result

@@ -117,7 +117,7 @@ def run_training(config, out, *, overwrite=False, verbose="auto", resume=False):
             _write_run_files(out, config, data, head, modality)
         io.write_json(os.path.join(out, RECIPE), dict(recipe=name, requested=config.recipe, plan=why))
         result = run_recipe(model, data.train, data.val, recipe=config.recipe, pretrained=pretrained, options=options,
-                            num_images=data.train_count, cache_features=config.cache_features,
+                            num_examples=data.train_count, cache_features=config.cache_features,
                             cache_dir=config.cache_dir, jit_compile=config.jit_compile,
                             checkpoint_path=os.path.join(out, BEST_MODEL), state=state, verbose=verbose,
                             class_weight=head.class_weight)

@@ -28,6 +28,7 @@ LayerNorm (no statistics).
 import dataclasses
 import logging
 import re
+import warnings
 
 import numpy as np
 
@@ -236,9 +237,9 @@ def describe(name, preset):
             f"{preset.batch_size} = {steps} steps ({preset.budget_reason})")
 
 
-def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, options=None, num_images=None,
+def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, options=None, num_examples=None,
                checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None, verbose="auto",
-               cache_features=False, cache_dir=None, jit_compile="auto", state=None):
+               cache_features=False, cache_dir=None, jit_compile="auto", state=None, num_images=None):
     """Trains `model` with a named recipe, planned from the data size; a text model's plan is `plan_text_recipe`'s.
 
     Args:
@@ -251,7 +252,8 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, option
             `scratch`); `None` (the default): `resolve_pretrained`. A model rebuilt for resuming has its weights
             from the checkpoint: say what it was built with.
         options: a `RecipeOptions` (strategy, epochs, rates, batch size, ...).
-        num_images: the training examples (images or texts), where `train` cannot tell (a dataset of unknown size).
+        num_examples: the number of training examples (images or texts), where `train` cannot tell (a dataset of
+            unknown size).
         checkpoint_path: as in `run_phases`.
         csv_path: as in `run_phases`.
         callbacks: as in `run_phases`.
@@ -261,6 +263,7 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, option
         cache_dir: as in `run_phases`.
         jit_compile: as in `run_phases`.
         state: as in `run_phases`.
+        num_images: the former name of `num_examples` (deprecated: a `DeprecationWarning`, the same meaning).
 
     Returns:
         A `FineTuneResult` whose `recipe` names the recipe run and `plan` says what it chose and why.
@@ -272,7 +275,7 @@ def run_recipe(model, train, val=None, *, recipe="auto", pretrained=None, option
     ['head', 'fine_tune']
     """
     options, text = options or RecipeOptions(), is_text_model(model)
-    size = data_size(model, train, num_images)
+    size = data_size(model, train, _num_examples(num_examples, num_images))
     pretrained, reason = resolve_pretrained(model, pretrained)
     name, phases, why = planner(model)(recipe, size, options, pretrained=pretrained)
     why = why[:1] + [reason] + why[1:] if reason else why
@@ -350,12 +353,25 @@ def planner(model):
     return plan_text_recipe if is_text_model(model) else plan_recipe
 
 
-def data_size(model, train, num_images=None):
-    """The `DataSize` a recipe plans from: training images (given, or counted), classes and a dataset's batch."""
-    images = num_images if num_images is not None else images_in(train)
+def _num_examples(num_examples, num_images):
+    """`num_examples`, or the deprecated `num_images` (a `DeprecationWarning`; refused when both disagree)."""
+    if num_images is None:
+        return num_examples
+    warnings.warn("run_recipe's num_images= is deprecated: pass num_examples= (the number of training images or "
+                  "texts).", DeprecationWarning, stacklevel=3)
+    if num_examples is not None and num_examples != num_images:
+        raise KerasTransferError("Pass the number of training examples once, as num_examples= (num_images= is its "
+                                 f"deprecated name). Received: num_examples={num_examples!r}, "
+                                 f"num_images={num_images!r}")
+    return num_images
+
+
+def data_size(model, train, num_examples=None):
+    """The `DataSize` a recipe plans from: training examples (given, or counted), classes and a dataset's batch."""
+    images = num_examples if num_examples is not None else images_in(train)
     if not images:
-        raise KerasTransferError("The recipe needs the number of training examples: pass num_images= for a dataset "
-                                 f"of unknown size. Received: num_images={num_images!r}")
+        raise KerasTransferError("The recipe needs the number of training examples: pass num_examples= for a "
+                                 f"dataset of unknown size. Received: num_examples={num_examples!r}")
     units = int(head_layers(model)[-1].units)
     return DataSize(images=int(images), classes=2 if units == 1 else units,
                     batch=None if train is None else batch_of(train))
