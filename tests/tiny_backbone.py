@@ -15,12 +15,17 @@ import keras
 from keras_transfer.models import registry
 
 
+def _inputs(name, include_top, weights, input_shape, input_tensor, pooling):
+    """The input tensor a `keras.applications`-style constructor starts from; refuses what these networks lack."""
+    if weights is not None or include_top or pooling is not None:
+        raise ValueError(f"{name} has no weights, top or pooling. Received: weights={weights!r}, "
+                         f"include_top={include_top!r}, pooling={pooling!r}")
+    return keras.Input(input_shape or (None, None, 3)) if input_tensor is None else input_tensor
+
+
 def TinyVGG(include_top=False, weights=None, input_shape=None, input_tensor=None, pooling=None, **kwargs):
     """Two conv + max-pool blocks named like VGG16's (`block1_conv1` ... `block2_pool`); random weights only."""
-    if weights is not None or include_top or pooling is not None:
-        raise ValueError(f"tinyvgg has no weights, top or pooling. Received: weights={weights!r}, "
-                         f"include_top={include_top!r}, pooling={pooling!r}")
-    x = inputs = keras.Input(input_shape or (None, None, 3)) if input_tensor is None else input_tensor
+    x = inputs = _inputs("tinyvgg", include_top, weights, input_shape, input_tensor, pooling)
     for block, filters, pool in ((1, 8, 2), (2, 16, 4)):  # 8x down, as every registry network at least
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv1")(x)
         x = keras.layers.MaxPooling2D(pool, name=f"block{block}_pool")(x)
@@ -29,10 +34,7 @@ def TinyVGG(include_top=False, weights=None, input_shape=None, input_tensor=None
 
 def TinyBN(include_top=False, weights=None, input_shape=None, input_tensor=None, pooling=None, **kwargs):
     """Three conv + BatchNorm + ReLU + max-pool blocks (`block1_conv` ... `block3_pool`); random weights only."""
-    if weights is not None or include_top or pooling is not None:
-        raise ValueError(f"tinybn has no weights, top or pooling. Received: weights={weights!r}, "
-                         f"include_top={include_top!r}, pooling={pooling!r}")
-    x = inputs = keras.Input(input_shape or (None, None, 3)) if input_tensor is None else input_tensor
+    x = inputs = _inputs("tinybn", include_top, weights, input_shape, input_tensor, pooling)
     for block, filters in ((1, 8), (2, 16), (3, 16)):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
         x = keras.layers.BatchNormalization(name=f"block{block}_bn")(x)

@@ -60,35 +60,34 @@ class SkippedFiles:
         return labels
 
     def _end(self):
-        with self._lock:  # reentrant: held over the whole end, which the prefetch thread and finish() may both run
+        """Ends a pass: names its files that failed to decode. Run by the end marker (prefetch's thread) or by
+        `finish()`, under the (reentrant) lock for the whole of it, so a pass ends once."""
+        with self._lock:
             self._open = False
-            return self._end_pass(sorted(self._expected - self._arrived))
-
-    def _end_pass(self, missing):
-        new = {}
-        for raw in missing:
-            path = os.fsdecode(raw)
-            if path in self.skipped:
-                continue
-            if not os.path.exists(path):
-                raise KerasTransferError(f"Image {path} of the {self.name} data is gone (no such file): the data "
-                                         f"changed since it was scanned. Put it back, or start a new run on the "
-                                         f"data as it is now.")
-            try:
-                read_image(path)
-                reason = "TensorFlow's decoder rejected it"
-            except ImageDecodeError as error:
-                reason = error.reason
-            new[path] = reason
-        if new:
-            self.skipped.update(new)
-            log.warning("Skipped %d file(s) of the %s data that failed to decode: %s", len(new), self.name,
-                        "; ".join(f"{path} ({reason})" for path, reason in new.items()))
-        if 2 * len(self.skipped) > len(self._expected):  # a second pass could not fill their places
-            raise KerasTransferError(f"{len(self.skipped)} of the {len(self._expected)} images of the {self.name} "
-                                     f"data failed to decode (named above): too few remain to train on. First: "
-                                     f"{next(iter(self.skipped.items()))}")
-        return np.bool_(False)
+            new = {}
+            for raw in sorted(self._expected - self._arrived):
+                path = os.fsdecode(raw)
+                if path in self.skipped:
+                    continue
+                if not os.path.exists(path):
+                    raise KerasTransferError(f"Image {path} of the {self.name} data is gone (no such file): the "
+                                             f"data changed since it was scanned. Put it back, or start a new run "
+                                             f"on the data as it is now.")
+                try:
+                    read_image(path)
+                    reason = "TensorFlow's decoder rejected it"
+                except ImageDecodeError as error:
+                    reason = error.reason
+                new[path] = reason
+            if new:
+                self.skipped.update(new)
+                log.warning("Skipped %d file(s) of the %s data that failed to decode: %s", len(new), self.name,
+                            "; ".join(f"{path} ({reason})" for path, reason in new.items()))
+            if 2 * len(self.skipped) > len(self._expected):  # a second pass could not fill their places
+                raise KerasTransferError(f"{len(self.skipped)} of the {len(self._expected)} images of the "
+                                         f"{self.name} data failed to decode (named above): too few remain to train "
+                                         f"on. First: {next(iter(self.skipped.items()))}")
+            return np.bool_(False)
 
 
 def _check(paths, labels, image_size, batch_size, cache, readers):
