@@ -1,4 +1,5 @@
-"""benchmarks/recipes.py with any registry backbone and weights file, and criteria_table.py's per-cell checks."""
+"""benchmarks/recipes.py with any registry backbone and weights file, criteria_table.py's per-cell checks and
+task_table.py's regression / multi-label cells."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 import criteria_table  # noqa: E402
+import task_table  # noqa: E402
 import recipes as bench  # noqa: E402
 from few_shot_tasks import FewShotTask  # noqa: E402
 
@@ -64,3 +66,19 @@ def test_criteria_are_checked_on_the_mean_of_the_seeds(tmp_path):
     assert digits[4:11] == ["0,1", "0.800", "0.790", "0.650", "-0.010", "yes", "+0.140"]
     assert digits[11:13] == ["yes", ""]  # K <= 10: the scratch criterion, not the K = 50 one
     assert photos[8:10] == ["+0.010", "yes"] and photos[11:14] == ["", "**no**", "lp_ft: head+fine_tune"]
+
+
+@pytest.mark.backend_free
+def test_task_cells_are_the_mean_of_the_seeds_both_models_have_signed_so_positive_favours_transfer():
+    rows = [dict(task="regression", model="transfer", train=50, seed=0, rmse=2.0),
+            dict(task="regression", model="transfer", train=50, seed=1, rmse=3.0),
+            dict(task="regression", model="scratch", train=50, seed=0, rmse=2.2),
+            dict(task="regression", model="scratch", train=50, seed=1, rmse=2.4),  # transfer 2.5 vs 2.3: worse
+            dict(task="multilabel", model="transfer", train=100, seed=0, map=0.6),
+            dict(task="multilabel", model="transfer", train=100, seed=1, map=0.5),  # seed 1 has no scratch
+            dict(task="multilabel", model="scratch", train=100, seed=0, map=0.4),
+            dict(task="multilabel", model="transfer", train=50, seed=0, map=0.6)]  # no scratch at all: no row
+    lines = task_table.table([dict(backend="jax", **r) for r in rows]).splitlines()
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines[2:]]
+    assert cells == [["jax", "multi-label (mAP)", "100", "0", "0.600", "0.400", "+0.200", "yes"],
+                     ["jax", "regression (RMSE, lower is better)", "50", "0,1", "2.500", "2.300", "-0.200", "no"]]
