@@ -148,10 +148,10 @@ def _fresh_keras_state():
 
 def pytest_collection_modifyitems(config, items):
     """tests/run.sh shares the `backend_free` tests between its two pytest processes (`KT_BACKEND_FREE`):
-    `first` runs those also marked `first_backend`, `second` runs the other ones, `none` runs none of them; unset
-    (a plain `pytest`), every test runs."""
+    `first` runs those also marked `first_backend`, `second` runs the other ones, `none` runs none of them; `all`
+    (run.sh with one backend) or unset (a plain `pytest`), every test runs."""
     share = os.environ.get("KT_BACKEND_FREE")
-    if share is None:
+    if share in (None, "all"):
         return
     keep, drop = [], []
     for item in items:
