@@ -1,8 +1,12 @@
 """Run in a subprocess by tests/test_distribution.py: the virtual devices must exist before JAX / TensorFlow start.
 
-`distribution_worker.py N`: N, the most virtual devices to make (JAX: XLA_FLAGS set by the caller; TF: the
-CPU split here). Prints one JSON line: per device count, the largest weight difference from a single-device
-run with the same global batch; and the one-line errors of the misconfigurations.
+`distribution_worker.py N FOLDER [ARGS...]`: N, the most virtual devices to make (JAX: XLA_FLAGS set by the caller;
+TF: the CPU split here). Writes FOLDER/result.json (a scratch folder): per device count, the largest weight
+difference from a single-device run with the same global batch; the one-line errors of the misconfigurations; and
+what `keras-transfer train --devices N` on N - 1 training images (written under FOLDER) answers: that refusal
+needs the N devices to exist, so it runs here rather than in a process of its own (each pays Keras's start-up).
+With ARGS, the same process then runs `keras-transfer ARGS...` as `cli` below (one process start fewer for
+test_distribution's kill-and-resume test).
 
 `distribution_worker.py cli ARGS...`: `keras-transfer ARGS...`; with `KT_TEST_HOLD_AT_EPOCH=N` set, it holds in the
 second batch of epoch N + 1 (counted from 1) until it is killed, so a test can kill it mid-epoch on any machine load.
@@ -11,6 +15,7 @@ Both register `tinyvgg` (tests/tiny_backbone.py, beside this script) for the run
 """
 
 import json
+import os
 import sys
 
 import keras
@@ -66,6 +71,26 @@ def error_of(call):
     return None
 
 
+def refusal(devices, folder):
+    """`keras-transfer train` asking for `devices` devices on `devices - 1` training images: its exit status,
+    what it wrote to stderr and whether the run folder exists afterwards."""
+    import contextlib
+    import io
+
+    from image_files import write_png
+    from keras_transfer.cli import main as keras_transfer
+
+    data, out = os.path.join(folder, "few"), os.path.join(folder, "run")
+    for i in range(devices - 1):  # one image a class
+        os.makedirs(os.path.join(data, f"c{i}"))
+        write_png(os.path.join(data, f"c{i}", "img.png"), 8, 8, seed=i)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = keras_transfer(["train", data, "--out", out, "--weights", "none", "--validation-split", "0",
+                               "--devices", str(devices), "--backbone", "vgg16", "--input-size", "32"])
+    return dict(code=code, stderr=err.getvalue(), run_folder=os.path.exists(out))
+
+
 def main():
     most = int(sys.argv[1])
     if keras.backend.backend() == "tensorflow":
@@ -87,11 +112,17 @@ def main():
         devices=error_of(lambda: setup_devices(0)),
     )
     out["auto_batch"] = setup_devices(2).batch_and_scale(None, 4)
-    print("RESULT " + json.dumps(out))
+    out["refusal"] = refusal(most, sys.argv[2])
+    result = os.path.join(sys.argv[2], "result.json")
+    with open(result + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(result + ".tmp", result)  # whole when the test sees it
+    sys.stdout.flush()
+    if sys.argv[3:]:
+        cli(sys.argv[3:])
 
 
 def cli(args):
-    import os
     import time
 
     import keras_transfer.training.state as state

@@ -2,15 +2,13 @@
 2, no traceback) before a run folder, a report, an export or a demo folder is written; the message names the
 option. A property test feeds each command-line option out-of-range values; the cases the issue named (more
 devices than the machine or the data has, `--weights none` on a handful of images, `export --atol -1`, the
-`--resume` hint) each have a test of their own.
+`--resume` hint) each have a test of their own (more devices than the training images: in
+tests/test_distribution.py, whose worker process has the virtual devices that refusal needs).
 """
 
 import contextlib
 import os
-import subprocess
-import sys
 
-import keras
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -141,20 +139,6 @@ def test_devices_99_is_refused_at_once_without_a_run_folder(workspace, capsys):
         code, err = _run(["train", "images", "--out", "run99", "--weights", "none", "--devices", "99"], capsys)
     assert code == 2 and err.count("\n") == 1 and "more devices than" in err and "devices=99" in err, err
     assert "--resume" not in err and not os.path.exists(workspace / "run99")
-
-
-def test_more_devices_than_training_images_is_refused_before_the_run_folder(tmp_path):
-    """In a fresh process: TensorFlow splits its CPU into 8 devices only before it starts, JAX gets 8 virtual ones."""
-    write_image_folder(tmp_path / "few", classes=("a", "b"), per_class=2, size=8)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", KERAS_BACKEND=keras.backend.backend(),
-               PYTHONPATH=os.pathsep.join(sys.path))
-    done = subprocess.run([sys.executable, "-m", "keras_transfer.cli", "train", "few", "--out", "run", "--weights",
-                           "none", "--validation-split", "0", "--devices", "8", "--backbone", "vgg16",
-                           "--input-size", "32"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
-    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
-    assert "only 4 training image(s)" in errors[0] and "devices=8" in errors[0] and "--resume" not in errors[0]
-    assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "run")
 
 
 @pytest.mark.backend_free
