@@ -1,8 +1,8 @@
 """Every script in examples/ runs, as `python examples/<script> args` under the current backend, on a tiny image
 folder (the regression and multi-label scripts: on 32 real digit images or tiles they write themselves; the text
-script: on 18 real sentences with the tiny random BERT of test_text_resume, as the image scripts take `tinyvgg`,
-the two-block VGG-layout test backbone the driver registers (tests/tiny_backbone.py), with random weights; the real
-MiniLM trains in test_text_runs and test_text_run_cli). `feature_extraction.py` keeps a `keras.applications`
+script: on 18 real sentences with the tiny random BERT of `conftest.tiny_bert_folder`, as the image scripts take
+`tinyvgg`, the two-block VGG-layout test backbone the driver registers (tests/tiny_backbone.py), with random
+weights; the real MiniLM trains in test_text_runs). `feature_extraction.py` keeps a `keras.applications`
 network (VGG16, random weights), so one example still builds, preprocesses and trains a real registry backbone.
 The scripts share one process (tests/examples_driver.py runs them one after the other, each with its own argv,
 working directory and fresh Keras state), and each script's test reports its own outcome.

@@ -1,9 +1,9 @@
-"""`keras-transfer evaluate`, `predict` and `export` on a text run folder (dispatched on its config.json's
-modality), and the history and confusion-matrix plots a text run writes. One tiny run (16 tokens, 24 real
-docstrings) is trained once for the module, on the tiny random BERT preset folder of `conftest.tiny_bert_folder`
-whose vocabulary is the docstrings' words: what the commands load and write (the KerasHub backbone and tokenizer,
-the run's preprocessor folder, the raw-string SavedModel) does not depend on the encoder's size; the real MiniLM
-trains in test_text_runs."""
+"""`keras-transfer train --modality text` (the flags it was given, the `auto` recipe), `evaluate`, `predict` and
+`export` on a text run folder (dispatched on its config.json's modality), and the history and confusion-matrix
+plots a text run writes. One tiny run (16 tokens, 24 real docstrings) is trained once for the module through the
+CLI, on the tiny random BERT preset folder of `conftest.tiny_bert_folder` whose vocabulary is the docstrings'
+words: what the commands load and write (the KerasHub backbone and tokenizer, the run's preprocessor folder, the
+raw-string SavedModel) does not depend on the encoder's size; the real MiniLM trains in test_text_runs."""
 
 import json
 import os
@@ -33,7 +33,7 @@ def text_run(tmp_path_factory):
     backbone = tiny_bert_folder(str(root / "tiny_bert"), [text for texts in TEXTS.values() for text in texts])
     code = main(["train", source, "--modality", "text", "--backbone", backbone, "--sequence-length", "16",
                  "--validation-split", "0.25", "--test-split", "0.25", "--seed", "0", "--out", out])
-    assert code == 0
+    assert code == 0  # on failure pytest shows what the setup printed
     return out
 
 
@@ -42,7 +42,11 @@ def _is_png(path):
         return f.read(8) == PNG
 
 
-def test_a_text_run_writes_its_history_its_plots_and_its_training_state(text_run):
+def test_the_cli_trains_text_and_the_run_writes_its_history_its_plots_and_its_training_state(text_run):
+    settings = read_json(os.path.join(text_run, "config.json"))["settings"]  # the flags `train` was given
+    backbone = os.path.join(os.path.dirname(text_run), "tiny_bert")
+    assert (settings["modality"], settings["backbone"], settings["sequence_length"]) == ("text", backbone, 16)
+    assert read_json(os.path.join(text_run, "recipe.json"))["recipe"] == "lp_ft"  # `auto`
     history = read_json(os.path.join(text_run, "history.json"))
     assert history["phase"] == ["head"] and history["epoch"] == [0]  # `auto` at 4 a class: the linear probe
     assert "val_accuracy" in history and 0 <= history["val_accuracy"][0] <= 1

@@ -1,7 +1,6 @@
-"""Text runs through `train_from_folder(..., modality="text")` and `keras-transfer train --modality text`: the run
-folder (the real MiniLM, the default backbone), the CLI's run (the tiny random BERT preset folder of
-`conftest.tiny_bert_folder`: the CLI's flags and call are what it is about), and the text settings' one-line
-errors."""
+"""Text runs through `train_from_folder(..., modality="text")`: the run folder (the real MiniLM, the default
+backbone) and the text settings' one-line errors. `keras-transfer train --modality text` (its flags and call, on
+the tiny random BERT) is checked on the run test_text_run_cli trains once for its module."""
 
 import csv
 import json
@@ -9,8 +8,6 @@ import os
 
 import pytest
 
-from conftest import tiny_bert_folder
-from keras_transfer.cli import main
 from keras_transfer.errors import KerasTransferError
 from keras_transfer.runs.config import RunConfig
 from keras_transfer.runs.train import train_from_folder
@@ -52,17 +49,6 @@ def test_a_text_run_writes_its_folder_and_a_test_report(tmp_path):
     assert report["n"] == 6 and report["accuracy"] >= 0.5  # 2 held-out texts a class; chance is 1/3
     with pytest.raises(KerasTransferError, match="already holds a run|exists"):
         train_from_folder(source, out, modality="text", sequence_length=16)
-
-
-def test_the_cli_trains_text(tmp_path, capsys):
-    source = _write(tmp_path / "texts.csv")
-    backbone = tiny_bert_folder(str(tmp_path / "tiny_bert"), [text for texts in TEXTS.values() for text in texts])
-    code = main(["train", source, "--modality", "text", "--backbone", backbone, "--sequence-length", "16", "--out",
-                 str(tmp_path / "run"), "--validation-split", "0.25"])
-    assert code == 0, capsys.readouterr().err
-    settings = json.load(open(tmp_path / "run" / "config.json"))["settings"]
-    assert (settings["modality"], settings["backbone"], settings["sequence_length"]) == ("text", backbone, 16)
-    assert json.load(open(tmp_path / "run" / "recipe.json"))["recipe"] == "lp_ft"  # `auto`
 
 
 @pytest.mark.backend_free
