@@ -1,12 +1,10 @@
 """`export_saved_model` / `export(format="saved_model")`: an inference-mode SavedModel (augmentation and dropout
-off) with `serve`, `serving_default`, `serve_uint8`, `serve_any_size` and `class_names` endpoints, reloaded in a
-fresh process, written through a temporary folder that never outlives the call; bad targets refused up front."""
+off) with `serve`, `serving_default`, `serve_uint8`, `serve_any_size` and `class_names` endpoints, written through a
+temporary folder that never outlives the call; bad targets refused up front. The classifier's SavedModel reloaded
+in a fresh process: tests/test_task_export.py (`test_export_serves_the_inference_mode_model`), in the one fresh
+process that also serves the regression and multi-label exports (each start pays TensorFlow's import)."""
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -18,24 +16,6 @@ from keras_transfer.serving import export as export_module
 from keras_transfer.errors import KerasTransferError
 
 CLASS_NAMES = ["cat", "dog", "emu"]
-
-SERVE_SCRIPT = textwrap.dedent("""
-    import sys
-    import numpy as np
-    import tensorflow as tf
-
-    folder, batch, out = sys.argv[1:]
-    served = tf.saved_model.load(folder)
-    images = tf.constant(np.load(batch))
-    np.save(out + "_1.npy", served.serve(images).numpy())
-    np.save(out + "_2.npy", served.serve(images).numpy())
-    # TF Serving's view: the serving_default signature, input "images", output "output_0".
-    np.save(out + "_default.npy", served.signatures["serving_default"](images=images)["output_0"].numpy())
-    np.save(out + "_uint8.npy", served.serve_uint8(tf.cast(images, tf.uint8)).numpy())
-    np.save(out + "_any_size.npy", served.serve_any_size(tf.image.resize(images, (48, 40))).numpy())
-    np.save(out + "_names.npy", served.class_names().numpy().astype(str))
-""")
-
 
 def tiny_model():
     """A classifier on a tiny user backbone (two convs and a BatchNorm: a registry backbone would only make the
@@ -63,20 +43,7 @@ def leftovers(parent):
     return sorted(name for name in os.listdir(parent) if name.startswith(".export-"))
 
 
-def serve_in_fresh_process(folder, batch, tmp_path):
-    """Loads the SavedModel with `tf.saved_model.load` in a new Python process; returns two calls' outputs."""
-    script, batch_file, out = tmp_path / "serve.py", tmp_path / "batch.npy", tmp_path / "served"
-    script.write_text(SERVE_SCRIPT)
-    np.save(batch_file, batch)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, str(script), str(folder), str(batch_file), str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {key: np.load(f"{out}_{key}.npy") for key in ("1", "2", "default", "uint8", "any_size", "names")}
-
-
-@pytest.fixture
-def trained_model():
+def train_tiny_model():
     """A tiny classifier with light augmentation and dropout 0.5, after a few training steps."""
     model = tiny_model()
     head = model.get_layer("predictions")  # starts at zero: random weights make the outputs depend on the input
@@ -86,38 +53,10 @@ def trained_model():
     return model
 
 
-def test_export_serves_the_inference_mode_model(trained_model, tmp_path):
-    batch = pixels(5, seed=2)
-    # Training mode is random here (augmentation, dropout): an export that kept it would not be reproducible.
-    first = keras.ops.convert_to_numpy(trained_model(batch, training=True))
-    second = keras.ops.convert_to_numpy(trained_model(batch, training=True))
-    assert np.abs(first - second).max() > 1e-3
-
-    target = tmp_path / "exported"
-    difference = keras_transfer.export_saved_model(trained_model, target)
-    assert difference is not None and 0 <= difference <= 1e-4
-    assert (target / "saved_model.pb").is_file()
-    with open(target / "class_names.json") as f:
-        assert json.load(f) == CLASS_NAMES
-    assert leftovers(tmp_path) == []
-
-    served = serve_in_fresh_process(target, batch, tmp_path)
-    expected = trained_model.predict(batch, verbose=0)
-    assert served["1"].shape == expected.shape == (5, 3)
-    assert expected.std(axis=0).max() > 1e-3  # the outputs depend on the input: the comparison means something
-    np.testing.assert_allclose(served["1"], expected, atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(served["1"], served["2"])
-    np.testing.assert_array_equal(served["default"], served["1"])
-    np.testing.assert_allclose(served["uint8"], expected, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(served["1"].sum(-1), 1.0, atol=1e-5)
-    assert served["names"].tolist() == CLASS_NAMES
-
-    # serve_any_size resizes inside (bilinear, keras.ops.image.resize) to the input size.
-    bigger = keras.ops.image.resize(batch, (48, 40))
-    resized = keras.ops.image.resize(bigger, (32, 32), antialias=False)
-    expected_any = keras.ops.convert_to_numpy(trained_model(resized, training=False))
-    np.testing.assert_allclose(served["any_size"], expected_any, atol=1e-4, rtol=0)
-    assert np.abs(served["any_size"] - expected).max() > 0  # a different input: the endpoint did resize
+@pytest.fixture
+def trained_model():
+    """`train_tiny_model()`'s classifier."""
+    return train_tiny_model()
 
 
 def test_export_returns_a_result_and_can_leave_out_endpoints(trained_model, tmp_path):

@@ -1,5 +1,9 @@
 """Resume: a run killed with SIGKILL (during an epoch, or during a checkpoint write) still loads, and
-`--resume` finishes it in the same phase with the same total epoch count and a continuing optimizer."""
+`--resume` finishes it in the same phase with the same total epoch count and a continuing optimizer.
+
+The kill during a checkpoint write is tested on a regression run (tests/test_task_resume.py,
+`test_regression_run_killed_mid_phase_resumes_from_the_cli`): one fresh process for both, as each start pays the
+imports and the first tracing."""
 
 import json
 import os
@@ -19,13 +23,12 @@ from keras_transfer.runs.resume import resume_run
 
 RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, epochs=1, fine_tune_epochs=2,
            batch_size=4, augmentation="none", n=1, verbose=0, validation_split=0.25)
-HEAD_ONLY = dict(RUN, strategy="head_only", epochs=3)
 STEPS = 3  # 12 training images / batch_size 4
 
 # Runs `train_from_folder` on `tinyvgg` (tests/tiny_backbone.py: the tests folder is on the worker's path); argument 4
-# (N > 0) stops the Nth write of last.keras half-way. Once the first fine-tuning epoch is saved, the worker holds
-# in the next epoch's second batch (one optimizer step past the checkpoint) until it is killed: the kill lands
-# mid-epoch on any machine load, where a fixed slowdown of every batch left a window of under a second.
+# (N > 0) stops the Nth write of last.keras half-way. Otherwise (N = 0), once the first fine-tuning epoch is saved,
+# the worker holds in the next epoch's second batch (one optimizer step past the checkpoint) until it is killed: the
+# kill lands mid-epoch on any machine load, where a fixed slowdown of every batch left a window of under a second.
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     import keras_transfer.io as io
@@ -43,7 +46,7 @@ WORKER = textwrap.dedent("""
                 state = json.load(f)
         except (OSError, ValueError):
             state = None
-        if batch >= 1 and state and state["phase"] == "fine_tune" and state["phase_epochs_done"] == 1:
+        if not mid_write and batch >= 1 and state and state["phase"] == "fine_tune" and state["phase_epochs_done"] == 1:
             time.sleep(600)
         return result
     checkpoints.TrainingState.on_train_batch_end = hold
@@ -69,13 +72,13 @@ def _state(out):
         return None
 
 
-def _start(tmp_path, mid_write=0, run=RUN):
+def _start(tmp_path, run=RUN):
     data = write_image_folder(tmp_path / "data", per_class=5)
     out, marker = str(tmp_path / "run"), str(tmp_path / "marker")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    process = subprocess.Popen([sys.executable, str(script), data, out, marker, str(mid_write), json.dumps(run)],
+    process = subprocess.Popen([sys.executable, str(script), data, out, marker, "0", json.dumps(run)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return process, out, marker
 
@@ -93,13 +96,13 @@ def _kill_when(process, condition):
     assert process.returncode == -signal.SIGKILL
 
 
-def _assert_loads(out):
+def _assert_loads(out, outputs=3):
     for name in ("best.keras", "last.keras"):
         model = keras.models.load_model(os.path.join(out, name))
-        assert model.output_shape == (None, 3)
+        assert model.output_shape == (None, outputs)
 
 
-def _assert_finished(out, phases):
+def _assert_finished(out, phases, outputs=3):
     history = json.load(open(os.path.join(out, "history.json")))
     assert history["epoch"] == list(range(len(phases)))
     assert history["phase"] == phases
@@ -109,7 +112,7 @@ def _assert_finished(out, phases):
     with open(os.path.join(out, "history.csv")) as f:
         assert [line.split(",")[0] for line in f.read().split()[1:]] == [str(i) for i in range(len(phases))]
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
-    _assert_loads(out)
+    _assert_loads(out, outputs)
 
 
 def test_sigkill_during_fine_tune_epoch_then_resume(tmp_path):
@@ -129,18 +132,6 @@ def test_sigkill_during_fine_tune_epoch_then_resume(tmp_path):
     assert result.histories[0].epoch == [2]
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 * STEPS  # continued, not reset
     _assert_finished(out, ["head", "fine_tune", "fine_tune"])
-
-
-def test_sigkill_during_checkpoint_write_then_cli_resume(tmp_path, capsys):
-    process, out, marker = _start(tmp_path, mid_write=2, run=HEAD_ONLY)  # last.keras of epoch 2
-    _kill_when(process, lambda: os.path.exists(marker))
-    assert [n for n in os.listdir(out) if n.startswith(".tmp-")]  # the half-written file is a temp file
-    _assert_loads(out)
-    assert read_checkpoint_state(os.path.join(out, "last.keras"))["epochs_done"] == 1
-
-    assert main(["train", "--resume", "--out", out]) == 0
-
-    _assert_finished(out, ["head"] * 3)
 
 
 def test_resume_refuses_another_backend_and_changed_settings(tmp_path, capsys):

@@ -1,7 +1,10 @@
 """Regression and multi-label models through export: the targets' standardisation and the per-label thresholds
-survive `.keras`, SavedModel (loaded in a fresh process) and TFLite, and every format matches the in-memory model."""
+survive `.keras`, SavedModel (loaded in a fresh process) and TFLite, and every format matches the in-memory model.
+The classifier's inference-mode SavedModel (tests/test_export.py's tiny model) is served in the same fresh process:
+every endpoint, as TF Serving and `tf.saved_model.load` see it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,22 +12,32 @@ import keras
 import numpy as np
 import pytest
 
+import keras_transfer
 from conftest import make_small_cnn
+from test_export import CLASS_NAMES, leftovers, pixels, train_tiny_model
 from keras_transfer.models.classifier import feature_extractor
 from keras_transfer.models.heads import build_model, get_thresholds, head_of, set_thresholds
 from keras_transfer.serving.export import export, thresholds_beside
 from keras_transfer.serving.export_tflite import run_tflite
 
-# Loads each SavedModel named on the command line (folder, then the .npy batch) in this one fresh process.
+# Loads each SavedModel named on the command line (folder, the .npy batch, "all" or "serve") in this one fresh
+# process and calls `serve`, `class_names` and, for a multi-label model, `thresholds`; with "all" also `serve` again,
+# TF Serving's view (the serving_default signature, input "images", output "output_0"), `serve_uint8` and
+# `serve_any_size` (at 48 x 40). Each endpoint's first call prepares its own function (optimises its graph; under JAX,
+# compiles the exported XLA module): the task models, whose tests look at `serve` only, call only that.
 FRESH = """
 import json, sys
 import numpy as np, tensorflow as tf
 results = []
-for folder, batch in zip(sys.argv[1::2], sys.argv[2::2]):
+for folder, batch, endpoints in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
     served = tf.saved_model.load(folder)
-    x = np.load(batch)
-    out = {"serve": served.serve(tf.constant(x)).numpy().tolist(),
-           "names": [n.decode() for n in served.class_names().numpy()]}
+    x = tf.constant(np.load(batch))
+    out = {"serve": served.serve(x).numpy().tolist(), "names": [n.decode() for n in served.class_names().numpy()]}
+    if endpoints == "all":
+        out.update(serve_again=served.serve(x).numpy().tolist(),
+                   default=served.signatures["serving_default"](images=x)["output_0"].numpy().tolist(),
+                   uint8=served.serve_uint8(tf.cast(x, tf.uint8)).numpy().tolist(),
+                   any_size=served.serve_any_size(tf.image.resize(x, (48, 40))).numpy().tolist())
     if hasattr(served, "thresholds"):
         out["thresholds"] = served.thresholds().numpy().tolist()
     results.append(out)
@@ -59,24 +72,67 @@ MAKERS = {"regression": _regression, "multilabel": _multilabel}
 
 @pytest.fixture(scope="module")
 def served_fresh(tmp_path_factory):
-    """Each task's model exported as a SavedModel and served in ONE fresh process (a process for both, not one
+    """Each task's model exported as a SavedModel and served in ONE fresh process (a process for all three, not one
     each: the fresh start is what is tested, and each start pays TensorFlow's import):
-    `{task: (model, x, expected, export result, served outputs)}`."""
+    `{task: (model, x, expected, export result, served outputs)}`; the classifier's export result is
+    `export_saved_model`'s largest difference, and its entry adds the export folder, its leftovers and two
+    training-mode calls made before the export (a training-mode call updates the BatchNorm statistics: after the
+    export, the model would no longer be the one exported)."""
     tmp_path = tmp_path_factory.mktemp("task_export")
     exported, argv = {}, []
+    keras.utils.set_random_seed(0)
+    classifier, batch = train_tiny_model(), pixels(5, seed=2)
+    training_mode = [keras.ops.convert_to_numpy(classifier(batch, training=True)) for _ in range(2)]
+    target = tmp_path / "classification" / "exported"
+    target.parent.mkdir()
+    difference = keras_transfer.export_saved_model(classifier, target)
+    exported["classification"] = (classifier, batch, classifier.predict(batch, verbose=0), difference)
+    np.save(tmp_path / "classification.npy", batch)
+    argv += [str(target), str(tmp_path / "classification.npy"), "all"]
     for name, make in MAKERS.items():
         model, x = make(), _images()
         expected = keras.ops.convert_to_numpy(model(x, training=False))
         result = export(model, tmp_path / name, format="saved_model")
         np.save(tmp_path / f"{name}.npy", x)
         exported[name] = (model, x, expected, result)
-        argv += [str(tmp_path / name), str(tmp_path / f"{name}.npy")]
+        argv += [str(tmp_path / name), str(tmp_path / f"{name}.npy"), "serve"]
     script = tmp_path / "fresh.py"
     script.write_text(FRESH)
-    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     served = json.loads(done.stdout.strip().splitlines()[-1])
-    return {name: (*exported[name], out) for name, out in zip(exported, served)}
+    fresh = {name: (*exported[name], {k: v if k == "names" else np.array(v) for k, v in out.items()})
+             for name, out in zip(exported, served)}
+    return dict(fresh, classification=(*fresh["classification"], target, leftovers(target.parent), training_mode))
+
+
+def test_export_serves_the_inference_mode_model(served_fresh):
+    model, batch, expected, difference, served, target, left, (first, second) = served_fresh["classification"]
+    # Training mode is random here (augmentation, dropout): an export that kept it would not be reproducible.
+    assert np.abs(first - second).max() > 1e-3
+
+    assert difference is not None and 0 <= difference <= 1e-4
+    assert (target / "saved_model.pb").is_file()
+    with open(target / "class_names.json") as f:
+        assert json.load(f) == CLASS_NAMES
+    assert left == []
+
+    assert served["serve"].shape == expected.shape == (5, 3)
+    assert expected.std(axis=0).max() > 1e-3  # the outputs depend on the input: the comparison means something
+    np.testing.assert_allclose(served["serve"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(served["serve"], served["serve_again"])
+    np.testing.assert_array_equal(served["default"], served["serve"])
+    np.testing.assert_allclose(served["uint8"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(served["serve"].sum(-1), 1.0, atol=1e-5)
+    assert served["names"] == CLASS_NAMES
+
+    # serve_any_size resizes inside (bilinear, keras.ops.image.resize) to the input size.
+    bigger = keras.ops.image.resize(batch, (48, 40))
+    resized = keras.ops.image.resize(bigger, (32, 32), antialias=False)
+    expected_any = keras.ops.convert_to_numpy(model(resized, training=False))
+    np.testing.assert_allclose(served["any_size"], expected_any, atol=1e-4, rtol=0)
+    assert np.abs(served["any_size"] - expected).max() > 0  # a different input: the endpoint did resize
 
 
 @pytest.mark.parametrize("task", MAKERS)
