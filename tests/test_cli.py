@@ -60,6 +60,7 @@ def test_backbones_table_lists_every_registry_entry_with_its_min_size(capsys):
 
 
 @pytest.mark.backend_free
+@pytest.mark.first_backend  # 15 s: in the first process, which ended 35 s before the second (CI of 90b6e40)
 def test_console_script_backbones_runs_in_a_real_process():
     script = shutil.which("keras-transfer")
     command = [script] if script else [sys.executable, "-m", "keras_transfer_launcher"]
