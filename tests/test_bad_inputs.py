@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import write_image_folder
+from conftest import one_convolution_backbone, write_image_folder
 from keras_transfer.training.callbacks import NonFiniteLossError
 from keras_transfer.training.state import TrainingState
 from keras_transfer import api, cli
@@ -134,11 +134,7 @@ def test_cli_resume_with_changed_settings(folder, tmp_path, capsys):
 def test_non_finite_training_stops_naming_phase_epoch_step_and_keeps_good_checkpoint(tmp_path, fault):
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 3
-    # One convolution carries NaN images to the loss as MobileNetV2 (150 layers, built, traced and written twice:
-    # most of this test's time) did; tinyvgg and tinybn do not (after their ReLU and max-pool layers the loss came
-    # out finite under TensorFlow)
-    inputs = keras.Input((32, 32, 3))
-    model = build_classifier(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)), 3, augmentation="none")
+    model = build_classifier(one_convolution_backbone(), 3, augmentation="none")
     head = [("head", get_preset("feature_extraction", epochs=1))]
     best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
     run_phases(model, (x, y), None, head, state=TrainingState(str(tmp_path)), checkpoint_path=best, verbose=0)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import one_convolution_backbone
 from keras_transfer import cli, io
 from keras_transfer.errors import DamagedFileError, KerasTransferError, WorkFailedError
 from keras_transfer.models.classifier import build_classifier
@@ -232,10 +233,7 @@ def test_evaluate_into_a_read_only_folder_fails_before_the_work(trained_run, tmp
 
 def test_nan_on_the_first_epoch_names_no_checkpoint_that_does_not_exist(tmp_path):
     x = np.full((8, 32, 32, 3), np.nan, "float32")
-    # One convolution carries the NaN images to the loss as MobileNetV2 (150 layers: most of this test's time) did;
-    # tinyvgg and tinybn do not: after their ReLU and max-pool layers the loss came out finite under TensorFlow
-    inputs = keras.Input((32, 32, 3))
-    model = build_classifier(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)), 3, augmentation="none")
+    model = build_classifier(one_convolution_backbone(), 3, augmentation="none")
     head = [("head", get_preset("feature_extraction", epochs=1))]
     with pytest.raises(NonFiniteLossError) as info:
         run_phases(model, (x, np.arange(8) % 3), None, head, state=TrainingState(str(tmp_path)), verbose=0)
