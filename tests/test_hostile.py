@@ -232,9 +232,9 @@ def test_evaluate_into_a_read_only_folder_fails_before_the_work(trained_run, tmp
 
 
 def test_nan_on_the_first_epoch_names_no_checkpoint_that_does_not_exist(tmp_path):
-    x = np.full((8, 32, 32, 3), np.nan, "float32")
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     model = build_classifier(one_convolution_backbone(), 3, augmentation="none")
-    head = [("head", get_preset("feature_extraction", epochs=1))]
+    head = [("head", get_preset("feature_extraction", epochs=1, optimizer="sgd", learning_rate=1e39))]  # inf
     with pytest.raises(NonFiniteLossError) as info:
         run_phases(model, (x, np.arange(8) % 3), None, head, state=TrainingState(str(tmp_path)), verbose=0)
     message = str(info.value)

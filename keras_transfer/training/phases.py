@@ -9,8 +9,10 @@ import functools
 import logging
 
 import keras
+import numpy as np
 
 from keras_transfer import io
+from keras_transfer.errors import KerasTransferError
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import get_backbone
 from keras_transfer.models.freezing import check_strategy, freeze
@@ -161,6 +163,8 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
     backbone features computed once (in memory, or streamed to `cache_dir`). A `solver="linear"` phase
     fits the head to convergence (`linear_probe`).
     """
+    check_finite_arrays(train, "train")
+    check_finite_arrays(val, "val")
     for _, preset in phases:  # a typo in phase 2's arguments fails before phase 1 trains
         check_strategy(model, preset.strategy, n=preset.n, layer=preset.layer)
     if cache_features:
@@ -190,6 +194,34 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
         result.histories.append(history)
         result.freeze_reports.append(report)
     return result
+
+
+def check_finite_arrays(data, name, chunk=256):
+    """Raises unless every value of `(x, y)` NumPy arrays (x possibly a dict of arrays) is finite: a NaN image
+    can give a finite loss through ReLU and max-pooling (NaN compares false), so the NaN-loss guard alone would
+    let it train. Datasets are not read here (decoded files cannot hold NaN); the loss guard covers them.
+    Checked `chunk` rows at a time, so a large array costs no full-size copy."""
+    if not isinstance(data, tuple):
+        return
+    x, y = data[0], data[1] if len(data) > 1 else None
+    parts = [(f"{name} inputs" + (f" {key!r}" if isinstance(x, dict) else ""), value)
+             for key, value in (x.items() if isinstance(x, dict) else [(None, x)])] + [(f"{name} targets", y)]
+    for what, array in parts:
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.inexact) or not array.ndim:
+            continue
+        bad_rows, count = [], 0
+        for start in range(0, len(array), chunk):
+            bad = ~np.isfinite(array[start:start + chunk])
+            if bad.any():
+                rows = bad.reshape(len(bad), -1).any(axis=1)
+                bad_rows.extend((np.flatnonzero(rows) + start).tolist())
+                count += int(bad.sum())
+        if count:
+            raise KerasTransferError(
+                f"The {what} hold {count} NaN or infinite values, in {len(bad_rows)} of {len(array)} rows (the "
+                f"first at index {bad_rows[0]}); every value must be finite. Check how the arrays were made (a "
+                f"missing value read as NaN, a division by zero), or drop those rows. Received: {what} of shape "
+                f"{array.shape}, dtype {array.dtype}")
 
 
 def images_in(data):
