@@ -1,7 +1,8 @@
 """Regression and multi-label models through export: the targets' standardisation and the per-label thresholds
 survive `.keras`, SavedModel (loaded in a fresh process) and TFLite, and every format matches the in-memory model.
 The classifier's inference-mode SavedModel (tests/test_export.py's tiny model) is served in the same fresh process:
-every endpoint, as TF Serving and `tf.saved_model.load` see it."""
+every endpoint, as TF Serving and `tf.saved_model.load` see it; and so is a text classifier's raw-string SavedModel
+(a tiny random BERT, test_text.py's), with only TensorFlow and TensorFlow Text imported."""
 
 import json
 import os
@@ -20,18 +21,24 @@ from keras_transfer.models.heads import build_model, get_thresholds, head_of, se
 from keras_transfer.serving.export import export, thresholds_beside
 from keras_transfer.serving.export_tflite import run_tflite
 
-# Loads each SavedModel named on the command line (folder, the .npy batch, "all" or "serve") in this one fresh
-# process and calls `serve`, `class_names` and, for a multi-label model, `thresholds`; with "all" also `serve` again,
-# TF Serving's view (the serving_default signature, input "images", output "output_0"), `serve_uint8` and
-# `serve_any_size` (at 48 x 40). Each endpoint's first call prepares its own function (optimises its graph; under JAX,
-# compiles the exported XLA module): the task models, whose tests look at `serve` only, call only that.
+# Loads each SavedModel named on the command line (folder, the .npy batch or .json texts, "all", "serve" or "text")
+# in this one fresh process and calls `serve`, `class_names` and, for a multi-label model, `thresholds`; with "all"
+# also `serve` again, TF Serving's view (the serving_default signature, input "images", output "output_0"),
+# `serve_uint8` and `serve_any_size` (at 48 x 40). Each endpoint's first call prepares its own function (optimises
+# its graph; under JAX, compiles the exported XLA module): the task models, whose tests look at `serve` only, call
+# only that. "text": raw strings, with TensorFlow Text imported (its ops), and neither KerasHub nor keras_transfer
+# (`modules` records which of them the process had imported, for the text test; TensorFlow imports Keras itself).
 FRESH = """
 import json, sys
 import numpy as np, tensorflow as tf
 results = []
 for folder, batch, endpoints in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    if endpoints == "text":
+        import tensorflow_text  # noqa: F401 - registers the tokenizer's ops before the load
+        x = tf.constant(json.load(open(batch)))
+    else:
+        x = tf.constant(np.load(batch))
     served = tf.saved_model.load(folder)
-    x = tf.constant(np.load(batch))
     out = {"serve": served.serve(x).numpy().tolist(), "names": [n.decode() for n in served.class_names().numpy()]}
     if endpoints == "all":
         out.update(serve_again=served.serve(x).numpy().tolist(),
@@ -40,6 +47,8 @@ for folder, batch, endpoints in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::
                    any_size=served.serve_any_size(tf.image.resize(x, (48, 40))).numpy().tolist())
     if hasattr(served, "thresholds"):
         out["thresholds"] = served.thresholds().numpy().tolist()
+    if endpoints == "text":
+        out["modules"] = sorted(m for m in ("keras_hub", "keras_transfer") if m in sys.modules)
     results.append(out)
 print(json.dumps(results))
 """
@@ -70,10 +79,31 @@ def _multilabel():
 MAKERS = {"regression": _regression, "multilabel": _multilabel}
 
 
+TEXTS = ["good film", "not very good plot at all", "bad"]
+
+
+def _text_classifier(path):
+    """test_text.py's tiny random BERT classifier (mean pooling, a random head), exported as a raw-string
+    SavedModel at `path`, and `TEXTS` written beside it: `(model, texts, expected, export's difference)`."""
+    from test_text import tiny_bert
+    from keras_transfer.models.text_classifier import build_text_classifier
+    from keras_transfer.serving.export_text import export_text_saved_model
+
+    encoder, preprocessor = tiny_bert()
+    model, preprocessor = build_text_classifier(encoder, 3, preprocessor=preprocessor, pooling="mean",
+                                                class_names=["a", "b", "c"])
+    head = model.get_layer("predictions")
+    head.kernel.assign(np.random.default_rng(0).normal(0, 1, tuple(head.kernel.shape)).astype("float32"))
+    difference = export_text_saved_model(model, preprocessor, str(path))
+    with open(path.parent / "texts.json", "w") as f:
+        json.dump(TEXTS, f)
+    return model, TEXTS, keras.ops.convert_to_numpy(model(preprocessor(TEXTS))), difference
+
+
 @pytest.fixture(scope="module")
 def served_fresh(tmp_path_factory):
-    """Each task's model exported as a SavedModel and served in ONE fresh process (a process for all three, not one
-    each: the fresh start is what is tested, and each start pays TensorFlow's import):
+    """Each task's model and a text classifier exported as a SavedModel and served in ONE fresh process (a process
+    for all four, not one each: the fresh start is what is tested, and each start pays TensorFlow's import):
     `{task: (model, x, expected, export result, served outputs)}`; the classifier's export result is
     `export_saved_model`'s largest difference, and its entry adds the export folder, its leftovers and two
     training-mode calls made before the export (a training-mode call updates the BatchNorm statistics: after the
@@ -96,13 +126,15 @@ def served_fresh(tmp_path_factory):
         np.save(tmp_path / f"{name}.npy", x)
         exported[name] = (model, x, expected, result)
         argv += [str(tmp_path / name), str(tmp_path / f"{name}.npy"), "serve"]
+    exported["text"] = _text_classifier(tmp_path / "text")
+    argv += [str(tmp_path / "text"), str(tmp_path / "texts.json"), "text"]
     script = tmp_path / "fresh.py"
     script.write_text(FRESH)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     served = json.loads(done.stdout.strip().splitlines()[-1])
-    fresh = {name: (*exported[name], {k: v if k == "names" else np.array(v) for k, v in out.items()})
+    fresh = {name: (*exported[name], {k: v if k in ("names", "modules") else np.array(v) for k, v in out.items()})
              for name, out in zip(exported, served)}
     return dict(fresh, classification=(*fresh["classification"], target, leftovers(target.parent), training_mode))
 
@@ -133,6 +165,18 @@ def test_export_serves_the_inference_mode_model(served_fresh):
     expected_any = keras.ops.convert_to_numpy(model(resized, training=False))
     np.testing.assert_allclose(served["any_size"], expected_any, atol=1e-4, rtol=0)
     assert np.abs(served["any_size"] - expected).max() > 0  # a different input: the endpoint did resize
+
+
+def test_a_text_saved_model_serves_raw_strings_in_a_fresh_tensorflow_process(served_fresh):
+    """The raw-string SavedModel needs only TensorFlow and TensorFlow Text where it is served (TF Serving's view):
+    it loads, tokenizes and predicts like the Keras model, with its class names, in a process that never imported
+    KerasHub or keras_transfer."""
+    model, texts, expected, difference, served = served_fresh["text"]
+    assert difference <= 1e-4  # export_text_saved_model's own check, in this process
+    assert np.ptp(expected, axis=0).max() > 1e-3  # the texts give different outputs: the check can fail
+    assert served["modules"] == []
+    assert served["names"] == ["a", "b", "c"]
+    np.testing.assert_allclose(served["serve"], expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("task", MAKERS)

@@ -1,12 +1,11 @@
 """Text classification on KerasHub encoders: the real all-MiniLM-L6-v2 weights match an independent reference,
-the classifier on a tiny random BERT (freezing by blocks, fit, `.keras` round trip, the raw-string SavedModel
-in a fresh TensorFlow process), and the one-line errors for bad folders and sequence lengths."""
+the classifier on a tiny random BERT (freezing by blocks, fit, `.keras` round trip; its raw-string SavedModel is
+served in test_task_export's fresh TensorFlow process), and the one-line errors for bad folders and sequence
+lengths."""
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import keras
 import keras_hub
@@ -18,7 +17,6 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.models.freezing import freeze
 from keras_transfer.models.text_classifier import build_text_classifier, load_text_encoder
 from keras_transfer.models.text_registry import get_text_backbone_spec
-from keras_transfer.serving.export_text import export_text_saved_model
 from keras_transfer.serving.evaluation import report_and_write
 from keras_transfer.serving.predict_text import predict_texts
 from keras_transfer.data.texts import text_dataset
@@ -108,29 +106,6 @@ def test_fit_and_keras_round_trip_on_token_ids(tmp_path):
     assert report.accuracy == np.mean(as_numpy(model(x)).argmax(-1) == np.array([1, 0, 1, 2, 0, 2]))
     with pytest.raises(KerasTransferError, match="non-empty list of strings"):
         predict_texts(loaded, preprocessor, "good film")
-
-
-def test_saved_model_on_raw_strings_matches_in_a_fresh_tensorflow_process(tmp_path):
-    encoder, preprocessor = tiny_bert()
-    model, preprocessor = build_text_classifier(encoder, 3, preprocessor=preprocessor, pooling="mean",
-                                                class_names=["a", "b", "c"])
-    head = model.get_layer("predictions")
-    head.kernel.assign(np.random.default_rng(0).normal(0, 1, tuple(head.kernel.shape)).astype("float32"))
-    path = str(tmp_path / "exported")
-    assert export_text_saved_model(model, preprocessor, path) <= 1e-4
-    texts = ["good film", "not very good plot at all", "bad"]
-    expected = as_numpy(model(preprocessor(texts)))
-    assert np.ptp(expected, axis=0).max() > 1e-3  # the texts give different outputs: the check can fail
-    out = str(tmp_path / "served.npy")
-    code = ("import numpy as np, tensorflow as tf, tensorflow_text\n"
-            f"m = tf.saved_model.load({path!r})\n"
-            f"np.save({out!r}, m.serve(tf.constant({texts!r})).numpy())\n"
-            "print(m.class_names().numpy())")
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "[b'a' b'b' b'c']" in result.stdout
-    np.testing.assert_allclose(np.load(out), expected, atol=1e-4)
 
 
 def test_a_keras_hub_preset_folder_loads_with_its_weights_and_freezes_by_blocks(tmp_path):
