@@ -6,7 +6,7 @@
 `__main__`, with its own `sys.argv`, working directory, fresh Keras state and seed, and its stdout and stderr
 captured. For each one the driver writes `results/<name>.started` before it starts and `results/<name>.json`
 (`ok`, `stdout`, `stderr`, `error`: the traceback or the exit code, `seconds`: its wall time, to see which script
-the process's time went to) after it ends, so one failing script does not stop the others, and a crash of the
+the process's time went to, `backend`: the Keras backend it ran on) after it ends, so one failing script does not stop the others, and a crash of the
 whole process shows in which script it happened (a `.started` without its `.json`). The driver exits 0 once every
 script has been run, whatever their outcome.
 
@@ -54,7 +54,7 @@ def run_one(script, args, cwd):
         os.chdir(saved_cwd)
         _close_figures()
     return {"ok": error is None, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "error": error,
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1), "backend": keras.backend.backend()}
 
 
 def _close_figures():

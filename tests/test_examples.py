@@ -5,7 +5,10 @@ script: on 18 real sentences with the tiny random BERT of `conftest.tiny_bert_fo
 weights; the real MiniLM trains in test_text_runs). `feature_extraction.py` keeps a `keras.applications`
 network (VGG16, random weights), so one example still builds, preprocesses and trains a real registry backbone.
 The scripts share one process (tests/examples_driver.py runs them one after the other, each with its own argv,
-working directory and fresh Keras state), and each script's test reports its own outcome.
+working directory and fresh Keras state), and each script's test reports its own outcome. That process's backend is
+picked by `KERAS_BACKEND` alone, as a user switches it: tests/run.sh's TensorFlow and JAX processes each start one,
+so the same user scripts (`feature_extraction.py`: a `keras.applications` network, `compile_model`, plain
+`model.fit`) train under both backends, each in its own interpreter.
 
 `two_phase_fine_tune.py` writes `best.keras` into its `--out`; `export_saved_model.py` exports that file, as the
 examples' docstrings chain them. A script added to examples/ without an entry in `EXPECTED` fails here.
@@ -83,6 +86,9 @@ def selected_scripts(session):
     """The scripts whose `test_example_runs` this pytest session runs, plus the ones they need, in run order."""
     wanted = {item.callspec.params["script"] for item in session.items
               if getattr(item, "originalname", None) == "test_example_runs"}
+    if any(getattr(item, "originalname", None) == "test_the_examples_run_on_the_backend_the_environment_names"
+           for item in session.items):
+        wanted.add("feature_extraction.py")
     if "export_saved_model.py" in wanted:
         wanted.add("two_phase_fine_tune.py")
     # two_phase_fine_tune.py writes the best.keras that export_saved_model.py exports, so it runs first.
@@ -140,6 +146,13 @@ def run_example(script, example_runs):
     assert run["ok"], f"{script} failed:\n{run['stdout'][-3000:]}\n{run['stderr'][-3000:]}\n{run['error']}"
     assert "Traceback" not in run["stderr"], f"{script} printed a traceback:\n{run['stderr'][-3000:]}"
     return run["stdout"]
+
+
+def test_the_examples_run_on_the_backend_the_environment_names(example_runs):
+    """`KERAS_BACKEND` in the examples process's environment (this process's backend) is the backend every script
+    ran on: the environment variable, not a keras.json or an import order, picks it."""
+    assert example_runs and {run.get("backend") for run in example_runs.values()} == {keras.backend.backend()}
+    assert "'accuracy'" in run_example("feature_extraction.py", example_runs)  # vgg16 trained there
 
 
 def test_every_example_has_a_test():
