@@ -48,8 +48,9 @@ def main(argv=None):
         print(f"epoch {epoch:3d}  val_loss {l:.3f}  val_accuracy {a:.3f}")
     print(f"lowest validation loss: epoch {loss.argmin() + 1} (val_accuracy {acc[loss.argmin()]:.3f}); "
           f"best validation accuracy: epoch {acc.argmax() + 1} ({acc.max():.3f}); last: {acc[-1]:.3f}")
-    print(f"the model returned: validation {accuracy(model, task.x_val, task.y_val):.3f}, test "
-          f"{accuracy(model, task.x_test, task.y_test):.3f}, training images {accuracy(model, task.x_train, task.y_train):.3f}")
+    scores = [accuracy(model, x, y) for x, y in ((task.x_val, task.y_val), (task.x_test, task.y_test),
+                                                  (task.x_train, task.y_train))]
+    print("the model returned: validation {:.3f}, test {:.3f}, training images {:.3f}".format(*scores))
 
 
 if __name__ == "__main__":

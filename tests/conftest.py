@@ -61,12 +61,12 @@ def make_small_cnn(prefix="", size=32, filters=(8, 8, 16, 16, 16), batchnorm=Fal
     return keras.Model(inputs, x, name=name or f"{prefix}cnn")
 
 
-
 def one_convolution_backbone(size=32):
     """One convolution, no activation or pooling: the cheapest backbone for the NaN-loss guard's tests (a huge
     learning rate makes its weights and loss infinite on the first step; MobileNetV2 took 20 times as long)."""
     inputs = keras.Input((size, size, 3))
     return keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+
 
 TINY_BERT_WORDS = ("good", "bad", "film", "plot", "very", "not")
 

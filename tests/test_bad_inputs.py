@@ -160,7 +160,8 @@ def test_nan_arrays_are_refused_before_training_even_where_the_loss_would_stay_f
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), (np.arange(8) % 3).astype("float32")
     val = (x.copy(), y.copy())
-    {"train inputs": x, "val inputs": val[0], "train targets": y}[where][5] = np.inf if where == "val inputs" else np.nan
+    bad = {"train inputs": x, "val inputs": val[0], "train targets": y}[where]
+    bad[5] = np.inf if where == "val inputs" else np.nan
     model = build_classifier(build_backbone(get_backbone_spec("tinyvgg"), 32, None), 3, augmentation="none")
     before = [w.copy() for w in model.get_weights()]
     head = [("head", get_preset("feature_extraction", epochs=1))]

@@ -204,8 +204,9 @@ def check_finite_arrays(data, name, chunk=256):
     if not isinstance(data, tuple):
         return
     x, y = data[0], data[1] if len(data) > 1 else None
-    parts = [(f"{name} inputs" + (f" {key!r}" if isinstance(x, dict) else ""), value)
-             for key, value in (x.items() if isinstance(x, dict) else [(None, x)])] + [(f"{name} targets", y)]
+    inputs = x if isinstance(x, dict) else {None: x}
+    parts = [(f"{name} inputs" + ("" if key is None else f" {key!r}"), value) for key, value in inputs.items()]
+    parts.append((f"{name} targets", y))
     for what, array in parts:
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.inexact) or not array.ndim:
             continue
