@@ -286,6 +286,25 @@ def test_scratch_trains_every_layer_and_batchnorm():
     assert probabilities.shape == (32, 1) and np.all((probabilities >= 0) & (probabilities <= 1))  # a sigmoid
 
 
+def test_scratch_keeps_the_epoch_of_best_validation_accuracy():
+    """The restored weights score the best validation accuracy any epoch logged (the loss breaking ties), not the
+    lowest validation loss: a from-scratch network's lowest-loss epoch can be an untrained one (issue 25). Here the
+    accuracy ties across epochs, so the loss decides (a float32 comparison of the two would not see it)."""
+    (_, preset), = plan_recipe("scratch", DataSize(images=24, classes=3), pretrained=False)[1]
+    assert preset.monitor == "auto"  # val_accuracy for a classifier (tests/test_presets.py)
+    keras.utils.set_random_seed(0)
+    model = build_classifier("tinybn", 3, weights=None, input_size=32, augmentation=None)
+    train, (x_val, y_val) = _separable(24), _separable(12, seed=1)
+    val = x_val, np.where(np.arange(12) < 4, (y_val + 1) % 3, y_val)  # a third mislabelled: confidence costs loss
+    options = RecipeOptions(fine_tune_epochs=8, batch_size=8, fine_tune_learning_rate=1e-2)
+    result = run_recipe(model, train, val, recipe="scratch", pretrained=False, options=options, verbose=0)
+    history = result.histories[0].history
+    accuracy, loss = np.array(history["val_accuracy"]), np.array(history["val_loss"])
+    best = max(range(len(accuracy)), key=lambda e: (accuracy[e], -loss[e]))
+    logs = model.evaluate(*val, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(accuracy[best]) and logs["loss"] == pytest.approx(loss[best], rel=1e-4)
+
+
 def test_a_random_backbone_with_frozen_batchnorm_is_reported_as_collapsed():
     from keras_transfer.training.diagnostics import FeatureCollapseError
 

@@ -9,6 +9,8 @@ from conftest import as_numpy
 
 from keras_transfer import build_classifier
 from keras_transfer.errors import KerasTransferError
+from keras_transfer.models.heads import build_model
+from keras_transfer.training.callbacks import selection_value
 from keras_transfer.training.presets import (OPTIMIZERS, PRESETS, Preset, SparseCategoricalCrossentropyWithSmoothing,
                                     compile_model, get_preset, make_optimizer, phase_callbacks, run_callbacks)
 
@@ -138,6 +140,53 @@ def test_phase_callbacks_for_an_accuracy_monitor_and_without_plateau():
     assert stopping.monitor == "accuracy"
     assert stopping.mode == "max"  # higher is better for accuracy
     assert not any(isinstance(c, keras.callbacks.ReduceLROnPlateau) for c in callbacks)
+
+
+def test_an_accuracy_is_judged_with_its_loss_breaking_ties():
+    def score(accuracy, loss):
+        return selection_value({"val_accuracy": accuracy, "val_loss": loss}, "val_accuracy")
+
+    assert score(0.5, 1.0) > score(0.5, 2.0)  # equal accuracy: the lower loss wins
+    assert score(0.50001, 100.0) > score(0.5, 0.0)  # a higher accuracy wins whatever the losses (steps > 1e-6)
+    assert not score(0.5, float("nan")) > score(0.5, 3.0)  # a NaN loss never compares as better
+    assert selection_value({"val_accuracy": 0.5, "val_loss": 1.0}, "val_loss") == 1.0  # a loss monitor: as logged
+    assert selection_value({"accuracy": 0.5}, "accuracy") == 0.5  # no loss logged: the accuracy alone
+
+
+# (val_accuracy, val_loss) per epoch: the lowest loss (epoch 0) is an untrained epoch, the best accuracy is tied
+# between epochs 1 and 2, and epoch 2 has the lower loss of the two
+EPOCHS = [(0.15, 0.90), (0.45, 1.30), (0.45, 1.10), (0.30, 1.00)]
+
+
+def test_auto_monitor_restores_a_classifier_s_best_accuracy_epoch(small_cnn, tmp_path):
+    model = classifier(small_cnn, 3)
+    preset = get_preset("fine_tune", monitor="auto", patience=10)
+    (stopping,) = [c for c in phase_callbacks(preset, model=model) if isinstance(c, keras.callbacks.EarlyStopping)]
+    (saver,) = run_callbacks(preset, checkpoint_path=str(tmp_path / "best.keras"), model=model)
+    assert (stopping.monitor, stopping.mode) == (saver.monitor, saver.mode) == ("val_accuracy", "max")
+    for callback in (stopping, saver):
+        callback.set_model(model)
+        callback.on_train_begin()
+    saved = []
+    for epoch, (accuracy, loss) in enumerate(EPOCHS):
+        before = saver.best
+        logs = {"loss": 0.5, "accuracy": 0.9, "val_accuracy": accuracy, "val_loss": loss}
+        stopping.on_epoch_end(epoch, logs)
+        saver.on_epoch_end(epoch, logs)
+        saved.append(saver.best != before)
+    assert stopping.best_epoch == 2  # not epoch 0 (the lowest loss) nor 1 (the same accuracy, a higher loss)
+    assert saved == [True, True, True, False] and os.path.exists(tmp_path / "best.keras")
+
+
+def test_auto_monitor_watches_the_loss_of_a_regression_head(small_cnn):
+    model = build_model(small_cnn(filters=(4, 4, 4, 4, 4)), "regression", outputs=1, input_size=32, augmentation=None, target_mean=[0.0],
+                        target_scale=[1.0])
+    preset = get_preset("fine_tune", monitor="auto")
+    (stopping,) = [c for c in phase_callbacks(preset, model=model) if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert (stopping.monitor, stopping.mode) == ("val_loss", "min")
+    (stopping,) = [c for c in phase_callbacks(preset, model=model, has_validation=False)
+                   if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert stopping.monitor == "loss"
 
 
 def test_run_callbacks(tmp_path):

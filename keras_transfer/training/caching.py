@@ -242,7 +242,7 @@ def train_phase_cached(model, train, val=None, *, preset, initial_epoch=0, callb
     head = head_model(model)
     compile_model(head, preset, jit_compile=jit_compile)
     head.optimizer = model.optimizer  # one optimizer for both: built on the head's variables, saved with the model
-    callbacks = phase_callbacks(preset, has_validation=val is not None) + _for_head(callbacks, model)
+    callbacks = phase_callbacks(preset, has_validation=val is not None, model=model) + _for_head(callbacks, model)
     if state is not None:
         state.watch(model, callbacks)  # a resumed phase: the saved optimizer state goes into the shared optimizer
         callbacks.append(state)

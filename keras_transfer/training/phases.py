@@ -18,7 +18,7 @@ from keras_transfer.models.classifier import get_backbone
 from keras_transfer.models.freezing import check_strategy, freeze
 from keras_transfer.training.batchnorm import BatchNormRecalibration, batchnorm_layers, sample_batches
 from keras_transfer.training.caching import check_cacheable, train_phase_cached
-from keras_transfer.training.callbacks import AtomicModelCheckpoint
+from keras_transfer.training.callbacks import AtomicModelCheckpoint, selection_value
 from keras_transfer.training.linear_probe import train_phase_linear
 from keras_transfer.training.presets import compile_model, phase_callbacks, run_callbacks
 
@@ -91,7 +91,8 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
     compile_model(model, preset, jit_compile=jit_compile)
     if previous is not None:
         carry_optimizer_state(previous, model.optimizer, model.trainable_variables)
-    callbacks = phase_callbacks(preset, has_validation=val is not None, initial_epoch=initial_epoch) + list(callbacks)
+    callbacks = phase_callbacks(preset, has_validation=val is not None, initial_epoch=initial_epoch,
+                                model=model) + list(callbacks)
     if preset.train_batchnorm and batchnorm_layers(model):  # first: validation and saving see fresh statistics
         callbacks.insert(0, BatchNormRecalibration(sample_batches(train)))
     if state is not None:
@@ -148,7 +149,8 @@ def _keep_better(model, start, val, history, preset, callbacks):
     for callback in callbacks:  # the run's best model is the start's again
         if isinstance(callback, AtomicModelCheckpoint) and not callback.save_weights_only:
             io.save_model(model, callback.filepath)
-            callback.best = -start_score[1] if callback.monitor.endswith("loss") else start_score[0]
+            callback.best = selection_value({"val_accuracy": start_score[0], "val_loss": -start_score[1]},
+                                            callback.monitor)
 
 
 def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None, callbacks=(), class_weight=None,
@@ -170,7 +172,7 @@ def run_phases(model, train, val, phases, *, checkpoint_path=None, csv_path=None
     if cache_features:
         check_cacheable(model, phases[0][1])
     spanning = run_callbacks(phases[0][1], has_validation=val is not None, checkpoint_path=checkpoint_path,
-                             csv_path=csv_path) + list(callbacks)
+                             csv_path=csv_path, model=model) + list(callbacks)
     todo, epoch = state.plan(phases) if state else ([(i, n, p, 0) for i, (n, p) in enumerate(phases)], 0)
     if state:
         state.watch_run(spanning)

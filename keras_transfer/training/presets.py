@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from keras_transfer.models.heads import task_loss, task_metrics, task_of
-from keras_transfer.training.callbacks import AtomicModelCheckpoint
+from keras_transfer.training.callbacks import AtomicModelCheckpoint, SelectionMonitor, selection_value
 from keras_transfer.training.optimizers import block_multipliers, make_optimizer as build_optimizer
 from keras_transfer.training.schedules import make_schedule
 from keras_transfer.errors import KerasTransferError, unknown_name
@@ -35,7 +35,9 @@ class Preset:
         epochs: epochs of the phase.
         patience: EarlyStopping patience (epochs without improvement; best weights restored).
         reduce_lr_patience: ReduceLROnPlateau patience (halves the rate), or 0 for none.
-        monitor: the metric the callbacks watch (falls back to `"loss"` without validation data).
+        monitor: the metric the callbacks watch (falls back to `"loss"` without validation data); an accuracy is
+            judged with its loss breaking ties (`callbacks.selection_value`); `"auto"`: `"val_accuracy"` for a
+            classifier, `"val_loss"` for regression and multi-label heads.
         solver: `"gradient"` (fit with the optimizer) or `"linear"` (a head-only phase solved to convergence
             by `linear_probe.fit_linear_head`, one "epoch").
         views: for `solver="linear"`: shifted copies of each training image whose features join the probe's
@@ -214,14 +216,18 @@ def compile_model(model, preset="feature_extraction", *, optimizer=None, loss=No
     return preset
 
 
-def _monitor(preset, has_validation):
-    monitor = preset.monitor if has_validation or not preset.monitor.startswith("val_") else preset.monitor[4:]
+def _monitor(preset, has_validation, model=None):
+    monitor = preset.monitor
+    if monitor == "auto":
+        monitor = "val_accuracy" if model is None or task_of(model) == "classification" else "val_loss"
+    monitor = monitor if has_validation or not monitor.startswith("val_") else monitor[4:]
     return monitor, ("max" if "acc" in monitor else "min")
 
 
-class BudgetedEarlyStopping(keras.callbacks.EarlyStopping):
+class BudgetedEarlyStopping(SelectionMonitor, keras.callbacks.EarlyStopping):
     """EarlyStopping that watches every epoch (its best weights may come from any of them) but cannot stop the
-    run before epoch `min_epoch` (Keras's `start_from_epoch` would also ignore those epochs' weights)."""
+    run before epoch `min_epoch` (Keras's `start_from_epoch` would also ignore those epochs' weights); an accuracy
+    monitor is judged with its loss breaking ties (`callbacks.selection_value`)."""
 
     def __init__(self, *, min_epoch=0, **kwargs):
         super().__init__(**kwargs)
@@ -232,11 +238,15 @@ class BudgetedEarlyStopping(keras.callbacks.EarlyStopping):
         if self.stopped_epoch == epoch and epoch + 1 < self.min_epoch:  # within the step budget: go on
             self.stopped_epoch, self.model.stop_training = 0, False
 
+    def get_monitor_value(self, logs):
+        return None if super().get_monitor_value(logs) is None else selection_value(logs, self.monitor)
 
-def phase_callbacks(preset, *, has_validation=True, initial_epoch=0):
+
+def phase_callbacks(preset, *, has_validation=True, initial_epoch=0, model=None):
     """Callbacks that start afresh each phase: TerminateOnNaN, EarlyStopping (best weights restored; not
-    before the phase's warmup and `min_steps` are done) and, without a schedule, ReduceLROnPlateau."""
-    monitor, mode = _monitor(preset, has_validation)
+    before the phase's warmup and `min_steps` are done) and, without a schedule, ReduceLROnPlateau. `model`
+    resolves `monitor="auto"` by its head's task (`None`: a classifier's)."""
+    monitor, mode = _monitor(preset, has_validation, model)
     first = initial_epoch
     if preset.steps_per_epoch:
         first += math.ceil(max(preset.min_steps, preset.warmup_steps) / preset.steps_per_epoch)
@@ -249,10 +259,10 @@ def phase_callbacks(preset, *, has_validation=True, initial_epoch=0):
     return callbacks
 
 
-def run_callbacks(preset, *, has_validation=True, checkpoint_path=None, csv_path=None):
+def run_callbacks(preset, *, has_validation=True, checkpoint_path=None, csv_path=None, model=None):
     """Callbacks that span all phases of a run: the best-model checkpoint (written atomically, never on a
-    NaN value) and the CSV log."""
-    monitor, mode = _monitor(preset, has_validation)
+    NaN value) and the CSV log. `model` resolves `monitor="auto"` as in `phase_callbacks`."""
+    monitor, mode = _monitor(preset, has_validation, model)
     callbacks = []
     if checkpoint_path:
         os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)

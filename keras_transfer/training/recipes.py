@@ -8,7 +8,8 @@
   breaking ties (Kumar et al., ICLR 2022).
 - `gradual`: the converged head, then one more top block per stage, the optimizer (its moments and step count)
   carried across stages under one schedule (ULMFiT's gradual unfreezing).
-- `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay.
+- `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay; a classifier keeps
+  its epoch of best validation accuracy, the loss breaking ties.
 - `auto` (the default) picks one by the data and says which and why: without pretrained weights `scratch`;
   under 20 training images a class the converged head alone (fine-tuning after it was measured to help or hurt
   by chance there); up to 20,000 images `lp_ft`; beyond, `two_phase`.
@@ -153,10 +154,11 @@ def _stages(size, options, pretrained, *, rate, schedule):
 
 def scratch(size, options, pretrained=False):
     """Every layer from random weights, BatchNorm trained (momentum 0.9, so its statistics follow within a few
-    hundred steps), Adam with warmup and cosine decay."""
+    hundred steps), Adam with warmup and cosine decay; a classifier keeps its epoch of best validation accuracy,
+    the loss breaking ties (a from-scratch network's lowest-loss epoch can be an untrained one)."""
     preset = get_preset("fine_tune_all", name="scratch", learning_rate=options.fine_tune_learning_rate or 3e-4,
                         label_smoothing=options.label_smoothing, schedule="cosine", warmup=0.1, train_batchnorm=True,
-                        batchnorm_momentum=0.9, patience=5)
+                        batchnorm_momentum=0.9, patience=5, monitor="auto")
     return [("scratch", budget(preset, size, epochs=options.fine_tune_epochs or options.head_epochs,
                                min_steps=MIN_SCRATCH_STEPS, batch_size=options.batch_size))]
 
