@@ -69,6 +69,26 @@ def test_criteria_are_checked_on_the_mean_of_the_seeds(tmp_path):
 
 
 @pytest.mark.backend_free
+def test_a_scratch_figure_under_the_superseded_epoch_rule_is_replaced_by_a_re_measurement_and_marked_until_then(
+        tmp_path):
+    old_rule = dict(method="scratch", epoch_rule="lowest val_loss")
+    rows = [dict(task=t, k=5, seed=s, method=m, accuracy=0.8) for t in ("digits", "photos") for s in (0, 1)
+            for m in ("linear_probe", "auto")]
+    rows += [dict(task=t, k=5, seed=s, accuracy=0.3, **old_rule) for t in ("digits", "photos") for s in (0, 1)]
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    _write(new, [dict(task="digits", k=5, seed=s, method="scratch", accuracy=0.5) for s in (0, 1)]
+           + [dict(task="photos", k=5, seed=0, method="scratch", accuracy=0.5)])
+    _write(old, rows)
+    for order in ([new, old], [old, new]):  # the re-measurement wins in either file order
+        lines = criteria_table.table(criteria_table.load([str(p) for p in order])).splitlines()
+        digits = [cell.strip() for cell in next(line for line in lines if "| digits |" in line).split("|")[1:-1]]
+        photos = [cell.strip() for cell in next(line for line in lines if "| photos |" in line).split("|")[1:-1]]
+        assert digits[7] == "0.500"  # both seeds re-measured: no mark
+        assert photos[7] == "0.400" + criteria_table.OLD_RULE  # seed 1 still the old rule's 0.3: marked
+        assert any("lowest-validation-loss" in line for line in lines)
+
+
+@pytest.mark.backend_free
 def test_task_cells_are_the_mean_of_the_seeds_both_models_have_signed_so_positive_favours_transfer():
     rows = [dict(task="regression", model="transfer", train=50, seed=0, rmse=2.0),
             dict(task="regression", model="transfer", train=50, seed=1, rmse=3.0),
