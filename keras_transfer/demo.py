@@ -148,7 +148,8 @@ def train_pretrained(split, *, weights, seed, recipe="auto", epochs=None, cut=DE
 
 def train_scratch(split, *, seed, epochs=None, cut=DEMO_CUT, verbose=0):
     """The same network from random weights, trained as the library trains any model without pretrained weights
-    (`auto` -> `scratch`: every layer, Adam 3e-4 with warmup and cosine decay, the same validation split)."""
+    (`auto` -> `scratch`: every layer, Adam 3e-4 with warmup and cosine decay, the same validation split, the epoch of
+    best validation accuracy kept)."""
     model = _demo_model(split, None, seed, cut)
     result = run_recipe(model, (split.x_train, split.y_train), (split.x_val, split.y_val), recipe="auto",
                         pretrained=False, options=RecipeOptions(fine_tune_epochs=epochs), verbose=verbose)
