@@ -71,8 +71,8 @@ def table(records):
         fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
         sgn = lambda v: "" if v is None else f"{v:+.3f}"  # noqa: E731
         lines.append(f"| {backend} | {size} | {task} | {k} | {seeds} | {fmt(probe)} | "
-                     f"{fmt(auto)} | {fmt(scratch)}{OLD_RULE if key in old else ''} | {sgn(d_probe)} | {mark(crit1)} | {sgn(d_scratch)} | "
-                     f"{mark(crit2)} | {mark(crit3)} | {what} |")
+                     f"{fmt(auto)} | {fmt(scratch)}{OLD_RULE if key in old else ''} | {sgn(d_probe)} | {mark(crit1)} | "
+                     f"{sgn(d_scratch)} | {mark(crit2)} | {mark(crit3)} | {what} |")
     if old:
         lines.append(f"\n{OLD_RULE} measured while the `scratch` recipe kept its lowest-validation-loss epoch "
                      "(records with an `epoch_rule`), not yet re-measured under the best-validation-accuracy rule.")

@@ -179,8 +179,8 @@ def test_auto_monitor_restores_a_classifier_s_best_accuracy_epoch(small_cnn, tmp
 
 
 def test_auto_monitor_watches_the_loss_of_a_regression_head(small_cnn):
-    model = build_model(small_cnn(filters=(4, 4, 4, 4, 4)), "regression", outputs=1, input_size=32, augmentation=None, target_mean=[0.0],
-                        target_scale=[1.0])
+    model = build_model(small_cnn(filters=(4, 4, 4, 4, 4)), "regression", outputs=1, input_size=32, augmentation=None,
+                        target_mean=[0.0], target_scale=[1.0])
     preset = get_preset("fine_tune", monitor="auto")
     (stopping,) = [c for c in phase_callbacks(preset, model=model) if isinstance(c, keras.callbacks.EarlyStopping)]
     assert (stopping.monitor, stopping.mode) == ("val_loss", "min")

@@ -49,8 +49,8 @@ class SelectionMonitor:
     def _is_improvement(self, monitor_value, reference_value):
         if reference_value is None:
             return True
-        value = float(monitor_value) - self.min_delta
-        return value > float(reference_value) if self.monitor_op is keras.ops.greater else value < float(reference_value)
+        value, reference = float(monitor_value) - self.min_delta, float(reference_value)
+        return value > reference if self.monitor_op is keras.ops.greater else value < reference
 
 
 class NonFiniteLossError(WorkFailedError):
