@@ -29,20 +29,14 @@ def cells(records):
     """`{(backend, size, task, k): {method: [accuracy per seed]}}`, plus what `auto` ran per seed and the cells
     whose `scratch` figure comes from a record with an `epoch_rule` (one measured while the `scratch` recipe kept
     its lowest-validation-loss epoch, before 2026-12-07): a record without one replaces it, in any file order."""
-    found, ran, old = {}, {}, {}
-    for r in records:
+    found, ran, old_rule = {}, {}, {}
+    for r in sorted(records, key=lambda r: "epoch_rule" not in r):  # stable: a re-measurement comes later and wins
         key = (r["backend"], r["size"], r["task"], r["k"])
-        seeds = found.setdefault(key, {}).setdefault(r["method"], {})
-        if "epoch_rule" in r and r["seed"] in seeds and r["seed"] not in old.get(key, set()):
-            continue  # a re-measurement under the current rule is already here
-        seeds[r["seed"]] = r["accuracy"]
-        if "epoch_rule" in r:
-            old.setdefault(key, set()).add(r["seed"])
-        elif r["method"] == "scratch":
-            old.get(key, set()).discard(r["seed"])
+        found.setdefault(key, {}).setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
+        old_rule.setdefault(key, {})[r["method"], r["seed"]] = "epoch_rule" in r
         if r["method"] == "auto" and "ran" in r:
             ran.setdefault(key, {})[r["seed"]] = r["ran"]
-    return found, ran, {key for key, seeds in old.items() if seeds}
+    return found, ran, {key for key, rules in old_rule.items() if any(rules.values())}
 
 
 def mark(ok):

@@ -7,8 +7,8 @@
 captured. For each one the driver writes `results/<name>.started` before it starts and `results/<name>.json`
 (`ok`, `stdout`, `stderr`, `error`: the traceback or the exit code, `seconds`: its wall time, to see which script
 the process's time went to, `backend`: the Keras backend it ran on) after it ends, so one failing script does not
-stop the others, and a crash of the whole process shows in which script it happened (a `.started` without its `.json`). The driver exits 0 once every
-script has been run, whatever their outcome.
+stop the others, and a crash of the whole process shows in which script it happened (a `.started` without its
+`.json`). The driver exits 0 once every script has been run, whatever their outcome.
 
 Keras, TensorFlow or JAX are imported and set up once for all the scripts instead of once each, and the test
 backbone `tinyvgg` (tests/tiny_backbone.py, beside this script) is registered for them.
