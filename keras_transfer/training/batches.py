@@ -26,3 +26,36 @@ def numpy_batches(data, batch_size, *, needs="This"):
                 f"Received: an element of type {type(element).__name__}"
             )
         yield numpy(element[0]), numpy(element[1])
+
+
+def reshuffled_batches(x, y, batch_size=None):
+    """`(x, y)` arrays as a `tf.data.Dataset` of `(inputs, labels)` batches in a new order every epoch.
+
+    Why: on TensorFlow, `fit(x, y, shuffle=True)` draws each epoch's permutation inside a `tf.data` map that Keras
+    iterates afresh every epoch; once a global seed is set (`keras.utils.set_random_seed`, as every seeded run
+    does) the draw repeats, and every epoch trains on the same batches (measured with Keras 3.15 and TF 2.21; JAX's
+    arrays are permuted by numpy and reshuffle). Here `Dataset.shuffle(reshuffle_each_iteration=True)` orders the
+    row indices, reproducibly under the seed, and each batch is gathered from the arrays (no copy of them is made).
+
+    Args:
+        x: an array, or a dict of arrays (a text model's token ids and mask), rows first.
+        y: the labels, rows first.
+        batch_size: rows per batch (`None`: 32, Keras's default); the last batch may be smaller.
+    """
+    import tensorflow as tf  # the TensorFlow backend's input pipeline
+
+    arrays = [np.asarray(a) for a in keras.tree.flatten((x, y))]
+
+    def gather(indices):
+        indices = np.sort(indices)  # rows read in order; the batch's order does not matter to a step
+        return [a[indices] for a in arrays]
+
+    def batch(indices):
+        parts = tf.numpy_function(gather, [indices], [tf.as_dtype(a.dtype) for a in arrays], stateful=False)
+        for part, a in zip(parts, arrays):
+            part.set_shape((None,) + a.shape[1:])
+        return keras.tree.pack_sequence_as((x, y), parts)
+
+    rows = len(arrays[-1])
+    return (tf.data.Dataset.range(rows).shuffle(rows, reshuffle_each_iteration=True).batch(batch_size or 32)
+            .map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))

@@ -16,6 +16,7 @@ from keras_transfer.errors import KerasTransferError
 from keras_transfer.history import history_columns
 from keras_transfer.models.classifier import get_backbone
 from keras_transfer.models.freezing import check_strategy, freeze
+from keras_transfer.training.batches import reshuffled_batches
 from keras_transfer.training.batchnorm import BatchNormRecalibration, batchnorm_layers, sample_batches
 from keras_transfer.training.caching import check_cacheable, train_phase_cached
 from keras_transfer.training.callbacks import AtomicModelCheckpoint, selection_value
@@ -99,6 +100,8 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
         state.watch(model, callbacks)
         callbacks.append(state)  # last: it saves what the other callbacks made of the epoch
     x, y = train if isinstance(train, tuple) else (train, None)
+    if y is not None and keras.backend.backend() == "tensorflow":  # Keras's own shuffle repeats under a seed
+        x, y = reshuffled_batches(x, y, preset.batch_size), None
     start = _starting_point(model, val, preset)
     shuffle = y is not None  # a dataset shuffles itself; Keras warns when asked to.
     history = model.fit(x, y, validation_data=val, shuffle=shuffle, epochs=initial_epoch + preset.epochs,
