@@ -23,20 +23,27 @@ def load(paths):
 
 
 OLD_RULE = "†"  # the cell's scratch figure was measured under a superseded best-epoch rule
+FIXED_ORDER = "‡"  # the cell's figure was trained, on TensorFlow, on one batch order repeated every epoch
+SUPERSEDED = {"epoch_rule": OLD_RULE, "epoch_order": FIXED_ORDER}  # a record's key -> the cell's mark
 
 
 def cells(records):
-    """`{(backend, size, task, k): {method: [accuracy per seed]}}`, plus what `auto` ran per seed and the cells
-    whose `scratch` figure comes from a record with an `epoch_rule` (one measured while the `scratch` recipe kept
-    its lowest-validation-loss epoch, before 2026-12-07): a record without one replaces it, in any file order."""
-    found, ran, old_rule = {}, {}, {}
-    for r in sorted(records, key=lambda r: "epoch_rule" not in r):  # stable: a re-measurement comes later and wins
+    """`{(backend, size, task, k): {method: [accuracy per seed]}}`, plus what `auto` ran per seed and
+    `{(key, method): marks}` for the figures that come from superseded records: an `epoch_rule` (measured while
+    the `scratch` recipe kept its lowest-validation-loss epoch, before 2026-12-07) or an `epoch_order` (trained on
+    TensorFlow while a seeded run on arrays repeated one batch order every epoch, before 2026-12-07's fix). A record
+    with fewer of those keys replaces one with more, in any file order."""
+    found, ran, tags = {}, {}, {}
+    superseded = lambda r: sum(key in r for key in SUPERSEDED)  # noqa: E731
+    for r in sorted(records, key=superseded, reverse=True):  # stable: a re-measurement comes later and wins
         key = (r["backend"], r["size"], r["task"], r["k"])
         found.setdefault(key, {}).setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
-        old_rule.setdefault(key, {})[r["method"], r["seed"]] = "epoch_rule" in r
+        tags.setdefault((key, r["method"]), {})[r["seed"]] = "".join(m for k, m in SUPERSEDED.items() if k in r)
         if r["method"] == "auto" and "ran" in r:
             ran.setdefault(key, {})[r["seed"]] = r["ran"]
-    return found, ran, {key for key, rules in old_rule.items() if any(rules.values())}
+    marks = {cell: "".join(m for m in SUPERSEDED.values() if any(m in t for t in seeds.values()))
+             for cell, seeds in tags.items()}
+    return found, ran, {cell: m for cell, m in marks.items() if m}
 
 
 def mark(ok):
@@ -44,7 +51,7 @@ def mark(ok):
 
 
 def table(records):
-    found, ran, old = cells(records)
+    found, ran, marks = cells(records)
     lines = ["| backend | px | task | K | seeds | probe (C on val) | auto | scratch | auto - probe | >= -0.01 | "
              "auto - scratch | >= +0.10 (K <= 10) | >= +0.02 (K = 50) | auto ran |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -65,11 +72,16 @@ def table(records):
         fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
         sgn = lambda v: "" if v is None else f"{v:+.3f}"  # noqa: E731
         lines.append(f"| {backend} | {size} | {task} | {k} | {seeds} | {fmt(probe)} | "
-                     f"{fmt(auto)} | {fmt(scratch)}{OLD_RULE if key in old else ''} | {sgn(d_probe)} | {mark(crit1)} | "
+                     f"{fmt(auto)}{marks.get((key, 'auto'), '')} | {fmt(scratch)}{marks.get((key, 'scratch'), '')} | "
+                     f"{sgn(d_probe)} | {mark(crit1)} | "
                      f"{sgn(d_scratch)} | {mark(crit2)} | {mark(crit3)} | {what} |")
-    if old:
+    shown = set("".join(marks.values()))
+    if OLD_RULE in shown:
         lines.append(f"\n{OLD_RULE} measured while the `scratch` recipe kept its lowest-validation-loss epoch "
                      "(records with an `epoch_rule`), not yet re-measured under the best-validation-accuracy rule.")
+    if FIXED_ORDER in shown:
+        lines.append(f"\n{FIXED_ORDER} trained on TensorFlow while a seeded run on arrays repeated one batch order "
+                     "every epoch (records with an `epoch_order`), not yet re-measured with a new order each epoch.")
     return "\n".join(lines)
 
 

@@ -89,6 +89,31 @@ def test_a_scratch_figure_under_the_superseded_epoch_rule_is_replaced_by_a_re_me
 
 
 @pytest.mark.backend_free
+def test_a_figure_trained_on_one_repeated_batch_order_is_marked_and_a_record_with_fewer_marks_wins(tmp_path):
+    fixed = dict(epoch_order="fixed")
+    rows = [dict(task="photos", k=k, seed=s, method="linear_probe", accuracy=0.6) for k in (5, 50) for s in (0, 1)]
+    rows += [dict(task="photos", k=50, seed=s, method="auto", accuracy=0.7, ran="lp_ft: head+fine_tune", **fixed)
+             for s in (0, 1)]
+    rows += [dict(task="photos", k=5, seed=s, method="auto", accuracy=0.7, ran="lp_ft: head") for s in (0, 1)]
+    rows += [dict(task="photos", k=5, seed=s, method="scratch", accuracy=0.2, epoch_rule="lowest val_loss", **fixed)
+             for s in (0, 1)]
+    later = [dict(task="photos", k=5, seed=0, method="scratch", accuracy=0.4, **fixed),  # the new rule, same order
+             dict(task="photos", k=5, seed=1, method="scratch", accuracy=0.5),  # both fixed
+             dict(task="photos", k=50, seed=0, method="auto", accuracy=0.8, ran="lp_ft: head+fine_tune")]
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    _write(new, later)
+    _write(old, rows)
+    for order in ([new, old], [old, new]):
+        lines = criteria_table.table(criteria_table.load([str(p) for p in order])).splitlines()
+        k5, k50 = ([cell.strip() for cell in next(line for line in lines if f"| photos | {k} |" in line)
+                    .split("|")[1:-1]] for k in (5, 50))
+        assert k5[6:8] == ["0.700", "0.450" + criteria_table.FIXED_ORDER]  # no old rule left; seed 0's order
+        assert k50[6] == "0.750" + criteria_table.FIXED_ORDER  # seed 1 not re-measured yet
+        assert any("one batch order" in line for line in lines)
+        assert not any("lowest-validation-loss" in line for line in lines)
+
+
+@pytest.mark.backend_free
 def test_task_cells_are_the_mean_of_the_seeds_both_models_have_signed_so_positive_favours_transfer():
     rows = [dict(task="regression", model="transfer", train=50, seed=0, rmse=2.0),
             dict(task="regression", model="transfer", train=50, seed=1, rmse=3.0),

@@ -42,7 +42,7 @@ def reshuffled_batches(x, y, batch_size=None):
         y: the labels, rows first.
         batch_size: rows per batch (`None`: 32, Keras's default); the last batch may be smaller.
     """
-    import tensorflow as tf  # the TensorFlow backend's input pipeline
+    import tensorflow as tf  # lazy: under JAX, TensorFlow loads only for a tf.data pipeline or an export
 
     arrays = [np.asarray(a) for a in keras.tree.flatten((x, y))]
 
