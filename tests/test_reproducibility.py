@@ -14,7 +14,8 @@ from keras_transfer.training.phases import train_phase
 from keras_transfer.training.presets import get_preset
 from keras_transfer.runs.train import train_from_folder
 
-RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=2, batch_size=4,
+RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=2,
+           batch_size=4,
            augmentation="light", dropout=0.5, verbose=0)
 
 
@@ -65,7 +66,8 @@ def test_a_seeded_run_on_arrays_sees_a_new_order_every_epoch(monkeypatch):
     monkeypatch.setattr(presets, "default_metrics", lambda model: [_OrderSignature()])
     keras.utils.set_random_seed(0)
     x, y = np.random.default_rng(0).random((40, 8, 8, 3), dtype="float32"), np.arange(40) % 4
-    model = build_classifier(make_small_cnn(size=8, filters=(4,) * 5), 4, input_size=8, augmentation="none", dropout=0.0)
+    model = build_classifier(make_small_cnn(size=8, filters=(4,) * 5), 4, input_size=8, augmentation="none",
+                             dropout=0.0)
     history, _ = train_phase(model, (x, y), preset=get_preset("feature_extraction", epochs=4, batch_size=5),
                              verbose=0)
     orders = history.history["order"]

@@ -8,8 +8,9 @@ from keras_transfer.errors import KerasTransferError
 
 
 def numpy_batches(data, batch_size, *, needs="This"):
-    """Yields numpy `(inputs, labels)` batches (inputs: an array, or a dict of arrays) of `data` once, in order: arrays cut into `batch_size` pieces,
-    a dataset's own batches as they come. `needs` names the caller in the error for a malformed dataset."""
+    """Yields numpy `(inputs, labels)` batches (inputs: an array, or a dict of arrays) of `data` once, in order:
+    arrays cut into `batch_size` pieces, a dataset's own batches as they come. `needs` names the caller in the error
+    for a malformed dataset."""
     def numpy(tree):  # an array, or a dict of them (a text model's token ids and mask)
         return keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), tree)
 

@@ -81,8 +81,9 @@ def train_phase(model, train, val=None, *, preset, initial_epoch=0, callbacks=()
     `state` (a `checkpoints.TrainingState`) sees the phase's callbacks, restores a resumed phase's
     optimizer state and writes `last.keras` + `state.json` after every epoch. With `preset.keep_optimizer`
     the new optimizer starts from the last one's state (gradual unfreezing); with `preset.train_batchnorm`
-    the BatchNorm statistics are re-estimated before each validation (`batchnorm`); with `preset.keep_start` the phase's starting
-    weights come back unless the phase's beat them on validation accuracy, the loss breaking ties.
+    the BatchNorm statistics are re-estimated before each validation (`batchnorm`); with `preset.keep_start` the
+    phase's starting weights come back unless the phase's beat them on validation accuracy, the loss breaking ties.
+    On TensorFlow, `(x, y)` arrays train as `batches.reshuffled_batches` (a new order every epoch under a seed).
     """
     if preset.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, preset.batchnorm_momentum)
