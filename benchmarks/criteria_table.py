@@ -6,6 +6,7 @@ cell with one seed is visible as such). Criteria (issue 25): `auto >= probe - 0.
 regression on the same frozen features with C chosen on validation (`linear_probe`).
 
     python benchmarks/criteria_table.py benchmarks/results/mobilenetv2_96_*.jsonl
+    python benchmarks/criteria_table.py --versus lp_ft benchmarks/results/*.jsonl   # another recipe against `auto`
 """
 
 import argparse
@@ -25,6 +26,7 @@ def load(paths):
 OLD_RULE = "†"  # the cell's scratch figure was measured under a superseded best-epoch rule
 FIXED_ORDER = "‡"  # the cell's figure was trained, on TensorFlow, on one batch order repeated every epoch
 SUPERSEDED = {"epoch_rule": OLD_RULE, "epoch_order": FIXED_ORDER}  # a record's key -> the cell's mark
+CRITERIA_METHODS = ("linear_probe", "auto", "scratch")
 
 
 def cells(records):
@@ -59,7 +61,7 @@ def table(records):
         backend, size, task, k = key
         methods = found[key]
         mean = {m: float(np.mean(list(v.values()))) for m, v in methods.items()}
-        per_method = {m: ",".join(map(str, sorted(v))) for m, v in methods.items() if m != "linear_probe_c1"}
+        per_method = {m: ",".join(map(str, sorted(v))) for m, v in methods.items() if m in CRITERIA_METHODS}
         seeds = (next(iter(per_method.values())) if len(set(per_method.values())) == 1
                  else "; ".join(f"{m} {s}" for m, s in per_method.items()))  # a cell missing a seed shows it
         probe, auto, scratch = (mean.get(m) for m in ("linear_probe", "auto", "scratch"))
@@ -85,11 +87,38 @@ def table(records):
     return "\n".join(lines)
 
 
+def versus(records, method):
+    """Another recipe (`method`, e.g. `lp_ft` below 20 a class) against `auto` on the seeds both ran, per cell:
+    the means, the difference, and in how many seeds the recipe kept its fine-tuning (its `ran` line)."""
+    found, _, _ = cells(records)
+    kept = {}
+    for r in records:
+        if r["method"] == method and "ran" in r:
+            kept.setdefault((r["backend"], r["size"], r["task"], r["k"]), {})[r["seed"]] = (
+                "fine_tune" in r["ran"] and "reverted" not in r["ran"])
+    lines = [f"| backend | px | task | K | seeds | probe (C on val) | auto | {method} | {method} - auto | "
+             "fine-tuning kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(found):
+        methods = found[key]
+        seeds = sorted(set(methods.get(method, {})) & set(methods.get("auto", {})))
+        if not seeds:
+            continue
+        mean = {m: float(np.mean([methods[m][s] for s in seeds])) for m in (method, "auto")}
+        probe = methods.get("linear_probe", {})
+        probe = f"{np.mean([probe[s] for s in seeds]):.3f}" if all(s in probe for s in seeds) else ""
+        n_kept = sum(kept.get(key, {}).get(s, False) for s in seeds)
+        lines.append(f"| {' | '.join(map(str, key))} | {','.join(map(str, seeds))} | {probe} | {mean['auto']:.3f} | "
+                     f"{mean[method]:.3f} | {mean[method] - mean['auto']:+.3f} | {n_kept} of {len(seeds)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("jsonl", nargs="+", help="files written by benchmarks/recipes.py --jsonl")
+    parser.add_argument("--versus", metavar="RECIPE", help="compare this recipe with `auto` instead of the criteria")
     args = parser.parse_args(argv)
-    print(table(load(args.jsonl)))
+    records = load(args.jsonl)
+    print(versus(records, args.versus) if args.versus else table(records))
 
 
 if __name__ == "__main__":

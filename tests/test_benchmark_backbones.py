@@ -114,6 +114,21 @@ def test_a_figure_trained_on_one_repeated_batch_order_is_marked_and_a_record_wit
 
 
 @pytest.mark.backend_free
+def test_another_recipe_is_compared_with_auto_on_the_seeds_both_ran_and_kept_fine_tuning_is_counted():
+    rows = [dict(task="photos", k=5, seed=s, method="auto", accuracy=a, ran="lp_ft: head")
+            for s, a in ((0, 0.5), (1, 0.6), (2, 0.9))]
+    rows += [dict(task="photos", k=5, seed=s, method="linear_probe", accuracy=0.4) for s in (0, 1, 2)]
+    rows += [dict(task="photos", k=5, seed=0, method="lp_ft", accuracy=0.5,
+                  ran="lp_ft: head+fine_tune (fine-tuning reverted to the probe)"),
+             dict(task="photos", k=5, seed=1, method="lp_ft", accuracy=0.8, ran="lp_ft: head+fine_tune"),
+             dict(task="digits", k=5, seed=0, method="auto", accuracy=0.5, ran="lp_ft: head")]  # no lp_ft: no row
+    lines = criteria_table.versus([dict(backend="jax", size=96, **r) for r in rows], "lp_ft").splitlines()
+    assert "| lp_ft - auto |" in lines[0] and len(lines) == 3
+    cells = [cell.strip() for cell in lines[2].split("|")[1:-1]]
+    assert cells == ["jax", "96", "photos", "5", "0,1", "0.400", "0.550", "0.650", "+0.100", "1 of 2"]
+
+
+@pytest.mark.backend_free
 def test_task_cells_are_the_mean_of_the_seeds_both_models_have_signed_so_positive_favours_transfer():
     rows = [dict(task="regression", model="transfer", train=50, seed=0, rmse=2.0),
             dict(task="regression", model="transfer", train=50, seed=1, rmse=3.0),
