@@ -70,7 +70,9 @@ def test_early_stopping_cannot_end_a_phase_before_its_warmup_and_minimum():
 @pytest.mark.backend_free
 @pytest.mark.parametrize("pretrained, strategy, images, expected, phases", [
     (True, "top_blocks", 300, "lp_ft", ["head", "fine_tune"]),
-    (True, "top_blocks", 57, "lp_ft", ["head"]),  # under 20 a class: the converged head alone
+    (True, "top_blocks", 57, "lp_ft", ["head", "fine_tune"]),  # 19 a class: fine-tuning, kept if it pays
+    (True, "top_blocks", 9, "lp_ft", ["head", "fine_tune"]),  # 3 a class: still
+    (True, "top_blocks", 8, "lp_ft", ["head"]),  # under 3 a class: the converged head alone
     (True, "head_only", 300, "lp_ft", ["head"]),
     (True, "gradual", 300, "gradual", ["head", "fine_tune_1", "fine_tune_2"]),
     (True, "top_blocks", 50_000, "two_phase", ["head", "fine_tune"]),

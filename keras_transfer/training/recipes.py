@@ -11,8 +11,9 @@
 - `scratch`: every layer, BatchNorm included, from random weights, under warmup and cosine decay; a classifier keeps
   its epoch of best validation accuracy, the loss breaking ties.
 - `auto` (the default) picks one by the data and says which and why: without pretrained weights `scratch`;
-  under 20 training images a class the converged head alone (fine-tuning after it was measured to help or hurt
-  by chance there); up to 20,000 images `lp_ft`; beyond, `two_phase`.
+  under 3 training images a class (20 for texts) the converged head alone; up to 20,000 images `lp_ft` (the
+  fine-tuning kept only when it beats the probe on validation: measured to pay from 5 a class on real ImageNet
+  features, docs/results-mobilenetv2.md); beyond, `two_phase`.
 
 Every phase has a step budget (`budget`): the batch is capped for tiny data sets, the epochs follow from a
 minimum number of optimizer steps, and EarlyStopping cannot end a phase before its warmup and that minimum.
@@ -40,9 +41,9 @@ from keras_transfer.models.text_registry import PRETRAINED_ATTRIBUTE
 from keras_transfer.training.batchnorm import sample_batches
 from keras_transfer.training.diagnostics import FeatureCollapseCheck
 from keras_transfer.training.regularization import attach_l2sp, regularize_head
-from keras_transfer.training.budget import (FEW_SHOT, MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS, MIN_SCRATCH_STEPS,
-                                            LARGE_DATA, PROBE_VIEWS, PROBE_VIEWS_UP_TO, PROBE_VIEWS_WHY, DataSize,
-                                            budget)
+from keras_transfer.training.budget import (FEW_SHOT, FEW_SHOT_WHY, MIN_FINE_TUNE_STEPS, MIN_HEAD_STEPS,
+                                            MIN_SCRATCH_STEPS, LARGE_DATA, PROBE_VIEWS, PROBE_VIEWS_UP_TO,
+                                            PROBE_VIEWS_WHY, TEXT_FEW_SHOT, DataSize, budget)
 from keras_transfer.training.phases import batch_of, images_in, run_phases
 from keras_transfer.training.presets import Preset, get_preset
 
@@ -166,9 +167,9 @@ def scratch(size, options, pretrained=False):
 NAMED = dict(two_phase=two_phase, lp_ft=lp_ft, gradual=gradual, scratch=scratch)
 
 
-def choose_recipe(size, options, pretrained):
+def choose_recipe(size, options, pretrained, few_shot=FEW_SHOT):
     """`(recipe name, why)`, or `(recipe name, why, strategy)` where the data also decide the strategy: what
-    `"auto"` runs for this data."""
+    `"auto"` runs for this data. Under `few_shot` training examples a class: the converged head alone."""
     if not pretrained and options.strategy == "head_only":
         return "lp_ft", "no pretrained weights, strategy 'head_only': the head alone, fitted on the random features"
     if not pretrained:
@@ -179,16 +180,16 @@ def choose_recipe(size, options, pretrained):
         return "two_phase", (f"{size.images} training images (over {LARGE_DATA}): the head trains by gradient "
                              "steps, cheaper there than solving it on every image's features")
     per_class = size.images / size.classes
-    if per_class < FEW_SHOT:
-        return "lp_ft", (f"{size.images} training images ({per_class:.1f} a class, under {FEW_SHOT}): the head fitted to "
-                         "convergence on the frozen features, no fine-tuning (measured at 3-10 a class, fine-tuning "
-                         "after it moved held-out accuracy by -0.034 to +0.014: its validation split is too small "
-                         "to tell)"), "head_only"
+    if per_class < few_shot:
+        return "lp_ft", (f"{size.images} training images ({per_class:.1f} a class, under {few_shot}): the head fitted "
+                         f"to convergence on the frozen features, no fine-tuning (not measured to pay under {few_shot} "
+                         "a class)"), "head_only"
+    why = f" ({FEW_SHOT_WHY})" if per_class < TEXT_FEW_SHOT else ""  # images only: what fine-tuning there rests on
     return "lp_ft", (f"{size.images} training images ({per_class:.1f} a class): the head fitted to convergence first, "
-                     "then fine-tuning that keeps it only if it does better on validation")
+                     f"then fine-tuning that keeps it only if it does better on validation{why}")
 
 
-def plan_recipe(recipe, size, options=None, *, pretrained=True):
+def plan_recipe(recipe, size, options=None, *, pretrained=True, few_shot=FEW_SHOT):
     """`(recipe name, [(phase name, Preset)], [lines saying what was chosen and why])`.
 
     Example:
@@ -203,7 +204,7 @@ def plan_recipe(recipe, size, options=None, *, pretrained=True):
         raise unknown_name("strategy", options.strategy, STRATEGIES)
     why = [f"recipe '{recipe}'"]
     if recipe == "auto":
-        recipe, reason, *strategy = choose_recipe(size, options, pretrained)
+        recipe, reason, *strategy = choose_recipe(size, options, pretrained, few_shot)
         why = [f"recipe 'auto' -> '{recipe}': {reason}"]
         if strategy:
             options = dataclasses.replace(options, strategy=strategy[0])
@@ -320,7 +321,7 @@ def plan_text_recipe(recipe, size, options=None, *, pretrained=True):
     if options.fine_tune_learning_rate is None:
         rate = TEXT_FINE_TUNE_RATE if pretrained else TEXT_SCRATCH_RATE
         options = dataclasses.replace(options, fine_tune_learning_rate=rate)
-    name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained)
+    name, phases, why = plan_recipe(recipe, size, options, pretrained=pretrained, few_shot=TEXT_FEW_SHOT)
     # one rate for the whole encoder: per-block rates go by inner layer names, and every transformer layer's
     # sublayers share theirs (`self_attention_layer`, ...), so `block_multipliers` cannot tell them apart
     phases = [(phase, dataclasses.replace(preset, views=0) if preset.solver == "linear"  # views shift images
