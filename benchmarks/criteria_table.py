@@ -89,7 +89,8 @@ def table(records):
 
 def versus(records, method):
     """Another recipe (`method`, e.g. `lp_ft` below 20 a class) against `auto` on the seeds both ran, per cell:
-    the means, the difference, and in how many seeds the recipe kept its fine-tuning (its `ran` line)."""
+    the means, the difference, in how many seeds the recipe kept its fine-tuning (its `ran` line), and its margin
+    over `scratch` (the mean of every `scratch` seed of the cell)."""
     found, _, _ = cells(records)
     kept = {}
     for r in records:
@@ -97,7 +98,7 @@ def versus(records, method):
             kept.setdefault((r["backend"], r["size"], r["task"], r["k"]), {})[r["seed"]] = (
                 "fine_tune" in r["ran"] and "reverted" not in r["ran"])
     lines = [f"| backend | px | task | K | seeds | probe (C on val) | auto | {method} | {method} - auto | "
-             "fine-tuning kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"fine-tuning kept | scratch | {method} - scratch |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(found):
         methods = found[key]
         seeds = sorted(set(methods.get(method, {})) & set(methods.get("auto", {})))
@@ -107,8 +108,11 @@ def versus(records, method):
         probe = methods.get("linear_probe", {})
         probe = f"{np.mean([probe[s] for s in seeds]):.3f}" if all(s in probe for s in seeds) else ""
         n_kept = sum(kept.get(key, {}).get(s, False) for s in seeds)
+        scratch = methods.get("scratch", {})  # all of its seeds: a baseline, not paired with the recipe's
+        scratch = float(np.mean(list(scratch.values()))) if scratch else None
         lines.append(f"| {' | '.join(map(str, key))} | {','.join(map(str, seeds))} | {probe} | {mean['auto']:.3f} | "
-                     f"{mean[method]:.3f} | {mean[method] - mean['auto']:+.3f} | {n_kept} of {len(seeds)} |")
+                     f"{mean[method]:.3f} | {mean[method] - mean['auto']:+.3f} | {n_kept} of {len(seeds)} | "
+                     + ("|" if scratch is None else f"{scratch:.3f} | {mean[method] - scratch:+.3f} |"))
     return "\n".join(lines)
 
 

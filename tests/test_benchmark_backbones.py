@@ -121,11 +121,13 @@ def test_another_recipe_is_compared_with_auto_on_the_seeds_both_ran_and_kept_fin
     rows += [dict(task="photos", k=5, seed=0, method="lp_ft", accuracy=0.5,
                   ran="lp_ft: head+fine_tune (fine-tuning reverted to the probe)"),
              dict(task="photos", k=5, seed=1, method="lp_ft", accuracy=0.8, ran="lp_ft: head+fine_tune"),
-             dict(task="digits", k=5, seed=0, method="auto", accuracy=0.5, ran="lp_ft: head")]  # no lp_ft: no row
+             dict(task="digits", k=5, seed=0, method="auto", accuracy=0.5, ran="lp_ft: head"),  # no lp_ft: no row
+             dict(task="photos", k=5, seed=0, method="scratch", accuracy=0.3),
+             dict(task="photos", k=5, seed=3, method="scratch", accuracy=0.4)]  # a baseline: every seed counts
     lines = criteria_table.versus([dict(backend="jax", size=96, **r) for r in rows], "lp_ft").splitlines()
     assert "| lp_ft - auto |" in lines[0] and len(lines) == 3
     cells = [cell.strip() for cell in lines[2].split("|")[1:-1]]
-    assert cells == ["jax", "96", "photos", "5", "0,1", "0.400", "0.550", "0.650", "+0.100", "1 of 2"]
+    assert cells == ["jax", "96", "photos", "5", "0,1", "0.400", "0.550", "0.650", "+0.100", "1 of 2", "0.350", "+0.300"]
 
 
 @pytest.mark.backend_free
