@@ -16,9 +16,8 @@ MIN_FINE_TUNE_STEPS = 200
 MIN_SCRATCH_STEPS = 300
 LARGE_DATA = 20_000  # training images past which `auto` trains the head by gradient steps
 FEW_SHOT = 3  # training images a class under which `auto` fits the head alone (images; benchmarks/recipes.py)
-FEW_SHOT_WHY = ("measured at 3-10 a class on MobileNetV2's ImageNet features, fine-tuning kept by validation added "
-                "+0.04 to +0.09 held-out accuracy on digits at 5-10 a class and moved the other cells by -0.006 to "
-                "+0.020")
+FEW_SHOT_WHY = ("measured at 3-10 a class on MobileNetV2's ImageNet features, both backends: +0.013 to +0.100 "
+                "held-out accuracy on digits, -0.014 to +0.020 on photos and textures")
 TEXT_FEW_SHOT = 20  # the same for texts: fine-tuning an encoder under 20 a class was not measured
 PROBE_VIEWS = 8  # shifted copies of each training image whose features the linear probe also fits
 PROBE_VIEWS_UP_TO = 2_000  # training images up to which it does (9x the feature extraction; cheap below that)

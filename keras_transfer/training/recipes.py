@@ -12,8 +12,8 @@
   its epoch of best validation accuracy, the loss breaking ties.
 - `auto` (the default) picks one by the data and says which and why: without pretrained weights `scratch`;
   under 3 training images a class (20 for texts) the converged head alone; up to 20,000 images `lp_ft` (the
-  fine-tuning kept only when it beats the probe on validation: measured to pay from 5 a class on real ImageNet
-  features, docs/results-mobilenetv2.md); beyond, `two_phase`.
+  fine-tuning kept only when it beats the probe on validation: measured at 3-10 a class on real ImageNet features,
+  docs/results-mobilenetv2.md); beyond, `two_phase`.
 
 Every phase has a step budget (`budget`): the batch is capped for tiny data sets, the epochs follow from a
 minimum number of optimizer steps, and EarlyStopping cannot end a phase before its warmup and that minimum.
