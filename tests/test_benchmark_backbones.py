@@ -127,7 +127,8 @@ def test_another_recipe_is_compared_with_auto_on_the_seeds_both_ran_and_kept_fin
     lines = criteria_table.versus([dict(backend="jax", size=96, **r) for r in rows], "lp_ft").splitlines()
     assert "| lp_ft - auto |" in lines[0] and len(lines) == 3
     cells = [cell.strip() for cell in lines[2].split("|")[1:-1]]
-    assert cells == ["jax", "96", "photos", "5", "0,1", "0.400", "0.550", "0.650", "+0.100", "1 of 2", "0.350", "+0.300"]
+    assert cells == ["jax", "96", "photos", "5", "0,1", "0.400", "0.550", "0.650", "+0.100", "1 of 2",
+                     "0.350", "+0.300"]
 
 
 @pytest.mark.backend_free

@@ -15,8 +15,7 @@ from keras_transfer.training.presets import get_preset
 from keras_transfer.runs.train import train_from_folder
 
 RUN = dict(recipe="two_phase", backbone="tinyvgg", weights=None, input_size=32, strategy="head_only", epochs=2,
-           batch_size=4,
-           augmentation="light", dropout=0.5, verbose=0)
+           batch_size=4, augmentation="light", dropout=0.5, verbose=0)
 
 
 def _history(data, out, seed):
